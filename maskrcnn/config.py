@@ -1,0 +1,320 @@
+"""Typed configuration: model, input, data and solver dataclasses, YAML I/O and dotted overrides.
+
+Every hyper-parameter that differs between frameworks (torchvision, detectron2, mmdetection) is a
+field here, so switching conventions is a config change, never a code fork. Defaults follow
+torchvision's `maskrcnn_resnet50_fpn` (see REFERENCE.md §3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class BackboneConfig:
+    depth: int = 50  # 18, 34, 50, 101, 152
+    groups: int = 1  # ResNeXt cardinality (32 or 64)
+    width_per_group: int = 64  # ResNeXt bottleneck width (4 for 32x4d / 64x4d)
+    norm_eps: float = 0.0  # FrozenBatchNorm eps: torchvision's v1 weights run with 0, v2 with 1e-5
+    stride_in_1x1: bool = False  # caffe-style bottleneck (mmdetection "caffe" ResNets)
+    freeze_at: int = 2  # 0: train all, 1: freeze stem, 2: stem + res2, ... 5: whole trunk
+    fpn_channels: int = 256
+    fpn_norm: str = "none"  # "none" | "bn" (v2)
+    fpn_norm_eps: float = 1e-5
+
+
+@dataclass
+class InputConfig:
+    min_size: tuple[int, ...] = (800,)  # short side; training picks one per image
+    max_size: int = 1333  # cap on the long side
+    pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in channel_order
+    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    pixel_scale: float = 1.0  # 1.0: pixels in [0, 1]; 255.0: pixels in [0, 255] (caffe, detectron2)
+    channel_order: str = "RGB"  # "RGB" | "BGR"
+    size_divisibility: int = 32
+    hflip_prob: float = 0.5  # training only
+
+
+@dataclass
+class AnchorConfig:
+    sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per FPN level P2..P6
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    round_base: bool = True  # torchvision rounds base anchors; detectron2 does not
+
+
+@dataclass
+class RPNConfig:
+    num_convs: int = 1  # v2: 2
+    norm: str = "none"  # "none" | "bn"
+    pre_nms_topk_train: int = 2000  # per level
+    pre_nms_topk_test: int = 1000
+    post_nms_topk_train: int = 2000  # per image
+    post_nms_topk_test: int = 1000
+    nms_thresh: float = 0.7
+    min_box_size: float = 1e-3
+    score_thresh: float = 0.0
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+    box_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    smooth_l1_beta: float = 1.0 / 9  # 0 = L1
+    loss_weight: float = 1.0
+
+
+@dataclass
+class RoIAlignConfig:
+    aligned: bool = False  # detectron2 / mmdetection: True (half-pixel offset)
+    sampling_ratio: int = 2  # 0 = adaptive
+    canonical_scale: int = 224
+    canonical_level: int = 4
+
+
+@dataclass
+class BoxHeadConfig:
+    head: str = "2fc"  # "2fc" (v1) | "4conv1fc" (v2)
+    norm: str = "none"  # "none" | "bn" (v2 conv layers)
+    pooler_resolution: int = 7
+    fc_dim: int = 1024
+    conv_dim: int = 256
+    box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.5
+    batch_size_per_image: int = 512
+    positive_fraction: float = 0.25
+    smooth_l1_beta: float = 1.0 / 9
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    min_box_size: float = 1e-2
+    loss_weight: float = 1.0
+
+
+@dataclass
+class MaskHeadConfig:
+    enabled: bool = True
+    pooler_resolution: int = 14
+    conv_dims: tuple[int, ...] = (256, 256, 256, 256)
+    norm: str = "none"  # "none" | "bn" (v2)
+    loss_weight: float = 1.0
+
+
+@dataclass
+class MaskIoUHeadConfig:
+    enabled: bool = False
+    conv_dim: int = 256
+    fc_dim: int = 1024
+    loss_weight: float = 0.5
+
+
+@dataclass
+class KeypointHeadConfig:
+    enabled: bool = False
+    num_keypoints: int = 17
+    pooler_resolution: int = 14
+    conv_dims: tuple[int, ...] = (512,) * 8
+    loss_weight: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int = 91  # including background (label 0)
+    class_names: tuple[str, ...] = ()  # index = label; empty means "class_<i>"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_align: RoIAlignConfig = field(default_factory=RoIAlignConfig)
+    box: BoxHeadConfig = field(default_factory=BoxHeadConfig)
+    mask: MaskHeadConfig = field(default_factory=MaskHeadConfig)
+    maskiou: MaskIoUHeadConfig = field(default_factory=MaskIoUHeadConfig)
+    keypoint: KeypointHeadConfig = field(default_factory=KeypointHeadConfig)
+
+
+@dataclass
+class DataConfig:
+    train_ann: str = ""  # COCO json
+    train_images: str = ""
+    val_ann: str = ""
+    val_images: str = ""
+    skip_empty: bool = False  # drop images without annotations from training
+    num_workers: int = 2
+    aspect_ratio_grouping: bool = True
+
+
+@dataclass
+class SolverConfig:
+    max_iter: int = 90000
+    ims_per_batch: int = 2  # global batch, split across processes
+    base_lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    weight_decay_norm_bias: bool = True  # False: no weight decay on norm and bias parameters
+    schedule: str = "multistep"  # "multistep" | "cosine"
+    steps: tuple[int, ...] = (60000, 80000)
+    gamma: float = 0.1
+    warmup_iters: int = 1000
+    warmup_factor: float = 0.001
+    clip_grad_norm: float = 0.0  # 0 = no clipping
+    amp: str = "none"  # "none" | "bf16" | "fp16"
+    checkpoint_period: int = 5000
+    keep_checkpoints: int = 3
+    eval_period: int = 0  # 0 = only at the end
+    log_period: int = 20
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "maskrcnn_r50_fpn"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dotted access, overrides and YAML
+
+
+def to_dict(cfg) -> dict:
+    """Nested plain dict (tuples become lists) for YAML and checkpoints."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(data: dict, base: Config | None = None, source: str = "config") -> Config:
+    """Apply a nested dict onto `base` (default: a fresh Config). Unknown keys are errors."""
+    cfg = dataclasses.replace(base) if base is not None else Config()
+    cfg = _deep_copy(cfg)
+    for key, value in _flatten(data):
+        set_value(cfg, key, value, source=source)
+    return cfg
+
+
+def set_value(cfg, dotted: str, value, source: str = "override") -> None:
+    """Set `a.b.c` on a config tree, coercing `value` to the field's type."""
+    parts = dotted.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(node)}
+        if part not in names:
+            where = ".".join(parts[:i]) or "the top level"
+            raise ConfigError(
+                f"{source}: unknown key '{dotted}' ('{part}' is not a field of {where}; "
+                f"known: {', '.join(sorted(names))})"
+            )
+        if i == len(parts) - 1:
+            hint = typing.get_type_hints(type(node))[part]
+            setattr(node, part, _coerce(value, hint, dotted, source))
+        else:
+            node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+
+
+def get_value(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
+    """Apply `key=value` strings, values parsed as YAML scalars/lists (`steps=[10,20]`)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: '{item}' is not of the form key=value")
+        key, text = item.split("=", 1)
+        set_value(cfg, key.strip(), yaml.safe_load(text), source=source)
+    return cfg
+
+
+def load_yaml(path: str | Path, base: Config | None = None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return from_dict(data, base=base, source=str(path))
+
+
+def save_yaml(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _flatten(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _deep_copy(cfg):
+    kwargs = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        kwargs[f.name] = _deep_copy(value) if dataclasses.is_dataclass(value) else value
+    return type(cfg)(**kwargs)
+
+
+def _coerce(value, hint, key: str, source: str):
+    """Check/convert a YAML value to the annotated type; raise ConfigError naming the key."""
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            args = typing.get_args(hint)
+            item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+            if len(item_types) != len(value):
+                raise TypeError(f"expected {len(item_types)} items, got {len(value)}")
+            return tuple(_scalar(v, t) for v, t in zip(value, item_types))
+        if origin in (typing.Union, types.UnionType):
+            return value
+        return _scalar(value, hint)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: bad value for '{key}': {value!r} ({exc})") from None
+
+
+def _scalar(value, typ):
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError("expected true or false")
+    if typ is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or float(value).is_integer()):
+            raise TypeError("expected an integer")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("expected a number")
+        if not math.isfinite(float(value)):
+            raise ValueError("must be finite")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    raise TypeError(f"unsupported field type {typ}")

@@ -1,0 +1,80 @@
+"""Containers that flow between stages: `ImageList` (a padded batch) and `Instances` (detections)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageList:
+    """A padded batch (B, C, Hp, Wp) plus each image's size (h, w) before padding."""
+
+    tensors: torch.Tensor
+    image_sizes: list[tuple[int, int]]
+
+
+class Instances:
+    """Per-instance fields of one image, all of the same length N.
+
+    Usual fields: `boxes` (N, 4) xyxy pixels, `scores` (N,), `labels` (N,) int64,
+    `masks` (N, H, W) bool, `mask_scores` (N,), `keypoints` (N, K, 3) x, y, score.
+    `image_size` is (H, W) of the image the fields refer to; `class_names` maps label -> name.
+    """
+
+    def __init__(self, image_size: tuple[int, int], class_names=(), **fields):
+        object.__setattr__(self, "image_size", tuple(int(s) for s in image_size))
+        object.__setattr__(self, "class_names", tuple(class_names))
+        object.__setattr__(self, "_fields", {})
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __setattr__(self, name, value):
+        if name in ("image_size", "class_names"):
+            object.__setattr__(self, name, value)
+            return
+        if self._fields and len(value) != len(self):
+            raise ValueError(f"field '{name}' has length {len(value)}, expected {len(self)}")
+        self._fields[name] = value
+
+    def __getattr__(self, name):
+        fields = object.__getattribute__(self, "_fields")
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"Instances has no field '{name}' (fields: {', '.join(fields)})")
+
+    def has(self, name: str) -> bool:
+        return name in self._fields
+
+    def fields(self) -> dict:
+        return dict(self._fields)
+
+    def __len__(self) -> int:
+        for value in self._fields.values():
+            return len(value)
+        return 0
+
+    def __getitem__(self, index) -> "Instances":
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Instances(
+            self.image_size, self.class_names, **{k: v[index] for k, v in self._fields.items()}
+        )
+
+    def to(self, device) -> "Instances":
+        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self._fields.items()}
+        return Instances(self.image_size, self.class_names, **moved)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Class name of each instance (falls back to `class_<label>`)."""
+        names = self.class_names
+        return [
+            names[i] if i < len(names) else f"class_{i}" for i in self.labels.tolist()
+        ]
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={tuple(v.shape) if torch.is_tensor(v) else len(v)}"
+                          for k, v in self._fields.items())
+        return f"Instances(num={len(self)}, image_size={self.image_size}, {parts})"

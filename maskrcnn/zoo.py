@@ -1,0 +1,101 @@
+"""Named presets: each a function returning a filled `Config`, plus keyword aliases for overrides."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .config import Config, ConfigError, set_value
+
+# torchvision's COCO label space: index = COCO category id, "N/A" for unused ids.
+COCO_CLASS_NAMES = (
+    "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train",
+    "truck", "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter",
+    "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
+    "giraffe", "N/A", "backpack", "umbrella", "N/A", "N/A", "handbag", "tie", "suitcase",
+    "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
+    "skateboard", "surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
+    "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "N/A",
+    "dining table", "N/A", "N/A", "toilet", "N/A", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
+    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+
+def maskrcnn_r50_fpn() -> Config:
+    """torchvision's maskrcnn_resnet50_fpn (v1): its released weights run FrozenBN with eps 0."""
+    cfg = Config(name="maskrcnn_r50_fpn")
+    cfg.model.class_names = COCO_CLASS_NAMES
+    return cfg
+
+
+def maskrcnn_r50_fpn_v2() -> Config:
+    """torchvision's maskrcnn_resnet50_fpn_v2: BatchNorm in FPN and heads, 2-conv RPN head."""
+    cfg = maskrcnn_r50_fpn()
+    cfg.name = "maskrcnn_r50_fpn_v2"
+    m = cfg.model
+    m.backbone.norm_eps = 1e-5
+    m.backbone.fpn_norm = "bn"
+    m.rpn.num_convs, m.rpn.norm = 2, "bn"
+    m.box.head, m.box.norm = "4conv1fc", "bn"
+    m.mask.norm = "bn"
+    return cfg
+
+
+def _resnet_fpn(name: str, depth: int, groups: int = 1, width: int = 64) -> Config:
+    cfg = maskrcnn_r50_fpn()
+    cfg.name = name
+    b = cfg.model.backbone
+    b.depth, b.groups, b.width_per_group, b.norm_eps = depth, groups, width, 1e-5
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "maskrcnn_r50_fpn": maskrcnn_r50_fpn,
+    "maskrcnn_r50_fpn_v2": maskrcnn_r50_fpn_v2,
+    "maskrcnn_r18_fpn": lambda: _resnet_fpn("maskrcnn_r18_fpn", 18),
+    "maskrcnn_r34_fpn": lambda: _resnet_fpn("maskrcnn_r34_fpn", 34),
+    "maskrcnn_r101_fpn": lambda: _resnet_fpn("maskrcnn_r101_fpn", 101),
+    "maskrcnn_x101_32x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_32x4d_fpn", 101, 32, 4),
+    "maskrcnn_x101_64x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_64x4d_fpn", 101, 64, 4),
+}
+
+# torchvision-style keyword names accepted by load_model / build_model.
+ALIASES = {
+    "num_classes": "model.num_classes",
+    "class_names": "model.class_names",
+    "min_size": "input.min_size",
+    "max_size": "input.max_size",
+    "image_mean": "input.pixel_mean",
+    "image_std": "input.pixel_std",
+    "rpn_pre_nms_top_n_test": "model.rpn.pre_nms_topk_test",
+    "rpn_post_nms_top_n_test": "model.rpn.post_nms_topk_test",
+    "rpn_pre_nms_top_n_train": "model.rpn.pre_nms_topk_train",
+    "rpn_post_nms_top_n_train": "model.rpn.post_nms_topk_train",
+    "rpn_nms_thresh": "model.rpn.nms_thresh",
+    "rpn_score_thresh": "model.rpn.score_thresh",
+    "box_score_thresh": "model.box.score_thresh",
+    "box_nms_thresh": "model.box.nms_thresh",
+    "box_detections_per_img": "model.box.detections_per_img",
+    "roi_align_aligned": "model.roi_align.aligned",
+    "sampling_ratio": "model.roi_align.sampling_ratio",
+}
+
+
+def get_preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset '{name}'; available: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def apply_kwargs(cfg: Config, overrides: dict) -> Config:
+    """Apply `box_score_thresh=0.0`-style aliases or dotted keys (`model.box.nms_thresh`,
+    also spelled `model__box__nms_thresh`)."""
+    for key, value in overrides.items():
+        dotted = ALIASES.get(key, key.replace("__", "."))
+        if isinstance(value, list):
+            value = tuple(value)
+        if dotted == "input.min_size" and isinstance(value, int):
+            value = (value,)
+        set_value(cfg, dotted, value, source="load_model")
+    return cfg
