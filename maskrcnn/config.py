@@ -129,6 +129,7 @@ class KeypointHeadConfig:
 class ModelConfig:
     num_classes: int = 91  # including background (label 0)
     class_names: tuple[str, ...] = ()  # index = label; empty means "class_<i>"
+    category_ids: tuple[int, ...] = ()  # label -> dataset category id; empty means identity
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
