@@ -1,0 +1,226 @@
+"""COCO-json instance dataset: images + polygons / RLE, decoded exactly as `pycocotools.COCO` does.
+
+Dataset category ids (often non-contiguous, COCO's run 1..90) become contiguous labels 1..K in
+ascending id order; `class_names` and `category_ids` (index = label, 0 = background) go into
+`ModelConfig` so predictions can be mapped back.
+
+Bad input, and what happens (all checked when the dataset is built, so training never stops
+half-way on a bad file):
+- unreadable / truncated json, missing top-level key, duplicate image id, annotation of an
+  unknown image or of a category missing from `categories`, missing image file: DatasetError /
+  ImageError naming the file and the item;
+- polygon part with < 3 points, zero-area box, box wholly outside the image, no segmentation:
+  the annotation (or just the polygon part) is skipped, counted in `skipped` and logged once per
+  reason with the first ids. Real COCO has a few such annotations, so refusing would be useless.
+  A box partly outside the image is clipped to it (counted in `skipped["clipped box"]`).
+Crowd annotations are left out of training targets; evaluation reads them from the json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError, ImageError
+from ..ops.rle import segmentation_to_mask
+from .images import read_image
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = "__background__"
+
+
+def load_json(path: str | Path) -> dict:
+    """Parse an annotation file; a truncated or invalid file raises DatasetError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "the file may be truncated - re-export or re-download it"
+        ) from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: the top level must be an object with images/annotations/categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: missing the '{key}' list of a COCO annotation file")
+    return data
+
+
+class CocoDataset(torch.utils.data.Dataset):
+    """Yields `(image, target)`: image (3, H, W) float in [0, 1]; target dict with
+    boxes (N, 4) xyxy, labels (N,) 1..K, masks (N, H, W) uint8, image_id, area (N,),
+    and keypoints (N, K, 3) x, y, visibility when the categories define keypoints."""
+
+    def __init__(self, ann_file, image_dir=None, transforms=None, skip_empty: bool = False):
+        self.ann_file = Path(ann_file)
+        self.image_dir = Path(image_dir) if image_dir else _default_image_dir(self.ann_file)
+        self.transforms = transforms
+        data = load_json(self.ann_file)
+        self.category_ids, self.class_names = _categories(data["categories"])
+        self.keypoint_names = _keypoint_names(data["categories"])
+        images = _index_images(data["images"], self.ann_file)
+        self.skipped: dict[str, int] = defaultdict(int)
+        self._anns = _group_annotations(data["annotations"], images, self, self.ann_file)
+        self.images = [im for im in images.values() if self._anns[im["id"]] or not skip_empty]
+        if skip_empty and len(self.images) < len(images):
+            logger.info("%s: left out %d images without annotations (skip_empty)",
+                        self.ann_file, len(images) - len(self.images))
+        _check_files_exist(self.images, self.image_dir, self.ann_file)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.images[index]["file_name"]
+
+    def __getitem__(self, index: int):
+        record = self.images[index]
+        image = read_image(self.image_path(index))  # (3, H, W)
+        height, width = image.shape[1:]
+        if (record.get("height", height), record.get("width", width)) != (height, width):
+            raise ImageError(
+                f"{self.image_path(index)}: image {record['id']} is {width}x{height} after EXIF "
+                f"orientation but {self.ann_file} says {record['width']}x{record['height']}"
+            )
+        target = self._target(self._anns[record["id"]], record["id"], height, width)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def _target(self, anns: list[dict], image_id: int, height: int, width: int) -> dict:
+        masks = np.zeros((len(anns), height, width), dtype=np.uint8)  # (N, H, W)
+        for i, ann in enumerate(anns):
+            masks[i] = segmentation_to_mask(ann["segmentation"], height, width)
+        target = {
+            "boxes": torch.tensor([a["bbox_xyxy"] for a in anns], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([a["label"] for a in anns], dtype=torch.int64),
+            "masks": torch.from_numpy(masks),
+            "image_id": int(image_id),
+            "area": torch.tensor([a["area"] for a in anns], dtype=torch.float32),
+        }
+        if self.keypoint_names:
+            target["keypoints"] = _keypoints(anns, len(self.keypoint_names))
+        return target
+
+    def skip(self, reason: str, ann_id) -> None:
+        """Count a skipped annotation; the first few ids per reason are logged."""
+        self.skipped[reason] += 1
+        if self.skipped[reason] <= 5:
+            logger.warning("%s: annotation %s: %s - skipped", self.ann_file, ann_id, reason)
+
+
+def _default_image_dir(ann_file: Path) -> Path:
+    sibling = ann_file.parent / "images"
+    return sibling if sibling.is_dir() else ann_file.parent
+
+
+def _categories(categories: list[dict]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Sorted dataset ids -> labels 1..K: (category_ids, class_names), index 0 = background."""
+    ordered = sorted(categories, key=lambda c: c["id"])
+    ids = [c["id"] for c in ordered]
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"duplicate category ids in 'categories': {ids}")
+    return (0, *ids), (BACKGROUND, *(str(c.get("name", c["id"])) for c in ordered))
+
+
+def _keypoint_names(categories: list[dict]) -> tuple[str, ...]:
+    for category in categories:
+        if category.get("keypoints"):
+            return tuple(category["keypoints"])
+    return ()
+
+
+def _index_images(images: list[dict], ann_file: Path) -> dict[int, dict]:
+    index = {}
+    for image in images:
+        if "id" not in image or "file_name" not in image:
+            raise DatasetError(f"{ann_file}: image entry {image} lacks 'id' or 'file_name'")
+        if image["id"] in index:
+            raise DatasetError(
+                f"{ann_file}: duplicate image id {image['id']} ('{index[image['id']]['file_name']}' "
+                f"and '{image['file_name']}'); image ids must be unique"
+            )
+        index[image["id"]] = image
+    return index
+
+
+def _group_annotations(anns, images: dict, dataset: CocoDataset, ann_file: Path) -> dict:
+    """image id -> cleaned non-crowd annotations (with `label` and `bbox_xyxy` added)."""
+    label_of = {cid: label for label, cid in enumerate(dataset.category_ids) if label > 0}
+    grouped: dict[int, list[dict]] = {image_id: [] for image_id in images}
+    for ann in anns:
+        ann_id = ann.get("id")
+        if ann.get("image_id") not in images:
+            raise DatasetError(f"{ann_file}: annotation {ann_id} refers to image "
+                               f"{ann.get('image_id')}, which is not in 'images'")
+        if ann.get("category_id") not in label_of:
+            raise DatasetError(
+                f"{ann_file}: annotation {ann_id} has category_id {ann.get('category_id')}, "
+                f"which is missing from 'categories' (known ids: {sorted(label_of)})"
+            )
+        if ann.get("iscrowd", 0):
+            continue
+        cleaned = _clean_annotation(ann, images[ann["image_id"]], dataset)
+        if cleaned is not None:
+            grouped[ann["image_id"]].append({**cleaned, "label": label_of[ann["category_id"]]})
+    return grouped
+
+
+def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | None:
+    """The annotation ready for training, or None (counted) when it cannot be one."""
+    segmentation = ann.get("segmentation")
+    if isinstance(segmentation, list):
+        # pycocotools reads a 4-number polygon as a box and rejects shorter ones
+        polygons = [p for p in segmentation if len(p) >= 6]
+        if len(polygons) < len(segmentation):
+            dataset.skip("polygon with fewer than 3 points", ann.get("id"))
+        segmentation = polygons
+    if not segmentation:
+        dataset.skip("no segmentation", ann.get("id"))
+        return None
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    if w <= 0 or h <= 0:
+        dataset.skip("zero-area box", ann.get("id"))
+        return None
+    box = _clip([x, y, x + w, y + h], image.get("width", np.inf), image.get("height", np.inf))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        dataset.skip("box outside the image", ann.get("id"))
+        return None
+    if box != [x, y, x + w, y + h]:
+        dataset.skipped["clipped box"] += 1
+    return {**ann, "segmentation": segmentation, "bbox_xyxy": box,
+            "area": float(ann.get("area", w * h))}
+
+
+def _clip(box: list[float], width: float, height: float) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width), min(max(y2, 0.0), height)]
+
+
+def _keypoints(anns: list[dict], num_keypoints: int) -> torch.Tensor:
+    """(N, K, 3) x, y, visibility; annotations without keypoints get zeros (not labelled)."""
+    out = torch.zeros((len(anns), num_keypoints, 3), dtype=torch.float32)
+    for i, ann in enumerate(anns):
+        if ann.get("keypoints"):
+            out[i] = torch.tensor(ann["keypoints"], dtype=torch.float32).reshape(num_keypoints, 3)
+    return out
+
+
+def _check_files_exist(images: list[dict], image_dir: Path, ann_file: Path) -> None:
+    missing = [im for im in images if not (image_dir / im["file_name"]).is_file()]
+    if missing:
+        first = missing[0]
+        raise ImageError(
+            f"{image_dir / first['file_name']}: image file not found (image id {first['id']} in "
+            f"{ann_file}; {len(missing)} of {len(images)} images missing) - check the images folder"
+        )

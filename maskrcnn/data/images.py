@@ -1,0 +1,38 @@
+"""Decode an image file the way every dataset here does: Pillow, EXIF orientation, RGB in [0, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageError
+
+# Pillow modes whose pixels are 16-bit integers: convert("RGB") would clip them at 255
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """(3, H, W) float32 RGB in [0, 1], EXIF orientation applied.
+
+    Grayscale, palette, RGBA, CMYK and 16-bit images are converted, not rejected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return _to_tensor(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    if image.mode in _SIXTEEN_BIT_MODES:
+        gray = np.asarray(image, dtype=np.float32) / 65535.0  # (H, W)
+        return torch.from_numpy(np.clip(gray, 0.0, 1.0)).expand(3, -1, -1).contiguous()
+    rgb = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
