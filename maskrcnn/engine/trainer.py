@@ -1,0 +1,299 @@
+"""The training loop: forward, check the losses, backward, step; small hooks do the rest.
+
+`Trainer` owns one iteration and the state that makes a resume exact (model, optimizer,
+scheduler, grad scaler, iteration, RNG states). Checkpoints, logging and evaluation are hooks run
+after each step. `train()` at the bottom is the whole recipe from a `Config` to a run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config, ConfigError, from_dict, save_yaml, to_dict
+from ..errors import UserError
+from . import distributed
+from .checkpoint import Checkpointer, atomic_save, load_checkpoint, load_model_state, periodic_name
+from .solver import build_optimizer, build_scheduler
+from .train_log import TrainLog
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A loss became NaN or infinite; nothing was written after the last finite step."""
+
+
+class Trainer:
+    """Runs iterations `start_iter..max_iter-1`; `self.iter` counts completed iterations."""
+
+    def __init__(self, model: nn.Module, optimizer, scheduler, loader, cfg: Config,
+                 device: torch.device, hooks: tuple = ()):  # fmt: skip
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.loader, self.cfg, self.device, self.hooks = loader, cfg, device, list(hooks)
+        self.amp_dtype = AMP_DTYPES.get(cfg.solver.amp)
+        # Only fp16 has a range narrow enough to need loss scaling; disabled, the scaler is a no-op.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.solver.amp == "fp16")
+        self.iter = self.max_iter = 0
+        self.losses: dict[str, float] = {}
+        self.lr = 0.0
+        self.seconds = 0.0
+
+    def train(self, start_iter: int, max_iter: int) -> None:
+        self.iter, self.max_iter = start_iter, max_iter
+        self.model.train()
+        batches = iter(self.loader)
+        while self.iter < max_iter:
+            start = time.perf_counter()
+            images, targets = next(batches)
+            self.losses = self.run_step(images, targets)
+            self.seconds = time.perf_counter() - start
+            self.iter += 1
+            for hook in self.hooks:
+                hook.after_step(self)
+
+    def run_step(self, images: list, targets: list) -> dict[str, float]:
+        images = [image.to(self.device) for image in images]
+        targets = [{k: _to(v, self.device) for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss_dict = self.model(images, targets)
+        losses = self._checked_mean(loss_dict)
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(sum(loss_dict.values())).backward()
+        if self.cfg.solver.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            nn.utils.clip_grad_norm_(params, self.cfg.solver.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return losses
+
+    def _checked_mean(self, loss_dict: dict) -> dict[str, float]:
+        """Losses averaged over processes; every process sees the same values, so a non-finite
+        loss stops all of them at the same step instead of leaving some waiting in backward."""
+        names = list(loss_dict)
+        values = torch.stack([loss_dict[n].detach().float() for n in names])
+        values = distributed.mean_across(values).tolist()
+        losses = dict(zip(names, values))
+        if not all(math.isfinite(v) for v in values):
+            shown = ", ".join(f"{n}={v:.6g}" for n, v in losses.items())
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iter + 1}: {shown}; training stopped and "
+                "no checkpoint was written for this step (try a lower solver.base_lr, longer "
+                "solver.warmup_iters or solver.clip_grad_norm)"
+            )
+        return losses
+
+    def state_dict(self) -> dict:
+        return {
+            "model": distributed.unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iter": self.iter,
+            "config": to_dict(self.cfg),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict, source: str) -> None:
+        load_model_state(distributed.unwrap(self.model), state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.iter = int(state["iter"])
+
+
+def _to(value, device):
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def rng_state() -> dict:
+    """Global RNG states as tensors and plain containers (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }  # fmt: skip
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks: each has `after_step(trainer)` and runs on the main process only.
+
+
+class CheckpointHook:
+    """Every `period` iterations and at the end; the end also writes a small `model_final.pt`
+    (weights + config) for inference."""
+
+    def __init__(self, checkpointer: Checkpointer, period: int):
+        self.checkpointer, self.period = checkpointer, period
+
+    def after_step(self, trainer: Trainer) -> None:
+        last = trainer.iter == trainer.max_iter
+        if trainer.iter % self.period == 0 or last:
+            self.checkpointer.save(trainer.state_dict(), periodic_name(trainer.iter))
+        if last:
+            atomic_save(weights_only_state(trainer), self.checkpointer.out_dir / "model_final.pt")
+
+
+class LogHook:
+    def __init__(self, log: TrainLog, period: int):
+        self.log, self.period = log, period
+
+    def after_step(self, trainer: Trainer) -> None:
+        write = trainer.iter % self.period == 0 or trainer.iter == trainer.max_iter
+        self.log.step(trainer.iter, trainer.lr, trainer.losses, trainer.seconds, write)
+
+
+class EvalHook:
+    """Evaluates every `period` iterations (0: only at the end) and keeps `model_best.pt`, the
+    weights with the highest segm/AP (bbox/AP for models without masks)."""
+
+    def __init__(self, evaluate: Callable[[nn.Module], dict], period: int, out_dir: Path,
+                 log: TrainLog):  # fmt: skip
+        self.evaluate, self.period, self.log = evaluate, period, log
+        self.best_path = Path(out_dir) / "model_best.pt"
+        # A resumed run must beat the best of the interrupted one, not start from scratch.
+        self.best = load_checkpoint(self.best_path)["value"] if self.best_path.is_file() else None
+
+    def after_step(self, trainer: Trainer) -> None:
+        due = self.period > 0 and trainer.iter % self.period == 0
+        if not (due or trainer.iter == trainer.max_iter):
+            return
+        model = distributed.unwrap(trainer.model)
+        model.eval()
+        with torch.no_grad():
+            metrics = self.evaluate(model)
+        model.train()
+        self.log.scalars(trainer.iter, metrics, "val")
+        key = "segm/AP" if "segm/AP" in metrics else "bbox/AP"
+        if key in metrics and (self.best is None or metrics[key] > self.best):
+            self.best = metrics[key]
+            state = dict(weights_only_state(trainer), metric=key, value=float(metrics[key]))
+            atomic_save(state, self.best_path)
+
+
+def weights_only_state(trainer: Trainer) -> dict:
+    return {"model": distributed.unwrap(trainer.model).state_dict(),
+            "config": to_dict(trainer.cfg), "iter": trainer.iter}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe: config -> run directory.
+
+
+def check_config(cfg: Config, device: torch.device, world_size: int) -> None:
+    """What a run needs beyond the dataclass types, checked before any work is done."""
+    problems = list(_solver_problems(cfg.solver, device, world_size)) + list(
+        _data_problems(cfg.data)
+    )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _solver_problems(s, device: torch.device, world_size: int):
+    if s.schedule not in ("multistep", "cosine"):
+        yield f"solver.schedule={s.schedule!r} must be multistep or cosine"
+    if s.amp not in ("none", "bf16", "fp16"):
+        yield f"solver.amp={s.amp!r} must be none, bf16 or fp16"
+    if s.amp == "fp16" and device.type != "cuda":
+        yield "solver.amp=fp16 needs CUDA; use bf16 on the CPU"
+    for name in ("max_iter", "ims_per_batch", "checkpoint_period", "keep_checkpoints", "log_period"):
+        if getattr(s, name) < 1:
+            yield f"solver.{name} must be at least 1"
+    for name in ("warmup_iters", "eval_period", "clip_grad_norm"):
+        if getattr(s, name) < 0:
+            yield f"solver.{name} must be >= 0"
+    if s.base_lr <= 0:
+        yield "solver.base_lr must be positive"
+    if s.ims_per_batch % world_size:
+        yield (f"solver.ims_per_batch={s.ims_per_batch} is the global batch and must be "
+               f"divisible by the {world_size} processes")  # fmt: skip
+
+
+def _data_problems(d):
+    if d.num_workers < 0:
+        yield "data.num_workers must be >= 0"
+    if not d.train_ann or not Path(d.train_ann).is_file():
+        yield f"training annotations {d.train_ann!r} not found (--data ANN.json)"
+    if not d.train_images or not Path(d.train_images).is_dir():
+        yield f"training image folder {d.train_images!r} not found (--images DIR)"
+    if bool(d.val_ann) != bool(d.val_images):
+        yield "give both --val-data and --val-images, or neither"
+    elif d.val_ann and not Path(d.val_ann).is_file():
+        yield f"validation annotations {d.val_ann!r} not found (--val-data)"
+    elif d.val_images and not Path(d.val_images).is_dir():
+        yield f"validation image folder {d.val_images!r} not found (--val-images)"
+
+
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+          model: nn.Module | None = None, train_set=None,
+          evaluate: Callable[[nn.Module], dict] | None = None) -> Path:  # fmt: skip
+    """Train `cfg` into `out_dir` (also under torchrun); returns the last checkpoint's path.
+
+    `model`, `train_set` and `evaluate` replace what `cfg` would build (the model from
+    `build_model`, the COCO datasets from `cfg.data`), e.g. to fine-tune a custom module.
+    """
+    info, dev = distributed.init(device)
+    check_config(cfg, dev, info.world_size)
+    out_dir = Path(out_dir)
+    checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
+    if not resume and (out_dir / "last_checkpoint").exists():
+        raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it "
+                        "or choose another --out")  # fmt: skip
+    train_set = train_set if train_set is not None else _coco_train_set(cfg)
+    if evaluate is None and cfg.data.val_ann:
+        evaluate = _coco_evaluator(cfg)
+    torch.manual_seed(cfg.solver.seed)  # identical initial weights on every process
+    model = (model if model is not None else _build_model(cfg)).to(dev)
+    optimizer = build_optimizer(model, cfg.solver)
+    trainer = Trainer(distributed.wrap(model, dev), optimizer,
+                      build_scheduler(optimizer, cfg.solver), None, cfg, dev)  # fmt: skip
+    last = checkpointer.last() if resume else None
+    if last is not None:
+        trainer.load_state_dict(load_checkpoint(last), str(last))
+    start = trainer.iter
+    trainer.loader = build_train_loader(
+        train_set, cfg.solver.ims_per_batch, cfg.solver.seed, start_iter=start,
+        rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
+        aspect_ratios=_aspect_ratios(train_set) if cfg.data.aspect_ratio_grouping else None,
+    )  # fmt: skip
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out_dir / "config.yaml")
+    log = TrainLog(out_dir, start, cfg.solver.max_iter, enabled=info.is_main)
+    if info.is_main:
+        trainer.hooks = [LogHook(log, cfg.solver.log_period),
+                         CheckpointHook(checkpointer, cfg.solver.checkpoint_period)]  # fmt: skip
+        if evaluate is not None:
+            trainer.hooks.append(EvalHook(evaluate, cfg.solver.eval_period, out_dir, log))
+    try:
+        trainer.train(start, cfg.solver.max_iter)
+    finally:
+        log.close()
+    return out_dir / periodic_name(trainer.iter)
