@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Config, ConfigError, from_dict, save_yaml, to_dict
+from ..config import Config, ConfigError, save_yaml, to_dict
+from ..data.loader import build_train_loader
 from ..errors import UserError
 from . import distributed
 from .checkpoint import Checkpointer, atomic_save, load_checkpoint, load_model_state, periodic_name
@@ -297,3 +298,33 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     finally:
         log.close()
     return out_dir / periodic_name(trainer.iter)
+
+
+def _build_model(cfg: Config) -> nn.Module:
+    from ..model.detector import build_model
+
+    return build_model(cfg)
+
+
+def _coco_train_set(cfg: Config):
+    """The training CocoDataset with seeded flips; its label space becomes the model's."""
+    from ..data.coco import CocoDataset
+    from ..data.transforms import RandomHorizontalFlip, keypoint_flip_map
+
+    d = cfg.data
+    dataset = CocoDataset(d.train_ann, d.train_images, skip_empty=d.skip_empty)
+    if cfg.input.hflip_prob > 0:
+        flip_map = keypoint_flip_map(dataset.keypoint_names)
+        dataset.transforms = RandomHorizontalFlip(cfg.input.hflip_prob, flip_map)
+    # Resizing is the model's job (it picks the training size per image from its seed).
+    cfg.model.class_names, cfg.model.category_ids = dataset.class_names, dataset.category_ids
+    cfg.model.num_classes = len(dataset.class_names)
+    return dataset
+
+
+def _aspect_ratios(dataset) -> list[float] | None:
+    """Width / height per image from the annotation records; None (no grouping) without them."""
+    records = getattr(dataset, "images", None)
+    if not records or not all("width" in r and "height" in r for r in records):
+        return None
+    return [r["width"] / r["height"] for r in records]
