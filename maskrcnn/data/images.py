@@ -12,6 +12,7 @@ from ..errors import ImageError
 
 # Pillow modes whose pixels are 16-bit integers: convert("RGB") would clip them at 255
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_EXIF_ORIENTATION = 0x0112
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -28,6 +29,19 @@ def read_image(path: str | Path) -> torch.Tensor:
             return _to_tensor(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) after EXIF orientation, read from the header without decoding pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            # orientations 5-8 rotate by 90 degrees, swapping width and height
+            if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
+        raise ImageError(f"{path}: cannot read image ({exc})") from exc
+    return height, width
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:

@@ -1,0 +1,40 @@
+"""`maskrcnn eval`: COCO metrics of a results file, or of a model run over the GT images."""
+
+from __future__ import annotations
+
+from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
+from ..errors import UserError
+
+
+def add_parser(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(
+        name, help="COCO bbox/segm/keypoints metrics; writes results.json and metrics.json",
+        description="Either --results RESULTS.json (score existing detections) or "
+                    "--model PRESET [--weights FILE] --images DIR (run a model first).")
+    parser.add_argument("--data", required=True, help="COCO ground-truth annotation json")
+    parser.add_argument("--out", required=True, help="folder for results.json and metrics.json")
+    parser.add_argument("--results", help="COCO results json to score (no model)")
+    parser.add_argument("--model", help="model preset name, e.g. maskrcnn_r50_fpn")
+    parser.add_argument("--weights", help="weights file for --model")
+    parser.add_argument("--images", help="folder the GT file_name entries are relative to")
+    parser.add_argument("--score-thresh", type=float, default=None,
+                        help="drop detections scoring below this (default: keep all)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if bool(args.results) == bool(args.model):
+        raise UserError("give exactly one of --results RESULTS.json or --model PRESET")
+    if args.results:
+        metrics = evaluate_results_file(args.results, args.data, args.out)
+    else:
+        if not args.images:
+            raise UserError("--model needs --images DIR (the folder of the GT images)")
+        from .. import load_model
+
+        model = load_model(args.model, weights=args.weights)
+        model.eval()
+        metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh)
+    print(format_table(metrics))
+    print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
+    return 0

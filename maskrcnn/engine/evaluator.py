@@ -1,0 +1,207 @@
+"""COCO evaluation: predictions -> COCO results json -> the standard COCO numbers.
+
+One results file holds every detection once, in the usual COCO results format: `bbox` (xywh),
+`score`, and when the model predicts them `segmentation` (compressed RLE, counts as str) and
+`keypoints` (x, y, score flattened). A Mask Scoring model adds `mask_score`, which ranks the
+masks in the segm evaluation (the box `score` ranks boxes). Each task is scored on its own view
+of the file, as the COCO server scores separate files: segm without `bbox`, so a detection's area
+is its mask's. Numbers come from faster-coco-eval; tests check them against pycocotools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from faster_coco_eval import COCO, COCOeval_faster
+
+from ..errors import DatasetError, UserError
+from ..ops.rle import encode_masks
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = {
+    "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
+    "segm": ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
+    "keypoints": ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"),
+}
+# the results field that makes a detection take part in each task
+_TASK_FIELD = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write json to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        json.dump(obj, handle)
+    os.replace(handle.name, path)
+
+
+def instances_to_results(instances, image_id: int, category_ids=()) -> list[dict]:
+    """COCO results of one image's `Instances`; label -> dataset id through `category_ids`."""
+    if len(instances) == 0:
+        return []
+    boxes = instances.boxes.detach().cpu().double()  # (N, 4) xyxy
+    xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+    labels = instances.labels.tolist()
+    scores = instances.scores.tolist()
+    results = [
+        {"image_id": int(image_id), "category_id": int(category_ids[l]) if category_ids else int(l),
+         "bbox": box, "score": score}
+        for l, box, score in zip(labels, xywh, scores)
+    ]
+    if instances.has("masks"):
+        for result, rle in zip(results, encode_masks(instances.masks)):
+            result["segmentation"] = rle
+    if instances.has("mask_scores"):
+        for result, score in zip(results, instances.mask_scores.tolist()):
+            result["mask_score"] = score
+    if instances.has("keypoints"):
+        for result, points in zip(results, instances.keypoints.detach().cpu().flatten(1).tolist()):
+            result["keypoints"] = points  # (K * 3,) x, y, score
+    return results
+
+
+def task_view(results: list[dict], task: str) -> list[dict]:
+    """The detections of one task, with only the fields the COCO API should see for it."""
+    field = _TASK_FIELD[task]
+    view = []
+    for r in results:
+        if field not in r:
+            continue
+        entry = {"image_id": r["image_id"], "category_id": r["category_id"], field: r[field],
+                 "score": r.get("mask_score", r["score"]) if task == "segm" else r["score"]}
+        if task == "keypoints" and "bbox" in r:
+            entry["bbox"] = r["bbox"]  # the detection's area (APm/APl) comes from its box
+        view.append(entry)
+    return view
+
+
+def evaluate_results(results: list[dict], ann_file, tasks=None) -> dict[str, float]:
+    """{"bbox/AP": ..., "segm/AP": ..., ...} for every task the results and the GT support."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+    _check_results(results, gt, ann_file)
+    metrics = {}
+    for task in tasks or available_tasks(results, gt):
+        stats = _evaluate_task(gt, task_view(results, task), task)
+        metrics.update({f"{task}/{name}": float(v) for name, v in zip(METRIC_NAMES[task], stats)})
+    return metrics
+
+
+def available_tasks(results: list[dict], gt) -> list[str]:
+    has_keypoints = any(c.get("keypoints") for c in gt.loadCats(gt.getCatIds()))
+    return [task for task, field in _TASK_FIELD.items()
+            if any(field in r for r in results) and (task != "keypoints" or has_keypoints)]
+
+
+def _evaluate_task(gt, detections: list[dict], task: str) -> list[float]:
+    if not detections:
+        logger.warning("no %s detections: every %s metric is 0", task, task)
+        return [0.0] * len(METRIC_NAMES[task])
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(detections)
+        evaluator = COCOeval_faster(gt, dt, task, print_function=lambda *a, **k: None)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return list(evaluator.stats[: len(METRIC_NAMES[task])])
+
+
+def _check_results(results, gt, ann_file) -> None:
+    if not isinstance(results, list):
+        raise UserError("results must be a list of COCO detections")
+    image_ids = set(gt.getImgIds())
+    for i, r in enumerate(results):
+        missing = [k for k in ("image_id", "category_id", "score") if k not in r]
+        if missing:
+            raise UserError(f"detection {i} lacks {', '.join(missing)}")
+        if r["image_id"] not in image_ids:
+            raise DatasetError(f"detection {i} is for image {r['image_id']}, which is not in {ann_file}")
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    """One block per task: a row of metric names over a row of values in percent."""
+    blocks = []
+    for task, names in METRIC_NAMES.items():
+        if f"{task}/AP" not in metrics:
+            continue
+        header = f"{task:<10}" + "".join(f"{n:>8}" for n in names)
+        values = " " * 10 + "".join(f"{100 * metrics[f'{task}/{n}']:>8.2f}" for n in names)
+        blocks.append(f"{header}\n{values}")
+    return "\n\n".join(blocks)
+
+
+def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
+    """Score an existing results json; writes metrics.json (and a copy of the results) to out_dir."""
+    results = _load_results(results_file)
+    metrics = evaluate_results(results, ann_file)
+    _save(results, metrics, out_dir)
+    return metrics
+
+
+def _load_results(path) -> list:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: results file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); truncated?") from None
+
+
+def _save(results: list, metrics: dict, out_dir) -> None:
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "results.json", results)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+
+
+def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: float | None = None,
+                   batch_size: int = 1) -> dict[str, float]:
+    """Run `model.predict` over the GT images, write results.json + metrics.json, return metrics.
+
+    `dataset_or_paths`: a CocoDataset, an images folder, or image paths; images are matched to
+    the GT by file name.
+    """
+    from tqdm import tqdm
+
+    pairs = _image_ids_and_paths(dataset_or_paths, ann_file)
+    category_ids = tuple(model.cfg.model.category_ids)
+    results = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(pairs), batch_size), desc="eval", unit="batch"):
+            chunk = pairs[start: start + batch_size]
+            predictions = model.predict([str(path) for _, path in chunk])
+            for (image_id, _), instances in zip(chunk, predictions):
+                if score_thresh is not None:
+                    instances = instances[instances.scores >= score_thresh]
+                results += instances_to_results(instances, image_id, category_ids)
+    metrics = evaluate_results(results, ann_file)
+    _save(results, metrics, out_dir)
+    return metrics
+
+
+def _image_ids_and_paths(source, ann_file) -> list[tuple[int, Path]]:
+    """[(GT image id, image path)] for a dataset, an images folder or a list of paths."""
+    if hasattr(source, "image_path") and hasattr(source, "images"):
+        return [(im["id"], source.image_path(i)) for i, im in enumerate(source.images)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+    records = gt.loadImgs(gt.getImgIds())
+    if isinstance(source, (str, Path)):
+        return [(im["id"], Path(source) / im["file_name"]) for im in records]
+    id_by_name = {Path(im["file_name"]).name: im["id"] for im in records}
+    pairs = []
+    for path in map(Path, source):
+        if path.name not in id_by_name:
+            raise DatasetError(f"{path}: no image named '{path.name}' in {ann_file}")
+        pairs.append((id_by_name[path.name], path))
+    return pairs
