@@ -47,12 +47,12 @@ class TrainLog:
                 self.writer.add_scalar(f"train/{name}", value, iteration)
 
     def scalars(self, iteration: int, values: dict[str, float], prefix: str) -> None:
-        """Evaluation results and the like, to TensorBoard and the bar's output."""
+        """Evaluation results to TensorBoard; the headline APs (`*/AP`) also to the console."""
         if not self.enabled:
             return
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, iteration)
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("/AP"))
         self.bar.write(f"iter {iteration} {prefix}: {shown}")
 
     def close(self) -> None:

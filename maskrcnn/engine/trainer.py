@@ -269,7 +269,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
                         "or choose another --out")  # fmt: skip
     train_set = train_set if train_set is not None else _coco_train_set(cfg)
     if evaluate is None and cfg.data.val_ann:
-        evaluate = _coco_evaluator(cfg)
+        evaluate = _coco_evaluator(cfg, out_dir / "eval")
     torch.manual_seed(cfg.solver.seed)  # identical initial weights on every process
     model = (model if model is not None else _build_model(cfg)).to(dev)
     optimizer = build_optimizer(model, cfg.solver)
@@ -320,6 +320,19 @@ def _coco_train_set(cfg: Config):
     cfg.model.class_names, cfg.model.category_ids = dataset.class_names, dataset.category_ids
     cfg.model.num_classes = len(dataset.class_names)
     return dataset
+
+
+def _coco_evaluator(cfg: Config, eval_dir: Path) -> Callable[[nn.Module], dict]:
+    """COCO metrics on the validation set; the set is read now so a bad file fails up front."""
+    from ..data.coco import CocoDataset
+    from .evaluator import evaluate_model
+
+    d = cfg.data
+    dataset = CocoDataset(d.val_ann, d.val_images)
+    if dataset.category_ids != tuple(cfg.model.category_ids):
+        raise ConfigError(f"{d.val_ann} has categories {dataset.category_ids[1:]} but the "
+                          f"training set has {tuple(cfg.model.category_ids)[1:]}")  # fmt: skip
+    return lambda model: evaluate_model(model, dataset, d.val_ann, eval_dir)
 
 
 def _aspect_ratios(dataset) -> list[float] | None:
