@@ -85,11 +85,15 @@ def task_view(results: list[dict], task: str) -> list[dict]:
     return view
 
 
-def evaluate_results(results: list[dict], ann_file, tasks=None) -> dict[str, float]:
-    """{"bbox/AP": ..., "segm/AP": ..., ...} for every task the results and the GT support."""
+def evaluate_results(results: list[dict], ann_file, tasks=None,
+                     source: str = "results") -> dict[str, float]:
+    """{"bbox/AP": ..., "segm/AP": ..., ...} for every task the results and the GT support.
+
+    `source` names the results in error messages (e.g. the results file).
+    """
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
-    _check_results(results, gt, ann_file)
+    _check_results(results, gt, ann_file, source)
     metrics = {}
     for task in tasks or available_tasks(results, gt):
         stats = _evaluate_task(gt, task_view(results, task), task)
@@ -116,16 +120,17 @@ def _evaluate_task(gt, detections: list[dict], task: str) -> list[float]:
     return list(evaluator.stats[: len(METRIC_NAMES[task])])
 
 
-def _check_results(results, gt, ann_file) -> None:
+def _check_results(results, gt, ann_file, source: str) -> None:
     if not isinstance(results, list):
-        raise UserError("results must be a list of COCO detections")
+        raise UserError(f"{source}: must be a list of COCO detections")
     image_ids = set(gt.getImgIds())
     for i, r in enumerate(results):
         missing = [k for k in ("image_id", "category_id", "score") if k not in r]
         if missing:
-            raise UserError(f"detection {i} lacks {', '.join(missing)}")
+            raise UserError(f"{source}: detection {i} lacks {', '.join(missing)}")
         if r["image_id"] not in image_ids:
-            raise DatasetError(f"detection {i} is for image {r['image_id']}, which is not in {ann_file}")
+            raise DatasetError(f"{source}: detection {i} is for image {r['image_id']}, "
+                               f"which is not in {ann_file}")
 
 
 def format_table(metrics: dict[str, float]) -> str:
@@ -143,7 +148,7 @@ def format_table(metrics: dict[str, float]) -> str:
 def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
     """Score an existing results json; writes metrics.json (and a copy of the results) to out_dir."""
     results = _load_results(results_file)
-    metrics = evaluate_results(results, ann_file)
+    metrics = evaluate_results(results, ann_file, source=str(results_file))
     _save(results, metrics, out_dir)
     return metrics
 
