@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..errors import UserError
 
@@ -19,6 +21,10 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--images", help="folder the GT file_name entries are relative to")
     parser.add_argument("--score-thresh", type=float, default=None,
                         help="drop detections scoring below this (default: keep all)")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="model override passed to load_model, e.g. min_size=600 or "
+                             "model.box.nms_thresh=0.6 (repeatable)")
     parser.set_defaults(run=run)
 
 
@@ -32,9 +38,20 @@ def run(args) -> int:
             raise UserError("--model needs --images DIR (the folder of the GT images)")
         from .. import load_model
 
-        model = load_model(args.model, weights=args.weights)
-        model.eval()
-        metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh)
+        model = load_model(args.model, weights=args.weights, **_overrides(args.set))
+        metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
+                                 args.batch_size)
     print(format_table(metrics))
     print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
     return 0
+
+
+def _overrides(items: list[str]) -> dict:
+    """`key=value` strings -> keyword overrides, values parsed as YAML (`min_size=[600,800]`)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set '{item}' is not of the form KEY=VALUE")
+        key, text = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(text)
+    return overrides

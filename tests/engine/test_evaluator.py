@@ -197,3 +197,21 @@ def test_evaluate_model_on_ground_truth_is_perfect(synth_ann, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results) == len(_quiet(COCO, str(synth_ann)).anns)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_eval_command_runs_a_random_weight_model(synth_ann, tmp_path):
+    overrides = ["num_classes=4", "min_size=128", "max_size=160", "box_score_thresh=0.0",
+                 "rpn_pre_nms_top_n_test=100", "rpn_post_nms_top_n_test=50",
+                 "box_detections_per_img=10"]
+    args = ["eval", "--model", "maskrcnn_r18_fpn", "--images", str(synth_ann.parent / "images"),
+            "--data", str(synth_ann), "--out", str(tmp_path), "--batch-size", "4"]
+    assert _quiet(main, args + [a for o in overrides for a in ("--set", o)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    coco = _quiet(COCO, str(synth_ann))
+    assert 0 < len(results) <= 10 * len(coco.imgs)
+    assert {r["image_id"] for r in results} <= set(coco.imgs)
+    assert {r["category_id"] for r in results} <= {1, 2, 3}
+    assert decode_rles([r["segmentation"] for r in results], 96, 96).shape == (len(results), 96, 96)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    _assert_task_equal(metrics, "bbox", pycocotools_stats(coco, results, "bbox", ["bbox"]))
+    _assert_task_equal(metrics, "segm", pycocotools_stats(coco, results, "segm", ["segmentation"]))
