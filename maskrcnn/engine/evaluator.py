@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
-from ..errors import DatasetError, UserError
+from ..errors import DatasetError, ImageError, UserError
 from ..ops.rle import encode_masks
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,12 @@ def _image_ids_and_paths(source, ann_file) -> list[tuple[int, Path]]:
         gt = COCO(str(ann_file))
     records = gt.loadImgs(gt.getImgIds())
     if isinstance(source, (str, Path)):
-        return [(im["id"], Path(source) / im["file_name"]) for im in records]
+        pairs = [(im["id"], Path(source) / im["file_name"]) for im in records]
+        missing = [(i, p) for i, p in pairs if not p.is_file()]
+        if missing:
+            raise ImageError(f"{missing[0][1]}: image file not found (image id {missing[0][0]} in "
+                             f"{ann_file}; {len(missing)} of {len(pairs)} missing) - check --images")
+        return pairs
     id_by_name = {Path(im["file_name"]).name: im["id"] for im in records}
     pairs = []
     for path in map(Path, source):

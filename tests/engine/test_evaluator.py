@@ -14,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from maskrcnn.cli import main
 from maskrcnn.engine.evaluator import (METRIC_NAMES, evaluate_model, instances_to_results,
                                        write_json_atomic)
+from maskrcnn.errors import ImageError
 from maskrcnn.ops.rle import decode_rles, encode_masks
 from maskrcnn.structures import Instances
 
@@ -215,3 +216,8 @@ def test_eval_command_runs_a_random_weight_model(synth_ann, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     _assert_task_equal(metrics, "bbox", pycocotools_stats(coco, results, "bbox", ["bbox"]))
     _assert_task_equal(metrics, "segm", pycocotools_stats(coco, results, "segm", ["segmentation"]))
+
+
+def test_evaluate_model_names_a_missing_image(synth_ann, tmp_path):
+    with pytest.raises(ImageError, match=r"000000\.png: image file not found \(image id 1 in"):
+        evaluate_model(_GroundTruthModel(synth_ann), tmp_path, synth_ann, tmp_path / "out")
