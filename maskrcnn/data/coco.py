@@ -70,6 +70,9 @@ class CocoDataset(torch.utils.data.Dataset):
         images = _index_images(data["images"], self.ann_file)
         self.skipped: dict[str, int] = defaultdict(int)
         self._anns = _group_annotations(data["annotations"], images, self, self.ann_file)
+        if self.skipped:
+            logger.warning("%s: %s", self.ann_file,
+                           ", ".join(f"{n} x {reason}" for reason, n in self.skipped.items()))
         self.images = [im for im in images.values() if self._anns[im["id"]] or not skip_empty]
         if skip_empty and len(self.images) < len(images):
             logger.info("%s: left out %d images without annotations (skip_empty)",

@@ -114,6 +114,19 @@ def test_keypoints_equal_pycocotools_on_perturbed_coco(shared_data, tmp_path):
     _assert_task_equal(metrics, "keypoints", reference)
 
 
+def test_model_style_results_with_keypoints_equal_pycocotools(shared_data, tmp_path):
+    """A model writes box, mask and keypoints in one detection; keypoints are scored with the
+    box kept, so a detection's area (for APm / APl) is its box's."""
+    ann_file = shared_data / "coco" / "keypoints-val2017-30" / "annotations.json"
+    coco = _quiet(COCO, str(ann_file))
+    detections = [d for d in perturbed_detections(coco, seed=3) if "keypoints" in d]
+    metrics = _cli_metrics(tmp_path, detections, ann_file)
+    _assert_task_equal(metrics, "bbox", pycocotools_stats(coco, detections, "bbox", ["bbox"]))
+    _assert_task_equal(metrics, "segm", pycocotools_stats(coco, detections, "segm", ["segmentation"]))
+    _assert_task_equal(metrics, "keypoints",
+                       pycocotools_stats(coco, detections, "keypoints", ["keypoints", "bbox"]))
+
+
 def test_synthetic_data_equal_pycocotools_and_mask_scores_rank_masks(synth_ann, tmp_path):
     coco = _quiet(COCO, str(synth_ann))
     detections = perturbed_detections(coco, seed=2)
