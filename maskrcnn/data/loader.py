@@ -81,9 +81,6 @@ class TrainSamples(Dataset):
     def __init__(self, dataset: Dataset, seed: int):
         self.dataset, self.seed = dataset, seed
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, key: Key):
         it, pos, epoch, index = key
         # fork_rng restores the caller's RNG afterwards, so seeding here has no side effects.
@@ -110,7 +107,7 @@ def _seed_worker(worker_id: int) -> None:
 def build_train_loader(dataset: Dataset, batch_size: int, seed: int, *, start_iter: int = 0,
                        rank: int = 0, world_size: int = 1, num_workers: int = 0,
                        aspect_ratios: Sequence[float] | None = None) -> DataLoader:  # fmt: skip
-    """Infinite DataLoader of (list[image], list[target]) for one process; `batch_size` is global."""
+    """Endless DataLoader of (list[image], list[target]) for one process; batch_size is global."""
     batches = GroupedBatches(len(dataset), batch_size, seed, aspect_ratios)
     return DataLoader(
         TrainSamples(dataset, seed),

@@ -36,7 +36,8 @@ class TrainLog:
             return
         total = sum(losses.values())
         self.bar.update(1)
-        self.bar.set_postfix_str(f"loss {total:.3f} lr {lr:.2e}", refresh=False)
+        parts = " ".join(f"{name.removeprefix('loss_')} {v:.3f}" for name, v in losses.items())
+        self.bar.set_postfix_str(f"loss {total:.3f} ({parts}) lr {lr:.2e}", refresh=False)
         if not write:
             return
         record = {"iter": iteration, "lr": lr, **losses, "loss": total, "time": seconds}

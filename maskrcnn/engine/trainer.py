@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,8 @@ from ..config import Config, ConfigError, save_yaml, to_dict
 from ..data.loader import build_train_loader
 from ..errors import UserError
 from . import distributed
-from .checkpoint import Checkpointer, atomic_save, load_checkpoint, load_model_state, periodic_name
+from .checkpoint import (POINTER, Checkpointer, atomic_save, load_checkpoint, load_model_state,
+                         periodic_name)  # fmt: skip
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
 
@@ -224,7 +226,8 @@ def _solver_problems(s, device: torch.device, world_size: int):
         yield f"solver.amp={s.amp!r} must be none, bf16 or fp16"
     if s.amp == "fp16" and device.type != "cuda":
         yield "solver.amp=fp16 needs CUDA; use bf16 on the CPU"
-    for name in ("max_iter", "ims_per_batch", "checkpoint_period", "keep_checkpoints", "log_period"):
+    positive = ("max_iter", "ims_per_batch", "checkpoint_period", "keep_checkpoints", "log_period")
+    for name in positive:
         if getattr(s, name) < 1:
             yield f"solver.{name} must be at least 1"
     for name in ("warmup_iters", "eval_period", "clip_grad_norm"):
@@ -258,46 +261,67 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     """Train `cfg` into `out_dir` (also under torchrun); returns the last checkpoint's path.
 
     `model`, `train_set` and `evaluate` replace what `cfg` would build (the model from
-    `build_model`, the COCO datasets from `cfg.data`), e.g. to fine-tune a custom module.
+    `build_model`, the COCO datasets from `cfg.data`, whose label space the model takes).
     """
     info, dev = distributed.init(device)
     check_config(cfg, dev, info.world_size)
     out_dir = Path(out_dir)
-    checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
-    if not resume and (out_dir / "last_checkpoint").exists():
+    if not resume and (out_dir / POINTER).exists():
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it "
                         "or choose another --out")  # fmt: skip
     train_set = train_set if train_set is not None else _coco_train_set(cfg)
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
-    torch.manual_seed(cfg.solver.seed)  # identical initial weights on every process
-    model = (model if model is not None else _build_model(cfg)).to(dev)
-    optimizer = build_optimizer(model, cfg.solver)
-    trainer = Trainer(distributed.wrap(model, dev), optimizer,
-                      build_scheduler(optimizer, cfg.solver), None, cfg, dev)  # fmt: skip
+    trainer = _build_trainer(cfg, model, dev)
+    checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
     last = checkpointer.last() if resume else None
     if last is not None:
         trainer.load_state_dict(load_checkpoint(last), str(last))
-    start = trainer.iter
-    trainer.loader = build_train_loader(
-        train_set, cfg.solver.ims_per_batch, cfg.solver.seed, start_iter=start,
-        rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
-        aspect_ratios=_aspect_ratios(train_set) if cfg.data.aspect_ratio_grouping else None,
-    )  # fmt: skip
+    elif resume and info.is_main:
+        print(f"no checkpoint in {out_dir}: starting from iteration 0", file=sys.stderr)
+    trainer.loader = _train_loader(cfg, train_set, trainer.iter, info)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out_dir / "config.yaml")
-    log = TrainLog(out_dir, start, cfg.solver.max_iter, enabled=info.is_main)
-    if info.is_main:
-        trainer.hooks = [LogHook(log, cfg.solver.log_period),
-                         CheckpointHook(checkpointer, cfg.solver.checkpoint_period)]  # fmt: skip
-        if evaluate is not None:
-            trainer.hooks.append(EvalHook(evaluate, cfg.solver.eval_period, out_dir, log))
+    log = TrainLog(out_dir, trainer.iter, cfg.solver.max_iter, enabled=info.is_main)
+    if info.is_main:  # logs and files come from one process only
+        trainer.hooks = _main_hooks(cfg, out_dir, checkpointer, log, evaluate)
     try:
-        trainer.train(start, cfg.solver.max_iter)
+        trainer.train(trainer.iter, cfg.solver.max_iter)
     finally:
         log.close()
     return out_dir / periodic_name(trainer.iter)
+
+
+def _build_trainer(cfg: Config, model: nn.Module | None, device: torch.device) -> Trainer:
+    # One seed for everything: the initial weights (identical on every process) here; data
+    # order, augmentation and the model's sampling through the loader's derived seeds.
+    torch.manual_seed(cfg.solver.seed)
+    np.random.seed(cfg.solver.seed)
+    random.seed(cfg.solver.seed)
+    model = (model if model is not None else _build_model(cfg)).to(device)
+    optimizer = build_optimizer(model, cfg.solver)
+    scheduler = build_scheduler(optimizer, cfg.solver)
+    return Trainer(distributed.wrap(model, device), optimizer, scheduler, None, cfg, device)
+
+
+def _train_loader(cfg: Config, train_set, start_iter: int, info: distributed.DistInfo):
+    ratios = _aspect_ratios(train_set) if cfg.data.aspect_ratio_grouping else None
+    return build_train_loader(
+        train_set, cfg.solver.ims_per_batch, cfg.solver.seed, start_iter=start_iter,
+        rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
+        aspect_ratios=ratios,
+    )  # fmt: skip
+
+
+def _main_hooks(cfg: Config, out_dir: Path, checkpointer: Checkpointer, log: TrainLog,
+                evaluate) -> list:  # fmt: skip
+    # Logging first, so metrics.jsonl holds iteration N before checkpoint N exists.
+    hooks = [LogHook(log, cfg.solver.log_period),
+             CheckpointHook(checkpointer, cfg.solver.checkpoint_period)]  # fmt: skip
+    if evaluate is not None:
+        hooks.append(EvalHook(evaluate, cfg.solver.eval_period, out_dir, log))
+    return hooks
 
 
 def _build_model(cfg: Config) -> nn.Module:

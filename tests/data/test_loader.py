@@ -14,6 +14,10 @@ def _take(iterable, n):
             return out
 
 
+def _perm(n, seed):
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def test_epoch_order_is_a_seeded_permutation():
     batches = _take(GroupedBatches(6, 2, seed=3), 6)  # two epochs of 6 images
     epoch0 = [i for b in batches[:3] for (e, i) in b]
@@ -21,8 +25,8 @@ def test_epoch_order_is_a_seeded_permutation():
     assert sorted(epoch0) == sorted(epoch1) == list(range(6))
     assert {e for b in batches[:3] for (e, _) in b} == {0}
     # the independent truth: randperm from a generator seeded by (seed, epoch)
-    assert epoch0 == torch.randperm(6, generator=torch.Generator().manual_seed(derive_seed(3, 0))).tolist()
-    assert epoch1 == torch.randperm(6, generator=torch.Generator().manual_seed(derive_seed(3, 1))).tolist()
+    assert epoch0 == _perm(6, derive_seed(3, 0))
+    assert epoch1 == _perm(6, derive_seed(3, 1))
     assert _take(GroupedBatches(6, 2, seed=4), 3) != batches[:3]  # the seed matters
 
 
@@ -71,7 +75,7 @@ def test_loader_collates_and_seeds_per_sample():
     (images, targets), = _take(build_train_loader(_Flippy(), **kw), 1)
     assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is untouched
     assert len(images) == len(targets) == 2 and images[0].shape == (3, 4, 4)
-    perm = torch.randperm(5, generator=torch.Generator().manual_seed(derive_seed(9, 0))).tolist()
+    perm = _perm(5, derive_seed(9, 0))
     for pos, (image, target) in enumerate(zip(images, targets)):
         index = perm[pos]
         assert image[0, 0, 0].item() == index
