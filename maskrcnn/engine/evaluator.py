@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -39,10 +39,14 @@ def write_json_atomic(path, obj) -> None:
     """Write json to a temp file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
-        json.dump(obj, handle)
-    os.replace(handle.name, path)
+    # a plain open (not tempfile) so the file gets the usual umask permissions, not 0600
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temp, "w") as handle:
+            json.dump(obj, handle)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def instances_to_results(instances, image_id: int, category_ids=()) -> list[dict]:

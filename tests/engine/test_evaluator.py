@@ -4,6 +4,7 @@ Instances -> results conversion by hand, and evaluate_model through a stand-in m
 import contextlib
 import io
 import json
+import os
 
 import numpy as np
 import pytest
