@@ -52,6 +52,15 @@ def test_unknown_key(data, tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing started
 
 
+def test_unknown_key_in_yaml(data, tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("solver:\n  base_lr: 0.01\n  warmup: 10\n")
+    argv = _args(data, tmp_path / "run")
+    argv[1:3] = ["--config", str(config)]  # instead of --model
+    _fails(capsys, argv, "bad.yaml", "unknown key 'solver.warmup'")
+    assert not (tmp_path / "run").exists()
+
+
 def test_wrong_type(data, tmp_path, capsys):
     _fails(capsys, _args(data, tmp_path / "run", "solver.max_iter=ten"),
            "bad value for 'solver.max_iter'", "'ten'")  # fmt: skip
