@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -32,16 +32,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def _atomic_write(path: str | Path, write) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # "xb" on a unique name rather than tempfile.mkstemp: the file gets the usual umask
+    # permissions (mkstemp's are 0600) and is still never shared with another writer.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)  # only still there if something failed
     _fsync_dir(path.parent)  # make the rename itself durable
 
 

@@ -1,5 +1,8 @@
 """Atomic writes, keep-last-K, the last_checkpoint pointer and strict loading."""
 
+import os
+import stat
+
 import pytest
 import torch
 from torch import nn
@@ -22,6 +25,15 @@ def test_failed_write_leaves_old_file_intact(tmp_path, monkeypatch):
         ckpt.atomic_save({"model": {"w": torch.zeros(3)}}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # temp file cleaned up
+
+
+def test_written_with_umask_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        ckpt.atomic_save({"model": {}}, tmp_path / "a.pt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.pt").stat().st_mode) == 0o644
 
 
 def test_keeps_last_k_and_points_to_newest(tmp_path):
