@@ -98,17 +98,22 @@ def evaluate_results(results: list[dict], ann_file, tasks=None,
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
     _check_results(results, gt, ann_file, source)
+    tasks = available_tasks(results, gt) if tasks is None else tasks
     metrics = {}
-    for task in tasks or available_tasks(results, gt):
+    for task in (t for t in tasks if t != "keypoints" or _has_keypoints(gt)):
         stats = _evaluate_task(gt, task_view(results, task), task)
         metrics.update({f"{task}/{name}": float(v) for name, v in zip(METRIC_NAMES[task], stats)})
     return metrics
 
 
 def available_tasks(results: list[dict], gt) -> list[str]:
-    has_keypoints = any(c.get("keypoints") for c in gt.loadCats(gt.getCatIds()))
+    """The tasks some detection has a field for; keypoints only when the GT defines them."""
     return [task for task, field in _TASK_FIELD.items()
-            if any(field in r for r in results) and (task != "keypoints" or has_keypoints)]
+            if any(field in r for r in results) and (task != "keypoints" or _has_keypoints(gt))]
+
+
+def _has_keypoints(gt) -> bool:
+    return any(c.get("keypoints") for c in gt.loadCats(gt.getCatIds()))
 
 
 def _evaluate_task(gt, detections: list[dict], task: str) -> list[float]:
@@ -193,7 +198,10 @@ def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: flo
                 if score_thresh is not None:
                     instances = instances[instances.scores >= score_thresh]
                 results += instances_to_results(instances, image_id, category_ids)
-    metrics = evaluate_results(results, ann_file)
+    model_cfg = model.cfg.model
+    # the model's heads, not its (possibly empty) output, decide which tables to print
+    tasks = ["bbox"] + ["segm"] * model_cfg.mask.enabled + ["keypoints"] * model_cfg.keypoint.enabled
+    metrics = evaluate_results(results, ann_file, tasks)
     _save(results, metrics, out_dir)
     return metrics
 

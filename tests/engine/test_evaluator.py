@@ -189,7 +189,9 @@ class _GroundTruthModel:
 
         self.dataset = CocoDataset(ann_file)
         self.by_path = {str(self.dataset.image_path(i)): i for i in range(len(self.dataset))}
-        model_cfg = SimpleNamespace(category_ids=self.dataset.category_ids)
+        model_cfg = SimpleNamespace(category_ids=self.dataset.category_ids,
+                                    mask=SimpleNamespace(enabled=True),
+                                    keypoint=SimpleNamespace(enabled=False))
         self.cfg = SimpleNamespace(model=model_cfg)
 
     def predict(self, paths):
@@ -212,6 +214,10 @@ def test_evaluate_model_on_ground_truth_is_perfect(synth_ann, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results) == len(_quiet(COCO, str(synth_ann)).anns)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    # a model that finds nothing still reports every task of its heads, as zeros
+    metrics = evaluate_model(model, model.dataset, synth_ann, tmp_path, score_thresh=2.0)
+    assert set(metrics) == {f"{t}/{n}" for t in ("bbox", "segm") for n in METRIC_NAMES[t]}
+    assert set(metrics.values()) == {0.0}
 
 
 def test_eval_command_runs_a_random_weight_model(synth_ann, tmp_path):
