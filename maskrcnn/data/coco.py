@@ -180,7 +180,14 @@ def _group_annotations(anns, images: dict, dataset: CocoDataset, ann_file: Path)
 
 def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | None:
     """The annotation ready for training, or None (counted) when it cannot be one."""
+    where = f"{dataset.ann_file}: annotation {ann.get('id')}"
+    if not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
+        raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
     segmentation = ann.get("segmentation")
+    size = [image.get("height"), image.get("width")]
+    if isinstance(segmentation, dict) and segmentation.get("size") != size:
+        raise DatasetError(f"{where}: RLE size {segmentation.get('size')} differs from its "
+                           f"image's [height, width] {size}")
     if isinstance(segmentation, list):
         # pycocotools reads a 4-number polygon as a box and rejects shorter ones
         polygons = [p for p in segmentation if len(p) >= 6]

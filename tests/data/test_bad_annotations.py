@@ -117,3 +117,13 @@ def test_mask_png_of_the_wrong_size(tmp_path):
     dataset = InstanceIdPngDataset(tmp_path)
     with pytest.raises(DatasetError, match=r"p1_mask\.png: mask is 20x12 but its image .*p1\.png is 20x10"):
         dataset[0]
+
+
+def test_missing_bbox_and_rle_of_another_size(tmp_path):
+    data = _data()
+    del data["annotations"][1]["bbox"]
+    with pytest.raises(DatasetError, match=r"bad\.json: annotation 5 has no 'bbox'"):
+        CocoDataset(_write(tmp_path, data), tmp_path)
+    rle = {"size": [12, 20], "counts": [0, 240]}
+    with pytest.raises(DatasetError, match=r"annotation 5: RLE size \[12, 20\] differs .* \[10, 20\]"):
+        CocoDataset(_write(tmp_path, _data(segmentation=rle)), tmp_path)
