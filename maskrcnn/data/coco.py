@@ -185,7 +185,7 @@ def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | No
         raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
     segmentation = ann.get("segmentation")
     size = [image.get("height"), image.get("width")]
-    if isinstance(segmentation, dict) and segmentation.get("size") != size:
+    if isinstance(segmentation, dict) and None not in size and segmentation.get("size") != size:
         raise DatasetError(f"{where}: RLE size {segmentation.get('size')} differs from its "
                            f"image's [height, width] {size}")
     if isinstance(segmentation, list):
