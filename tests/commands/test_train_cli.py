@@ -86,7 +86,7 @@ def test_refuses_to_overwrite_a_run(data, tmp_path, capsys):
 
 
 def test_sigkill_then_resume_equals_straight_run(data, tmp_path):
-    n, total = 3, 7
+    n, total = 3, 6
     steps = [f"solver.max_iter={total}", f"solver.checkpoint_period={n}"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(_args(data, straight, *steps)) == 0

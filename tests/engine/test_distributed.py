@@ -33,8 +33,12 @@ def test_two_processes_equal_one(tmp_path):
     args = ["train", "--model", "maskrcnn_r18_fpn", "--data", str(ann),
             "--images", str(tmp_path / "data" / "images"), "--device", "cpu"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "one"), "--set", *TINY]) == 0
+    # The 2-process run also evaluates (on rank 0, while rank 1 waits) after iteration 2 and 3;
+    # evaluation must not disturb training.
+    val = ["--val-data", str(ann), "--val-images", str(tmp_path / "data" / "images")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "maskrcnn", *args, "--out", str(tmp_path / "two"), "--set", *TINY]  # fmt: skip
+           "-m", "maskrcnn", *args, *val, "--out", str(tmp_path / "two"),
+           "--set", *TINY, "solver.eval_period=2"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -43,6 +47,9 @@ def test_two_processes_equal_one(tmp_path):
     worst = max((one["model"][k].float() - v.float()).abs().max().item()
                 for k, v in two["model"].items())  # fmt: skip
     assert worst < 1e-5
+    best = load_checkpoint(tmp_path / "two" / "model_best.pt")
+    assert best["metric"] == "segm/AP" and best["iter"] in (2, 3)
+    assert "segm/AP" in json.loads((tmp_path / "two" / "eval" / "metrics.json").read_text())
     # rank 0 alone logs: one line per iteration, with the losses averaged over both processes
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     ref = (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
