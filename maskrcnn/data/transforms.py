@@ -76,15 +76,20 @@ def _resize_target(target: dict, sx: float, sy: float, size: tuple[int, int]) ->
     target["boxes"] = target["boxes"] * scale
     if "area" in target:
         target["area"] = target["area"] * (sx * sy)
-    masks = target["masks"]  # (N, H, W)
-    # nearest keeps masks binary; interpolate needs a float (1, N, H, W)
-    target["masks"] = F.interpolate(masks[None].float(), size=size, mode="nearest")[0].to(masks.dtype)
+    target["masks"] = _resize_masks(target["masks"], size)
     if "keypoints" in target:
         keypoints = target["keypoints"].clone()  # (N, K, 3)
         keypoints[..., 0] *= sx
         keypoints[..., 1] *= sy
         target["keypoints"] = keypoints
     return target
+
+
+def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W) -> (N, h, w); nearest keeps masks binary. interpolate refuses N = 0."""
+    if len(masks) == 0:
+        return masks.new_zeros((0, *size))
+    return F.interpolate(masks[None].float(), size=size, mode="nearest")[0].to(masks.dtype)
 
 
 class RandomHorizontalFlip:

@@ -93,3 +93,13 @@ def test_build_transforms_eval_uses_the_last_size_and_no_flip():
     train_cfg = InputConfig(min_size=(30,), max_size=1000, hflip_prob=1.0)
     train_image, _ = build_transforms(train_cfg, train=True)(image, target)
     assert torch.equal(train_image, expected_image.flip(-1))
+
+
+def test_images_without_instances_pass_through():
+    image, target = _sample()
+    empty = {"boxes": target["boxes"][:0], "masks": target["masks"][:0],
+             "keypoints": target["keypoints"][:0], "labels": target["labels"][:0]}
+    out_image, out = RandomHorizontalFlip(prob=1.0)(*Resize(20, 1000)(image, empty))
+    assert out_image.shape == (3, 20, 30)
+    assert out["masks"].shape == (0, 20, 30) and out["boxes"].shape == (0, 4)
+    assert out["keypoints"].shape == (0, 17, 3)
