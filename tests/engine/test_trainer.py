@@ -174,3 +174,19 @@ def test_eval_hook_keeps_best_by_segm_ap(tmp_path):
     # a resumed run has to beat the stored best
     hook = EvalHook(lambda m: {"bbox/AP": 0.35}, period=2, out_dir=tmp_path, log=log)
     assert hook.best == 0.4
+
+
+def test_rng_states_survive_a_checkpoint_file(tmp_path):
+    import random
+
+    import numpy as np
+
+    from maskrcnn.engine.trainer import rng_state, set_rng_state
+
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    np.random.normal()  # leaves a cached gaussian in numpy's state
+    ckpt.atomic_save({"model": {}, "rng": rng_state()}, tmp_path / "c.pt")
+    expected = (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), random.random())
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    set_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"])  # weights_only load
+    assert (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), random.random()) == expected
