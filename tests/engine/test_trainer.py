@@ -78,20 +78,27 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = NaNAt(build_model(cfg), at=3)
     saver = ckpt.Checkpointer(tmp_path, keep=5)
-    trainer = make_trainer(model, cfg, toy_samples(4), [CheckpointHook(saver, period=2)])
+    last = tmp_path / "model_0000002.pt"
+    written = {}  # the checkpoint's bytes right after it was written
+
+    class Snapshot:
+        def after_step(self, trainer):
+            if trainer.iter == 2:
+                written["bytes"] = last.read_bytes()
+
+    hooks = [CheckpointHook(saver, period=2), Snapshot()]
+    trainer = make_trainer(model, cfg, toy_samples(4), hooks)
     with pytest.raises(NonFiniteLossError) as err:
         trainer.train(0, 6)
     msg = str(err.value)
     assert "iteration 3" in msg and "loss_mask=nan" in msg
     for name in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
         assert f"{name}=" in msg and f"{name}=nan" not in msg  # every loss, with its value
-    last = tmp_path / "model_0000002.pt"
-    before = last.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", last.name]
     # the failing step changed nothing: the weights are still those of the checkpoint
     saved = ckpt.load_checkpoint(last)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
-    assert last.read_bytes() == before and saver.last() == last
+    assert last.read_bytes() == written["bytes"] and saver.last() == last
 
 
 class Quadratic(nn.Module):
