@@ -1,7 +1,8 @@
 """`maskrcnn train`: a config (file or preset) + overrides + data paths -> a run directory.
 
 Also runs under `torchrun --nproc_per_node N -m maskrcnn train ...` (solver.ims_per_batch is
-the global batch). Every argument is checked before the first iteration.
+the global batch); across machines, --resume needs the run directory on a shared filesystem,
+since every process reads the checkpoint. Every argument is checked before the first iteration.
 """
 
 from __future__ import annotations

@@ -230,7 +230,7 @@ def _solver_problems(s, device: torch.device, world_size: int):
     for name in positive:
         if getattr(s, name) < 1:
             yield f"solver.{name} must be at least 1"
-    for name in ("warmup_iters", "eval_period", "clip_grad_norm"):
+    for name in ("warmup_iters", "eval_period", "clip_grad_norm", "seed"):
         if getattr(s, name) < 0:
             yield f"solver.{name} must be >= 0"
     if s.base_lr <= 0:
