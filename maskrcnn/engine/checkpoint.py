@@ -82,8 +82,7 @@ class Checkpointer:
         return path
 
     def _prune(self) -> None:
-        if self.keep <= 0:
-            return
+        # Runs after the pointer moved, so it never names a deleted file.
         periodic = sorted(p for p in self.out_dir.iterdir() if _PERIODIC.match(p.name))
         for old in periodic[: -self.keep]:
             old.unlink()
