@@ -36,7 +36,7 @@ def maskrcnn_r50_fpn_v2() -> Config:
     m = cfg.model
     m.backbone.norm_eps = 1e-5
     m.backbone.fpn_norm = "bn"
-    m.rpn.num_convs, m.rpn.norm = 2, "bn"
+    m.rpn.num_convs = 2  # torchvision's v2 RPN convs keep their bias and have no norm
     m.box.head, m.box.norm = "4conv1fc", "bn"
     m.mask.norm = "bn"
     return cfg

@@ -1,0 +1,1 @@
+"""Foreign checkpoints -> this package's state-dict layout."""

@@ -1,0 +1,99 @@
+"""Box branch: RoI features -> class scores + per-class box deltas; its loss and post-processing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms
+
+from ..config import BoxHeadConfig
+from ..ops.boxes import BoxCoder, clip_boxes, nonempty, smooth_l1_sum
+from .backbone import ConvNorm
+
+
+class BoxHead(nn.Module):
+    """(N, C, R, R) pooled features -> (N, fc_dim): "2fc" (v1) or "4conv1fc" (v2)."""
+
+    def __init__(self, cfg: BoxHeadConfig, in_channels: int):
+        super().__init__()
+        num_convs, num_fcs = {"2fc": (0, 2), "4conv1fc": (4, 1)}[cfg.head]
+        self.convs = nn.Sequential(
+            *[
+                ConvNorm(in_channels if i == 0 else cfg.conv_dim, cfg.conv_dim, 3, norm=cfg.norm, relu=True)
+                for i in range(num_convs)
+            ]
+        )
+        dim = (cfg.conv_dim if num_convs else in_channels) * cfg.pooler_resolution**2
+        self.fcs = nn.ModuleList(nn.Linear(dim if i == 0 else cfg.fc_dim, cfg.fc_dim) for i in range(num_fcs))
+        for m in self.convs.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x).flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
+
+
+class BoxPredictor(nn.Module):
+    """(N, D) -> class logits (N, K+1) and box deltas (N, 4 (K+1)); label 0 = background."""
+
+    def __init__(self, in_dim: int, num_classes: int):
+        super().__init__()
+        self.cls_score = nn.Linear(in_dim, num_classes)
+        self.bbox_pred = nn.Linear(in_dim, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+def box_losses(
+    logits: torch.Tensor,
+    deltas: torch.Tensor,
+    labels: torch.Tensor,
+    box_targets: torch.Tensor,
+    beta: float,
+) -> dict[str, torch.Tensor]:
+    """Softmax CE over all sampled RoIs + smooth-L1 of the GT class's deltas on positives,
+    normalised by the number of sampled RoIs. logits (N, K+1), deltas (N, 4(K+1)), labels (N,)."""
+    cls_loss = F.cross_entropy(logits, labels)
+    pos = torch.where(labels > 0)[0]
+    deltas = deltas.reshape(len(deltas), -1, 4)[pos, labels[pos]]  # (P, 4)
+    box_loss = smooth_l1_sum(deltas, box_targets[pos], beta) / max(labels.numel(), 1)
+    return {"loss_classifier": cls_loss, "loss_box_reg": box_loss}
+
+
+def detect_boxes(
+    logits: torch.Tensor,
+    deltas: torch.Tensor,
+    proposals: list[torch.Tensor],
+    image_sizes: list[tuple[int, int]],
+    coder: BoxCoder,
+    cfg: BoxHeadConfig,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per image: decode per-class boxes, clip, drop background / low scores / tiny boxes,
+    per-class NMS, keep the best `detections_per_img` -> (boxes (D, 4), scores (D,), labels (D,))."""
+    num_classes = logits.shape[1]
+    boxes = coder.decode(deltas, torch.cat(proposals))  # (N, K+1, 4)
+    scores = F.softmax(logits, -1)  # (N, K+1)
+    out = []
+    counts = [len(p) for p in proposals]
+    for img_boxes, img_scores, size in zip(boxes.split(counts), scores.split(counts), image_sizes):
+        img_boxes = clip_boxes(img_boxes, size)[:, 1:].reshape(-1, 4)
+        labels = torch.arange(1, num_classes, device=logits.device).repeat(len(img_scores))
+        img_scores = img_scores[:, 1:].reshape(-1)
+        keep = torch.where(img_scores > cfg.score_thresh)[0]
+        img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
+        keep = torch.where(nonempty(img_boxes, cfg.min_box_size))[0]
+        img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
+        keep = batched_nms(img_boxes, img_scores, labels, cfg.nms_thresh)[: cfg.detections_per_img]
+        out.append((img_boxes[keep], img_scores[keep], labels[keep]))
+    return out

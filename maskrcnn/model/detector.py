@@ -1,0 +1,163 @@
+"""The whole model, as in Figure 1 of the paper: preprocess -> backbone -> RPN -> RoI heads -> postprocess."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+from ..structures import ImageList, Instances
+from .backbone import Backbone
+from .roi_heads import RoIHeads
+from .rpn import RPN
+
+
+class MaskRCNN(nn.Module):
+    """Training: `model(images, targets)` -> dict of losses. Inference: `model(images)` ->
+    list of `Instances` at each input's size. Images are (3, H, W) RGB float tensors in [0, 1]."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        inp = cfg.input
+        self.register_buffer("pixel_mean", torch.tensor(inp.pixel_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(inp.pixel_std).view(3, 1, 1), persistent=False)
+        self.backbone = Backbone(cfg.model.backbone)
+        self.rpn = RPN(cfg.model.rpn, cfg.model.anchors, self.backbone.out_channels)
+        self.roi_heads = RoIHeads(cfg.model, self.backbone.out_channels)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.cfg.model.class_names
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None, keep_mask_probs=False):
+        if self.training and targets is None:
+            raise ValueError("training mode needs targets; call model.eval() for inference")
+        generators = _generators(targets)
+        batch, targets = self.preprocess(images, targets, generators)
+        features = self.backbone(batch.tensors)  # [P2..P6]
+        proposals, rpn_losses = self.rpn(batch, features, targets, generators)
+        detections, roi_losses = self.roi_heads(features[:4], proposals, batch.image_sizes, targets, generators)
+        if self.training:
+            return {**rpn_losses, **roi_losses}
+        sizes = [tuple(img.shape[-2:]) for img in images]
+        return self.postprocess(detections, batch.image_sizes, sizes, keep_mask_probs)
+
+    @torch.inference_mode()
+    def predict(self, images, keep_mask_probs: bool = False) -> list[Instances]:
+        """Detect instances in one image or a list: file paths, PIL images, HWC uint8 numpy
+        arrays or CHW float tensors in [0, 1]. Returns one `Instances` per image."""
+        from ..image_io import as_tensor_list
+
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.pixel_mean.device
+            tensors = [t.to(device) for t in as_tensor_list(images)]
+            return self(tensors, keep_mask_probs=keep_mask_probs)
+        finally:
+            self.train(was_training)
+
+    # -- pre/post-processing ----------------------------------------------------------------
+    def preprocess(self, images, targets, generators):
+        """Normalise, resize (short side to min_size, long side capped), pad to a multiple of
+        size_divisibility. Targets (boxes, masks) are resized alongside."""
+        inp = self.cfg.input
+        resized, new_targets = [], []
+        for i, image in enumerate(images):
+            if image.dim() != 3 or image.shape[0] != 3:
+                raise ValueError(f"image {i}: expected a (3, H, W) tensor, got {tuple(image.shape)}")
+            image = self.normalize(image)
+            min_size = self._pick_min_size(generators[i] if generators else None)
+            image, target = _resize(image, min_size, inp.max_size, targets[i] if targets else None)
+            resized.append(image)
+            new_targets.append(target)
+        return _pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        if self.cfg.input.channel_order == "BGR":
+            image = image.flip(0)
+        if self.cfg.input.pixel_scale != 1.0:
+            image = image * self.cfg.input.pixel_scale
+        return (image - self.pixel_mean) / self.pixel_std
+
+    def _pick_min_size(self, generator) -> int:
+        sizes = self.cfg.input.min_size
+        if not self.training:
+            return sizes[-1]
+        # Same draw as torchvision (one uniform per image), so seeded runs sample alike.
+        u = torch.empty(1).uniform_(0.0, float(len(sizes)), generator=generator)
+        return sizes[int(u.item())]
+
+    def postprocess(self, detections, resized_sizes, input_sizes, keep_mask_probs) -> list[Instances]:
+        from ..ops.masks import paste_masks
+
+        out = []
+        for det, (rh, rw), (h, w) in zip(detections, resized_sizes, input_sizes):
+            fields = {"boxes": det["boxes"] * _ratio(w, rw, h, rh, det["boxes"].device),
+                      "scores": det["scores"], "labels": det["labels"]}  # fmt: skip
+            if "mask_probs" in det:
+                probs = paste_masks(det["mask_probs"], fields["boxes"], (h, w))
+                fields["masks"] = probs > 0.5
+                if keep_mask_probs:
+                    fields["mask_probs"] = probs
+            out.append(Instances((h, w), self.class_names, **fields))
+        return out
+
+
+def _ratio(w, rw, h, rh, device) -> torch.Tensor:
+    """Per-coordinate scale back to the input size, in float32 as torchvision computes it."""
+    f32 = torch.float32
+    rx = torch.tensor(w, dtype=f32, device=device) / torch.tensor(rw, dtype=f32, device=device)
+    ry = torch.tensor(h, dtype=f32, device=device) / torch.tensor(rh, dtype=f32, device=device)
+    return torch.stack([rx, ry, rx, ry])
+
+
+def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None):
+    """Scale so the short side is `min_size` unless the long side would pass `max_size`."""
+    h, w = image.shape[-2:]
+    scale = min(min_size / min(h, w), max_size / max(h, w))
+    image = F.interpolate(
+        image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+    )[0]
+    if target is None:
+        return image, None
+    nh, nw = image.shape[-2:]
+    target = dict(target)
+    target["boxes"] = target["boxes"] * _ratio(nw, w, nh, h, image.device)
+    if "masks" in target:
+        masks = target["masks"][:, None].float()
+        masks = F.interpolate(masks, scale_factor=scale, recompute_scale_factor=True)
+        target["masks"] = masks[:, 0].byte()
+    if "keypoints" in target:
+        kp = target["keypoints"].clone()
+        kp[..., 0] *= nw / w
+        kp[..., 1] *= nh / h
+        target["keypoints"] = kp
+    return image, target
+
+
+def _pad_batch(images: list[torch.Tensor], divisor: int) -> ImageList:
+    """Zero-pad bottom/right to a common size that is a multiple of `divisor`."""
+    h = max(img.shape[-2] for img in images)
+    w = max(img.shape[-1] for img in images)
+    h, w = (int(math.ceil(s / divisor) * divisor) for s in (h, w))
+    batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+    for i, img in enumerate(images):
+        batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
+    return ImageList(batch, [tuple(img.shape[-2:]) for img in images])
+
+
+def _generators(targets) -> list[torch.Generator] | None:
+    """Per-image RNGs from `target["seed"]`, so sampling does not depend on batch layout."""
+    if not targets or any("seed" not in t for t in targets):
+        return None
+    return [torch.Generator().manual_seed(int(t["seed"])) for t in targets]
+
+
+def build_model(cfg: Config) -> MaskRCNN:
+    """Compose the model described by `cfg` (random initialisation)."""
+    return MaskRCNN(cfg)

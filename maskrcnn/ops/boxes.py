@@ -1,0 +1,143 @@
+"""Box arithmetic shared by the RPN and the RoI heads: coder, matcher, balanced sampler, filters."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
+
+# Largest log-scale change a predicted delta may apply (a box can grow at most 1000/16 times).
+DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+
+
+class BoxCoder:
+    """Encodes boxes as (dx, dy, dw, dh) offsets from reference boxes, and back."""
+
+    def __init__(self, weights: tuple[float, float, float, float], scale_clamp=DEFAULT_SCALE_CLAMP):
+        self.weights = weights
+        self.scale_clamp = scale_clamp
+
+    def encode(self, targets: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """(N, 4) target boxes relative to (N, 4) reference boxes -> (N, 4) deltas."""
+        wx, wy, ww, wh = self.weights
+        ref_w = refs[:, 2] - refs[:, 0]
+        ref_h = refs[:, 3] - refs[:, 1]
+        ref_x = refs[:, 0] + 0.5 * ref_w
+        ref_y = refs[:, 1] + 0.5 * ref_h
+        tgt_w = targets[:, 2] - targets[:, 0]
+        tgt_h = targets[:, 3] - targets[:, 1]
+        tgt_x = targets[:, 0] + 0.5 * tgt_w
+        tgt_y = targets[:, 1] + 0.5 * tgt_h
+        dx = wx * (tgt_x - ref_x) / ref_w
+        dy = wy * (tgt_y - ref_y) / ref_h
+        dw = ww * torch.log(tgt_w / ref_w)
+        dh = wh * torch.log(tgt_h / ref_h)
+        return torch.stack((dx, dy, dw, dh), dim=1)
+
+    def decode(self, deltas: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        """(N, 4k) deltas applied to (N, 4) reference boxes -> (N, k, 4) boxes."""
+        refs = refs.to(deltas.dtype)
+        wx, wy, ww, wh = self.weights
+        w = (refs[:, 2] - refs[:, 0])[:, None]
+        h = (refs[:, 3] - refs[:, 1])[:, None]
+        cx = refs[:, 0, None] + 0.5 * w
+        cy = refs[:, 1, None] + 0.5 * h
+        dx = deltas[:, 0::4] / wx
+        dy = deltas[:, 1::4] / wy
+        dw = (deltas[:, 2::4] / ww).clamp(max=self.scale_clamp)
+        dh = (deltas[:, 3::4] / wh).clamp(max=self.scale_clamp)
+        px = dx * w + cx
+        py = dy * h + cy
+        half_w = 0.5 * torch.exp(dw) * w
+        half_h = 0.5 * torch.exp(dh) * h
+        return torch.stack((px - half_w, py - half_h, px + half_w, py + half_h), dim=2)
+
+
+class Matcher:
+    """Assigns each prediction (column of an IoU matrix) to its best ground truth (row).
+
+    Result per prediction: gt index, BELOW_LOW (background) or BETWEEN (ignored).
+    With `allow_low_quality`, every gt also keeps the predictions that overlap it most.
+    """
+
+    BELOW_LOW = -1
+    BETWEEN = -2
+
+    def __init__(self, high: float, low: float, allow_low_quality: bool):
+        assert low <= high
+        self.high, self.low, self.allow_low_quality = high, low, allow_low_quality
+
+    def __call__(self, iou: torch.Tensor) -> torch.Tensor:
+        """(G, P) IoU matrix -> (P,) int64 matches."""
+        if iou.shape[0] == 0:  # no ground truth: everything is background
+            return iou.new_full((iou.shape[1],), self.BELOW_LOW, dtype=torch.int64)
+        best_iou, matches = iou.max(dim=0)
+        best_before_thresholds = matches.clone()
+        matches[best_iou < self.low] = self.BELOW_LOW
+        matches[(best_iou >= self.low) & (best_iou < self.high)] = self.BETWEEN
+        if self.allow_low_quality:
+            best_per_gt = iou.max(dim=1).values
+            # All predictions tied for a gt's best IoU are kept, as in the paper's RPN recipe.
+            preds = torch.where(iou == best_per_gt[:, None])[1]
+            matches[preds] = best_before_thresholds[preds]
+        return matches
+
+
+def match_boxes(matcher: Matcher, gt_boxes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(G, 4) gt, (P, 4) boxes -> (P,) matches (see Matcher)."""
+    if gt_boxes.numel() == 0:
+        return boxes.new_full((boxes.shape[0],), Matcher.BELOW_LOW, dtype=torch.int64)
+    return matcher(box_iou(gt_boxes, boxes))
+
+
+def sample_balanced(
+    labels: torch.Tensor, batch_size: int, positive_fraction: float, generator=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random positives (label >= 1) and negatives (label == 0) of one image.
+
+    Returns boolean masks (P,), (P,). Draws from `generator` (per-image determinism) or, when
+    None, from the global RNG in the same order as torchvision so seeded runs agree.
+    """
+    positive = torch.where(labels >= 1)[0]
+    negative = torch.where(labels == 0)[0]
+    num_pos = min(positive.numel(), int(batch_size * positive_fraction))
+    num_neg = min(negative.numel(), batch_size - num_pos)
+    pos_idx = positive[_randperm(positive.numel(), labels.device, generator)[:num_pos]]
+    neg_idx = negative[_randperm(negative.numel(), labels.device, generator)[:num_neg]]
+    pos_mask = torch.zeros_like(labels, dtype=torch.bool)
+    neg_mask = torch.zeros_like(labels, dtype=torch.bool)
+    pos_mask[pos_idx] = True
+    neg_mask[neg_idx] = True
+    return pos_mask, neg_mask
+
+
+def _randperm(n: int, device, generator) -> torch.Tensor:
+    if generator is None:
+        return torch.randperm(n, device=device)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Clamp (..., 4) xyxy boxes to an (h, w) image."""
+    h, w = image_size
+    x = boxes[..., 0::2].clamp(min=0, max=w)
+    y = boxes[..., 1::2].clamp(min=0, max=h)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def nonempty(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
+    """(N,) bool: width and height both at least `min_size`."""
+    return ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Summed smooth-L1 loss (plain L1 when beta is 0, as in detectron2 and mmdetection)."""
+    if beta == 0:
+        return F.l1_loss(pred, target, reduction="sum")
+    return F.smooth_l1_loss(pred, target, beta=beta, reduction="sum")

@@ -1,0 +1,70 @@
+"""Multi-level RoIAlign: each RoI is pooled from the FPN level that matches its size (FPN eq. 1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from .boxes import box_area
+
+
+def boxes_to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image (Ni, 4) boxes -> (sum Ni, 5) rois with the image index in column 0."""
+    index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
+    return torch.cat([index, torch.cat(boxes)], dim=1)
+
+
+def assign_levels(
+    boxes: torch.Tensor, min_level: int, max_level: int, canonical_scale: int, canonical_level: int
+) -> torch.Tensor:
+    """(N, 4) boxes -> (N,) index into the pooled levels: floor(k0 + log2(sqrt(area)/s0))."""
+    size = torch.sqrt(box_area(boxes))
+    # The epsilon keeps boxes of exactly canonical size (224 px) at the canonical level.
+    level = torch.floor(canonical_level + torch.log2(size / canonical_scale) + 1e-6)
+    return level.clamp(min=min_level, max=max_level).to(torch.int64) - min_level
+
+
+class MultiLevelRoIAlign(nn.Module):
+    """Pools (N, C, R, R) features for per-image boxes from levels P`min_level`..P`max_level`."""
+
+    def __init__(
+        self,
+        resolution: int,
+        sampling_ratio: int,
+        aligned: bool,
+        min_level: int = 2,
+        max_level: int = 5,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+    ):
+        super().__init__()
+        self.resolution = resolution
+        # torchvision's roi_align takes -1 for "adaptive" sampling, configs use 0 as in detectron2.
+        self.sampling_ratio = sampling_ratio if sampling_ratio > 0 else -1
+        self.aligned = aligned
+        self.min_level, self.max_level = min_level, max_level
+        self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
+
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+        """features: [P2..P5] (B, C, Hl, Wl) at strides 2**level; boxes: per-image (Ni, 4)."""
+        rois = boxes_to_rois(boxes)  # (N, 5)
+        levels = assign_levels(
+            rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level
+        )
+        channels = features[0].shape[1]
+        out = features[0].new_zeros((rois.shape[0], channels, self.resolution, self.resolution))
+        for offset, feature in enumerate(features[: self.max_level - self.min_level + 1]):
+            idx = torch.where(levels == offset)[0]
+            pooled = roi_align(
+                feature,
+                rois[idx],
+                output_size=self.resolution,
+                spatial_scale=1.0 / math.pow(2, self.min_level + offset),
+                sampling_ratio=self.sampling_ratio,
+                aligned=self.aligned,
+            )
+            out[idx] = pooled.to(out.dtype)
+        return out
