@@ -48,7 +48,8 @@ def load_json(path: str | Path) -> dict:
             "the file may be truncated - re-export or re-download it"
         ) from None
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: the top level must be an object with images/annotations/categories")
+        raise DatasetError(f"{path}: the top level must be an object with images, annotations "
+                           "and categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: missing the '{key}' list of a COCO annotation file")
@@ -104,7 +105,8 @@ class CocoDataset(torch.utils.data.Dataset):
         for i, ann in enumerate(anns):
             masks[i] = segmentation_to_mask(ann["segmentation"], height, width)
         target = {
-            "boxes": torch.tensor([a["bbox_xyxy"] for a in anns], dtype=torch.float32).reshape(-1, 4),
+            "boxes": torch.tensor([a["bbox_xyxy"] for a in anns],
+                                  dtype=torch.float32).reshape(-1, 4),  # (N, 4) xyxy
             "labels": torch.tensor([a["label"] for a in anns], dtype=torch.int64),
             "masks": torch.from_numpy(masks),
             "image_id": int(image_id),
@@ -149,8 +151,9 @@ def _index_images(images: list[dict], ann_file: Path) -> dict[int, dict]:
             raise DatasetError(f"{ann_file}: image entry {image} lacks 'id' or 'file_name'")
         if image["id"] in index:
             raise DatasetError(
-                f"{ann_file}: duplicate image id {image['id']} ('{index[image['id']]['file_name']}' "
-                f"and '{image['file_name']}'); image ids must be unique"
+                f"{ann_file}: duplicate image id {image['id']} ("
+                f"'{index[image['id']]['file_name']}' and '{image['file_name']}'); "
+                "image ids must be unique"
             )
         index[image["id"]] = image
     return index

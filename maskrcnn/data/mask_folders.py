@@ -141,7 +141,8 @@ def to_coco(dataset: MaskFolderDataset) -> dict:
     for index, (image_path, _) in enumerate(dataset.items):
         masks = dataset.instance_masks(index)
         height, width = masks.shape[1:]
-        images.append({"id": index + 1, "file_name": image_path.relative_to(dataset.root).as_posix(),
+        file_name = image_path.relative_to(dataset.root).as_posix()
+        images.append({"id": index + 1, "file_name": file_name,
                        "height": int(height), "width": int(width)})
         rles = encode_masks(masks)
         for rle, box, area in zip(rles, rle_to_xywh(rles), rle_area(rles)):

@@ -47,7 +47,7 @@ class Compose:
 
 
 def resized_shape(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
-    """(h, w) with the short side at `short_side` unless that pushes the long side past `max_size`."""
+    """(h, w) with the short side at `short_side`, unless the long side would pass `max_size`."""
     scale = short_side / min(height, width)
     if max(height, width) * scale > max_size:
         scale = max_size / max(height, width)

@@ -26,9 +26,12 @@ from ..ops.rle import encode_masks
 
 logger = logging.getLogger(__name__)
 
+# names of COCOeval.stats, in its order; keypoints have no small-object range
+_BOX_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
+              "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 METRIC_NAMES = {
-    "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
-    "segm": ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
+    "bbox": _BOX_NAMES,
+    "segm": _BOX_NAMES,
     "keypoints": ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"),
 }
 # the results field that makes a detection take part in each task
@@ -155,7 +158,7 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
-    """Score an existing results json; writes metrics.json (and a copy of the results) to out_dir."""
+    """Score an existing results json; writes metrics.json and a copy of the results."""
     results = _load_results(results_file)
     metrics = evaluate_results(results, ann_file, source=str(results_file))
     _save(results, metrics, out_dir)
@@ -169,7 +172,8 @@ def _load_results(path) -> list:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); truncated?") from None
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); "
+                        "is the file truncated?") from None
 
 
 def _save(results: list, metrics: dict, out_dir) -> None:
@@ -200,7 +204,8 @@ def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: flo
                 results += instances_to_results(instances, image_id, category_ids)
     model_cfg = model.cfg.model
     # the model's heads, not its (possibly empty) output, decide which tables to print
-    tasks = ["bbox"] + ["segm"] * model_cfg.mask.enabled + ["keypoints"] * model_cfg.keypoint.enabled
+    tasks = (["bbox"] + ["segm"] * model_cfg.mask.enabled
+             + ["keypoints"] * model_cfg.keypoint.enabled)
     metrics = evaluate_results(results, ann_file, tasks)
     _save(results, metrics, out_dir)
     return metrics
@@ -217,8 +222,9 @@ def _image_ids_and_paths(source, ann_file) -> list[tuple[int, Path]]:
         pairs = [(im["id"], Path(source) / im["file_name"]) for im in records]
         missing = [(i, p) for i, p in pairs if not p.is_file()]
         if missing:
-            raise ImageError(f"{missing[0][1]}: image file not found (image id {missing[0][0]} in "
-                             f"{ann_file}; {len(missing)} of {len(pairs)} missing) - check --images")
+            image_id, path = missing[0]
+            raise ImageError(f"{path}: image file not found (image id {image_id} in {ann_file}; "
+                             f"{len(missing)} of {len(pairs)} missing) - check --images")
         return pairs
     id_by_name = {Path(im["file_name"]).name: im["id"] for im in records}
     pairs = []
