@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, keep-last-K, a `last_checkpoint` pointer, strict loading.
+"""Training checkpoints: atomic writes, keep-last-K, a `last_checkpoint` pointer, safe loading.
 
 A checkpoint is a plain dict of tensors, containers, numbers and strings (the config as a dict), so
 it loads with `torch.load(weights_only=True)`: opening one never runs code from the file.
@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError
 
@@ -103,31 +102,3 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
     return state
-
-
-def load_model_state(model: nn.Module, state_dict: dict, source: str) -> None:
-    """Strict load that names every missing, unexpected and shape-mismatched key."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [
-        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state_dict))
-        if state_dict[k].shape != own[k].shape
-    ]
-    problems = [
-        f"{label}: {', '.join(_head(keys))}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("shape mismatch", mismatched))
-        if keys
-    ]  # fmt: skip
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit this model ({'; '.join(problems)}); "
-            "was it written for another preset or number of classes?"
-        )
-    model.load_state_dict(state_dict)
-
-
-def _head(keys: list[str], limit: int = 10) -> list[str]:
-    return keys[:limit] + ([f"... {len(keys) - limit} more"] if len(keys) > limit else [])

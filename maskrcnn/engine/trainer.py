@@ -22,8 +22,8 @@ from ..config import Config, ConfigError, save_yaml, to_dict
 from ..data.loader import build_train_loader
 from ..errors import UserError
 from . import distributed
-from .checkpoint import (POINTER, Checkpointer, atomic_save, load_checkpoint, load_model_state,
-                         periodic_name)  # fmt: skip
+from ..weights import load_state
+from .checkpoint import POINTER, Checkpointer, atomic_save, load_checkpoint, periodic_name
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
 
@@ -108,7 +108,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, source: str) -> None:
-        load_model_state(distributed.unwrap(self.model), state["model"], source)
+        load_state(distributed.unwrap(self.model), state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

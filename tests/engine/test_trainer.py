@@ -13,6 +13,7 @@ from maskrcnn.engine.solver import build_optimizer, build_scheduler, lr_factor
 from maskrcnn.engine.train_log import TrainLog
 from maskrcnn.engine.trainer import (CheckpointHook, EvalHook, LogHook, NonFiniteLossError,
                                      Trainer)  # fmt: skip
+from maskrcnn.errors import CheckpointError
 from maskrcnn.zoo import get_preset
 
 # A Mask R-CNN small enough for a few CPU iterations per second.
@@ -99,6 +100,22 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     saved = ckpt.load_checkpoint(last)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     assert last.read_bytes() == written["bytes"] and saver.last() == last
+
+
+def test_resume_from_another_models_checkpoint_names_the_keys(tmp_path):
+    from maskrcnn.model.detector import build_model
+
+    four = tiny_maskrcnn_cfg("model.num_classes=4")
+    source = make_trainer(build_model(four), four, toy_samples(1))
+    ckpt.atomic_save(source.state_dict(), tmp_path / "four.pt")
+    three = tiny_maskrcnn_cfg("model.num_classes=3")
+    trainer = make_trainer(build_model(three), three, toy_samples(1))
+    with pytest.raises(CheckpointError) as err:
+        trainer.load_state_dict(ckpt.load_checkpoint(tmp_path / "four.pt"), "four.pt")
+    msg = str(err.value)
+    # 4 classes vs 3: the classifier has one more row, the box and mask predictors one more class
+    assert "four.pt" in msg and "shape mismatches" in msg
+    assert "roi_heads.box_predictor.cls_score.weight: checkpoint (4, 64) vs model (3, 64)" in msg
 
 
 class Quadratic(nn.Module):
