@@ -1,4 +1,4 @@
-"""Atomic writes, keep-last-K, the last_checkpoint pointer and strict loading."""
+"""Atomic writes, keep-last-K, the last_checkpoint pointer and weights_only loading."""
 
 import os
 import stat
