@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .data.images import _to_tensor, read_image
+from .data.images import pil_to_tensor, read_image
 from .errors import ImageError
 
 
@@ -23,7 +23,7 @@ def as_tensor(image, index: int = 0) -> torch.Tensor:
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return _to_tensor(ImageOps.exif_transpose(image))
+        return pil_to_tensor(ImageOps.exif_transpose(image))
     if isinstance(image, np.ndarray):
         return _from_numpy(image, index)
     if torch.is_tensor(image):

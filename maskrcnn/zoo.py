@@ -91,6 +91,9 @@ def get_preset(name: str) -> Config:
 def apply_kwargs(cfg: Config, overrides: dict) -> Config:
     """Apply `box_score_thresh=0.0`-style aliases or dotted keys (`model.box.nms_thresh`,
     also spelled `model__box__nms_thresh`)."""
+    if "num_classes" in overrides and "class_names" not in overrides:
+        cfg.model.class_names = ()  # the preset's names describe another label space
+        cfg.model.category_ids = ()
     for key, value in overrides.items():
         dotted = ALIASES.get(key, key.replace("__", "."))
         if isinstance(value, list):

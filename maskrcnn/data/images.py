@@ -26,7 +26,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
-            return _to_tensor(image)
+            return pil_to_tensor(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from exc
 
@@ -44,7 +44,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     if image.mode in _SIXTEEN_BIT_MODES:
         gray = np.asarray(image, dtype=np.float32) / 65535.0  # (H, W)
         return torch.from_numpy(np.clip(gray, 0.0, 1.0)).expand(3, -1, -1).contiguous()
