@@ -24,11 +24,12 @@ class BackboneConfig:
     depth: int = 50  # 18, 34, 50, 101, 152
     groups: int = 1  # ResNeXt cardinality (32 or 64)
     width_per_group: int = 64  # ResNeXt bottleneck width (4 for 32x4d / 64x4d)
+    norm: str = "frozen_bn"  # trunk norm: "frozen_bn" (pretrained trunks) | "bn" | "gn" (from scratch)
     norm_eps: float = 0.0  # FrozenBatchNorm eps: torchvision's v1 weights run with 0, v2 with 1e-5
     stride_in_1x1: bool = False  # caffe-style bottleneck (mmdetection "caffe" ResNets)
     freeze_at: int = 2  # 0: train all, 1: freeze stem, 2: stem + res2, ... 5: whole trunk
     fpn_channels: int = 256
-    fpn_norm: str = "none"  # "none" | "bn" (v2)
+    fpn_norm: str = "none"  # "none" | "bn" (v2) | "gn"
     fpn_norm_eps: float = 1e-5
 
 

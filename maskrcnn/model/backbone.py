@@ -21,13 +21,22 @@ class ConvNorm(nn.Sequential):
         layers = OrderedDict(
             conv=nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=norm == "none")
         )
-        if norm == "bn":
-            layers["norm"] = nn.BatchNorm2d(cout, eps=eps)
-        elif norm != "none":
-            raise ValueError(f"unknown norm '{norm}' (expected 'none' or 'bn')")
+        if norm != "none":
+            layers["norm"] = make_norm(norm, cout, eps)
         if relu:
             layers["relu"] = nn.ReLU(inplace=True)
         super().__init__(layers)
+
+
+def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
+    """"frozen_bn" for pretrained trunks, "bn" / "gn" (32 groups) for layers that learn."""
+    if kind == "frozen_bn":
+        return FrozenBatchNorm2d(channels, eps=eps)
+    if kind == "bn":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if kind == "gn":
+        return nn.GroupNorm(min(32, channels), channels, eps=eps)
+    raise ValueError(f"unknown norm '{kind}' (expected 'frozen_bn', 'bn' or 'gn')")
 
 
 class ResNetTrunk(nn.Module):
@@ -35,7 +44,8 @@ class ResNetTrunk(nn.Module):
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        norm = partial(FrozenBatchNorm2d, eps=cfg.norm_eps)
+        eps = cfg.norm_eps if cfg.norm == "frozen_bn" else max(cfg.norm_eps, 1e-5)
+        norm = partial(make_norm, cfg.norm, eps=eps)
         block, layers = _ARCH[cfg.depth]
         net = resnet.ResNet(
             block, layers, groups=cfg.groups, width_per_group=cfg.width_per_group, norm_layer=norm
