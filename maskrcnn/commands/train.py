@@ -7,15 +7,32 @@ since every process reads the checkpoint. Every argument is checked before the f
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 from ..config import apply_overrides, load_yaml, set_value
 from ..zoo import get_preset
 
+EPILOG = """\
+the run directory gets:
+  config.yaml          the full config of the run (usable with --config)
+  metrics.jsonl        one line per logged iteration: iter, lr, each loss, loss, time
+  tb/                  TensorBoard event files
+  model_NNNNNNN.pt     checkpoints every solver.checkpoint_period iterations (last K kept),
+                       named by last_checkpoint; --resume continues from there
+  model_final.pt       weights + config at the end (maskrcnn predict / load_model)
+  model_best.pt, eval/ with a validation set: best weights by segm/AP, latest COCO metrics
+
+several processes: torchrun --nproc_per_node N -m maskrcnn train ... (same arguments)
+"""
+
 
 def add_parser(subparsers, name: str) -> None:
-    parser = subparsers.add_parser(name, help="train a model on a COCO-format dataset")
+    parser = subparsers.add_parser(
+        name, help="train a model on a COCO-format dataset", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML config file (every field of the config classes)")
     source.add_argument("--model", help="preset name, e.g. maskrcnn_r50_fpn, maskrcnn_r18_fpn")
