@@ -111,7 +111,7 @@ class MaskHeadConfig:
 
 @dataclass
 class MaskIoUHeadConfig:
-    enabled: bool = False
+    enabled: bool = False  # Mask Scoring R-CNN: needs model.mask.enabled; adds Instances.mask_scores
     conv_dim: int = 256
     fc_dim: int = 1024
     loss_weight: float = 0.5
@@ -243,7 +243,8 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
         if "=" not in item:
             raise ConfigError(f"{source}: '{item}' is not of the form key=value")
         key, text = item.split("=", 1)
-        set_value(cfg, key.strip(), yaml.safe_load(text), source=source)
+        value = yaml.safe_load(text) if text.strip() else ""  # `key=` clears a string field
+        set_value(cfg, key.strip(), value, source=source)
     return cfg
 
 
@@ -306,7 +307,7 @@ def _scalar(value, typ):
             return value
         raise TypeError("expected true or false")
     if typ is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or float(value).is_integer()):
+        if isinstance(value, (bool, str)) or not float(value).is_integer():
             raise TypeError("expected an integer")
         return int(value)
     if typ is float:
