@@ -50,6 +50,33 @@ def _resnet_fpn(name: str, depth: int, groups: int = 1, width: int = 64) -> Conf
     return cfg
 
 
+# mmdetection's 80-class COCO label space: contiguous labels 1..80, background 0.
+COCO80_CLASS_NAMES = tuple(n for n in COCO_CLASS_NAMES if n != "N/A")
+COCO80_CATEGORY_IDS = tuple(i for i, n in enumerate(COCO_CLASS_NAMES) if n != "N/A")
+
+
+def msrcnn(name: str, depth: int, groups: int = 1, width: int = 64) -> Config:
+    """Mask Scoring R-CNN as mmdetection's ms_rcnn_*_fpn_1x_coco: Mask R-CNN + MaskIoU head, with
+    mmdetection's conventions (caffe-style trunk for ResNets, aligned RoIAlign, L1 box losses)."""
+    cfg = _resnet_fpn(name, depth, groups, width)
+    m, inp = cfg.model, cfg.input
+    m.num_classes, m.class_names, m.category_ids = 81, COCO80_CLASS_NAMES, COCO80_CATEGORY_IDS
+    m.maskiou.enabled = True
+    if groups == 1:  # caffe-style ResNet: BGR in 0-255, mean subtracted only, stride in the 1x1
+        inp.channel_order, inp.pixel_scale = "BGR", 255.0
+        inp.pixel_mean, inp.pixel_std = (103.530, 116.280, 123.675), (1.0, 1.0, 1.0)
+        m.backbone.stride_in_1x1 = True
+    else:  # mmdetection's ResNeXt trunks are pytorch-style: RGB in 0-255, ImageNet mean / std
+        inp.pixel_scale = 255.0
+        inp.pixel_mean, inp.pixel_std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    m.anchors.round_base = False  # mmdetection keeps fractional base anchors
+    m.rpn.post_nms_topk_train = 1000
+    m.rpn.min_box_size = m.box.min_box_size = 0.0
+    m.rpn.smooth_l1_beta = m.box.smooth_l1_beta = 0.0  # L1 losses
+    m.roi_align.aligned, m.roi_align.sampling_ratio = True, 0  # level mapping already agrees
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "maskrcnn_r50_fpn": maskrcnn_r50_fpn,
     "maskrcnn_r50_fpn_v2": maskrcnn_r50_fpn_v2,
@@ -58,6 +85,9 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "maskrcnn_r101_fpn": lambda: _resnet_fpn("maskrcnn_r101_fpn", 101),
     "maskrcnn_x101_32x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_32x4d_fpn", 101, 32, 4),
     "maskrcnn_x101_64x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_64x4d_fpn", 101, 64, 4),
+    "msrcnn_r50_fpn": lambda: msrcnn("msrcnn_r50_fpn", 50),
+    "msrcnn_r101_fpn": lambda: msrcnn("msrcnn_r101_fpn", 101),
+    "msrcnn_x101_64x4d_fpn": lambda: msrcnn("msrcnn_x101_64x4d_fpn", 101, 64, 4),
 }
 
 # torchvision-style keyword names accepted by load_model / build_model.

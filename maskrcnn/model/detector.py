@@ -104,6 +104,8 @@ class MaskRCNN(nn.Module):
                 fields["masks"] = probs > 0.5
                 if keep_mask_probs:
                     fields["mask_probs"] = probs
+            if "mask_scores" in det:
+                fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
             out.append(Instances((h, w), self.class_names, **fields))
         return out
 

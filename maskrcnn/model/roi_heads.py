@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from ..ops.boxes import BoxCoder, Matcher, match_boxes, sample_balanced
 from ..ops.poolers import MultiLevelRoIAlign
 from .box_head import BoxHead, BoxPredictor, box_losses, detect_boxes
 from .mask_head import MaskHead, mask_loss, mask_probs
+from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_train_targets
 
 
 class RoIHeads(nn.Module):
@@ -32,6 +34,10 @@ class RoIHeads(nn.Module):
         if cfg.mask.enabled:
             self.mask_pooler = pooler(cfg.mask.pooler_resolution)
             self.mask_head = MaskHead(cfg.mask, channels, cfg.num_classes)
+        if cfg.maskiou.enabled:
+            if not cfg.mask.enabled:
+                raise ConfigError("model.maskiou.enabled needs model.mask.enabled: it scores the mask head's masks")
+            self.maskiou_head = MaskIoUHead(cfg.maskiou, channels, cfg.num_classes, cfg.mask.pooler_resolution)
 
     def forward(self, features, proposals, image_sizes, targets=None, generators=None):
         """features [P2..P5]; proposals per image (Ni, 4) -> (detections, losses).
@@ -82,9 +88,17 @@ class RoIHeads(nn.Module):
         pos_rois = [r[p] for r, p in zip(rois, pos)]
         pos_matched = [m[p] for m, p in zip(matched, pos)]
         pos_labels = torch.cat([lab[p] for lab, p in zip(labels, pos)])
-        logits = self.mask_head(self.mask_pooler(features, pos_rois))
-        loss = mask_loss(logits, pos_rois, pos_matched, pos_labels, [t["masks"] for t in targets])
-        return {"loss_mask": loss * self.cfg.mask.loss_weight}
+        pooled = self.mask_pooler(features, pos_rois)  # (P, C, 14, 14)
+        logits = self.mask_head(pooled)
+        gt_masks = [t["masks"] for t in targets]
+        loss = mask_loss(logits, pos_rois, pos_matched, pos_labels, gt_masks)
+        losses = {"loss_mask": loss * self.cfg.mask.loss_weight}
+        if self.cfg.maskiou.enabled:
+            picked = logits[torch.arange(len(pos_labels), device=logits.device), pos_labels]  # (P, 28, 28)
+            iou_targets = maskiou_train_targets(picked, pos_rois, pos_matched, gt_masks)
+            loss = maskiou_loss(self.maskiou_head(pooled, picked), pos_labels, iou_targets)
+            losses["loss_maskiou"] = loss * self.cfg.maskiou.loss_weight
+        return losses
 
     # -- inference --------------------------------------------------------------------------
     def _infer(self, features, proposals, image_sizes):
@@ -93,8 +107,20 @@ class RoIHeads(nn.Module):
         results = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
         if self.cfg.mask.enabled:
             boxes = [r["boxes"] for r in results]
-            mask_logits = self.mask_head(self.mask_pooler(features, boxes))
-            probs = mask_probs(mask_logits, torch.cat([r["labels"] for r in results]))
+            pooled = self.mask_pooler(features, boxes)  # (D, C, 14, 14)
+            mask_logits = self.mask_head(pooled)
+            labels = torch.cat([r["labels"] for r in results])
+            probs = mask_probs(mask_logits, labels)
             for r, p in zip(results, probs.split([len(b) for b in boxes])):
                 r["mask_probs"] = p
+            if self.cfg.maskiou.enabled:
+                self._infer_maskiou(pooled, mask_logits, labels, results)
         return results
+
+    def _infer_maskiou(self, pooled, mask_logits, labels, results):
+        """Adds `mask_scores` (D,) = box score x predicted IoU of the predicted class."""
+        picked = mask_logits[torch.arange(len(labels), device=labels.device), labels]  # (D, 28, 28)
+        iou_pred = self.maskiou_head(pooled, picked)
+        scores = mask_scores(iou_pred, labels, torch.cat([r["scores"] for r in results]))
+        for r, s in zip(results, scores.split([len(r["labels"]) for r in results])):
+            r["mask_scores"] = s
