@@ -156,6 +156,7 @@ class DataConfig:
 class SolverConfig:
     max_iter: int = 90000
     ims_per_batch: int = 2  # global batch, split across processes
+    optimizer: str = "sgd"  # "sgd" | "adamw"
     base_lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 1e-4

@@ -36,9 +36,14 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_bias: bool) -
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: SolverConfig) -> torch.optim.SGD:
+def build_optimizer(model: nn.Module, cfg: SolverConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's recipe) or AdamW (sturdier when training from scratch)."""
     groups = param_groups(model, cfg.weight_decay, cfg.weight_decay_norm_bias)
-    return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.base_lr)
+    raise ValueError(f"unknown solver.optimizer {cfg.optimizer!r} (expected 'sgd' or 'adamw')")
 
 
 def lr_factor(it: int, cfg: SolverConfig) -> float:

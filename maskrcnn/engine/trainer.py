@@ -222,6 +222,8 @@ def check_config(cfg: Config, device: torch.device, world_size: int) -> None:
 def _solver_problems(s, device: torch.device, world_size: int):
     if s.schedule not in ("multistep", "cosine"):
         yield f"solver.schedule={s.schedule!r} must be multistep or cosine"
+    if s.optimizer not in ("sgd", "adamw"):
+        yield f"solver.optimizer={s.optimizer!r} must be sgd or adamw"
     if s.amp not in ("none", "bf16", "fp16"):
         yield f"solver.amp={s.amp!r} must be none, bf16 or fp16"
     if s.amp == "fp16" and device.type != "cuda":

@@ -20,7 +20,7 @@ def run(tmp_path_factory):
     ann = write_synthetic_dataset(root / "data", num_images=8, seed=0, size=128)
     cfg = demo_config(ITERS, ann, ann)
     apply_overrides(cfg, ["solver.eval_period=0", "data.val_ann=", "data.val_images=",
-                          "solver.warmup_iters=10", f"solver.steps=[{ITERS - 10}]", "solver.log_period=5"])
+                          "solver.warmup_iters=20", f"solver.steps=[{ITERS - 10}]", "solver.log_period=5"])
     train(cfg, root / "run", device="cpu")
     return root, ann
 

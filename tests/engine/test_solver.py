@@ -106,3 +106,11 @@ def test_sgd_step_matches_hand_computation():
     opt.step()
     assert lin.weight.item() == pytest.approx(2.0 - 0.1 * (1.0 + 0.5 * 2.0))
     assert lin.bias.item() == pytest.approx(1.0 - 0.1 * 1.0)  # no decay on the bias
+
+
+def test_adamw_option_builds_adamw_with_the_same_groups():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
+    opt = build_optimizer(model, SolverConfig(optimizer="adamw", base_lr=1e-3, weight_decay_norm_bias=False))
+    assert isinstance(opt, torch.optim.AdamW)
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 1e-4]  # conv weight decays; GN affine and biases do not
