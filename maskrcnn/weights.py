@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import Config, from_dict, to_dict
+from .convert.mmdet import convert_mmdet, is_mmdet_checkpoint
 from .convert.torchvision import convert_torchvision, is_torchvision_state_dict
 from .errors import CheckpointError
 
@@ -57,6 +58,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         config = state.get("config", config)
         state = state["model"]
+    if is_mmdet_checkpoint(state):
+        return convert_mmdet(state, str(path))
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     if is_torchvision_state_dict(state):

@@ -1,0 +1,137 @@
+"""mmdetection Mask R-CNN / Mask Scoring R-CNN checkpoints (`{"meta", "state_dict"}`) -> ours.
+
+Keys are renamed, and the class-indexed rows reordered to our label space: mmdetection puts the
+background LAST in `fc_cls` and has no background row in `fc_reg`, `conv_logits` or
+`fc_mask_iou` (labels 0..K-1 there are our 1..K). We move the background row of `fc_cls` to the
+front and give the other layers an all-zero background row (class 0's boxes, mask and IoU are
+never read). A class-agnostic `fc_reg` / `conv_logits` is repeated for every class, which
+computes the same thing. The matching config comes from the shapes (depth, ResNeXt groups,
+classes, MaskIoU head or not) and the checkpoint's `meta` (class names, ResNet style).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..config import Config, to_dict
+from ..errors import CheckpointError
+
+# (pattern, replacement) applied in order; the first match wins. mmdetection's ResNet keeps
+# torchvision's names (conv1, bn1, layerN.i.convK/bnK, downsample.0/1).
+_RULES = [
+    (r"^backbone\.", "backbone.trunk."),
+    (r"^neck\.lateral_convs\.(\d+)\.conv\.", r"backbone.fpn.lateral.\1.conv."),
+    (r"^neck\.fpn_convs\.(\d+)\.conv\.", r"backbone.fpn.output.\1.conv."),
+    (r"^rpn_head\.rpn_conv\.", "rpn.head.convs.0.conv."),
+    (r"^rpn_head\.rpn_cls\.", "rpn.head.objectness."),
+    (r"^rpn_head\.rpn_reg\.", "rpn.head.deltas."),
+    (r"^roi_head\.bbox_head\.shared_fcs\.(\d+)\.", r"roi_heads.box_head.fcs.\1."),
+    (r"^roi_head\.bbox_head\.fc_cls\.", "roi_heads.box_predictor.cls_score."),
+    (r"^roi_head\.bbox_head\.fc_reg\.", "roi_heads.box_predictor.bbox_pred."),
+    (r"^roi_head\.mask_head\.convs\.(\d+)\.conv\.", r"roi_heads.mask_head.convs.\1.conv."),
+    (r"^roi_head\.mask_head\.upsample\.", "roi_heads.mask_head.deconv."),
+    (r"^roi_head\.mask_head\.conv_logits\.", "roi_heads.mask_head.logits."),
+    (r"^roi_head\.mask_iou_head\.convs\.(\d+)\.", r"roi_heads.maskiou_head.convs.\1."),
+    (r"^roi_head\.mask_iou_head\.fcs\.(\d+)\.", r"roi_heads.maskiou_head.fcs.\1."),
+    (r"^roi_head\.mask_iou_head\.fc_mask_iou\.", "roi_heads.maskiou_head.iou."),
+]
+# our key prefix -> rows per class in that layer
+_PER_CLASS_ROWS = {
+    "roi_heads.box_predictor.bbox_pred.": 4,
+    "roi_heads.mask_head.logits.": 1,
+    "roi_heads.maskiou_head.iou.": 1,
+}
+_CLS = "roi_head.bbox_head.fc_cls.weight"
+
+
+def is_mmdet_checkpoint(obj) -> bool:
+    return (
+        isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
+        and any(k.startswith("roi_head.") for k in obj["state_dict"])
+    )  # fmt: skip
+
+
+def convert_mmdet(checkpoint: dict, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict]:
+    """-> (state dict in our layout, config dict for `config_from_checkpoint`)."""
+    state = checkpoint["state_dict"]
+    if _CLS not in state or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{source}: an mmdetection checkpoint without a Shared2FC box head ({_CLS})")
+    num_fg = state[_CLS].shape[0] - 1
+    out = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue  # frozen statistics need no counter
+        new = _rename(key)
+        if new.startswith("roi_heads.box_predictor.cls_score."):
+            value = torch.cat([value[-1:], value[:-1]])  # background last -> first
+        prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
+        if prefix is not None:
+            value = _add_background(value, num_fg, _PER_CLASS_ROWS[prefix], f"{source}: {key}")
+        out[new] = value
+    return out, to_dict(mmdet_config(state, checkpoint.get("meta") or {}, source))
+
+
+def mmdet_config(state: dict, meta: dict, source: str = "checkpoint") -> Config:
+    """Our config for an mmdetection Mask (Scoring) R-CNN with a ResNet / ResNeXt FPN."""
+    from ..zoo import COCO80_CLASS_NAMES, msrcnn
+
+    depth = {3 + 4 + 6 + 3: 50, 3 + 4 + 23 + 3: 101, 3 + 8 + 36 + 3: 152}.get(_num_blocks(state))
+    conv2 = state.get("backbone.layer1.0.conv2.weight")
+    if depth is None or conv2 is None:
+        raise CheckpointError(f"{source}: backbone is not a ResNet-50/101/152 bottleneck trunk")
+    groups = conv2.shape[0] // conv2.shape[1]  # (width, width / groups, 3, 3)
+    width = conv2.shape[1]  # per group: 64 for ResNets, 4 for the 32x4d / 64x4d ResNeXts
+    name = f"mmdet_r{depth}_fpn" if groups == 1 else f"mmdet_x{depth}_{groups}x{width}d_fpn"
+    cfg = msrcnn(name, depth, groups, width)
+    if _style(meta, groups) == "pytorch" and groups == 1:
+        _pytorch_style(cfg)
+    m = cfg.model
+    m.maskiou.enabled = any(k.startswith("roi_head.mask_iou_head.") for k in state)
+    m.num_classes = state[_CLS].shape[0]
+    names = tuple(meta.get("CLASSES") or meta.get("dataset_meta", {}).get("classes") or ())
+    # Without names, 80 classes are taken to be COCO's, as in mmdetection's model zoo.
+    own_names = bool(names) and names != COCO80_CLASS_NAMES[1:]
+    if own_names or m.num_classes != len(COCO80_CLASS_NAMES):
+        m.class_names = ("__background__", *names) if len(names) == m.num_classes - 1 else ()
+        m.category_ids = ()
+    return cfg
+
+
+def _num_blocks(state: dict) -> int:
+    blocks = {m[1] for k in state if (m := re.match(r"backbone\.(layer\d\.\d+)\.", k))}
+    return len(blocks)
+
+
+def _style(meta: dict, groups: int) -> str:
+    """mmdetection's ResNet `style` from the config text saved in `meta`; its model zoo's caffe
+    ResNets and pytorch ResNeXts otherwise."""
+    found = re.search(r"style\s*=\s*['\"](caffe|pytorch)['\"]", str(meta.get("config", "")))
+    return found[1] if found else ("caffe" if groups == 1 else "pytorch")
+
+
+def _pytorch_style(cfg: Config) -> None:
+    inp = cfg.input
+    inp.channel_order = "RGB"
+    inp.pixel_mean, inp.pixel_std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    cfg.model.backbone.stride_in_1x1 = False
+
+
+def _add_background(value: torch.Tensor, num_fg: int, per_class: int, where: str) -> torch.Tensor:
+    """(num_fg * per_class, ...) -> ((num_fg + 1) * per_class, ...) with zero background rows;
+    a class-agnostic (per_class, ...) layer is repeated for all num_fg + 1 classes."""
+    rows = value.shape[0]
+    if rows == per_class and num_fg != 1:
+        return value.repeat(num_fg + 1, *[1] * (value.dim() - 1))
+    if rows == num_fg * per_class:
+        return torch.cat([value.new_zeros((per_class, *value.shape[1:])), value])
+    raise CheckpointError(f"{where}: {rows} rows fit neither {num_fg} classes nor a class-agnostic layer")
+
+
+def _rename(key: str) -> str:
+    for pattern, repl in _RULES:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    return key
