@@ -57,7 +57,9 @@ def area_inside_fraction(
     empty GT mask. Box sums come from an integral image, so there is no loop over RoIs.
     """
     h, w = gt_masks.shape[-2:]
-    integral = F.pad(gt_masks.to(torch.float64).cumsum(1).cumsum(2), (1, 0, 1, 0))  # (G, H+1, W+1)
+    # int32: exact pixel counts at half the memory of int64 (one map per GT instance)
+    integral = gt_masks.to(torch.int32).cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    integral = F.pad(integral, (1, 0, 1, 0))  # (G, H+1, W+1)
     # `mask_targets` samples pixel i at coordinate i (RoIAlign, aligned=False), so the same
     # convention decides what is inside: x1 <= i <= x2.
     lo = torch.ceil(boxes[:, :2]).long()
@@ -68,7 +70,7 @@ def area_inside_fraction(
     s, g = integral, matched
     inside = s[g, y2, x2] - s[g, y1, x2] - s[g, y2, x1] + s[g, y1, x1]
     total = s[g, h, w]
-    return (inside / total.clamp(min=1)).to(boxes.dtype)
+    return inside.to(boxes.dtype) / total.clamp(min=1).to(boxes.dtype)
 
 
 def maskiou_targets(
@@ -106,13 +108,13 @@ def maskiou_train_targets(
 def maskiou_loss(iou_pred: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean squared error of the GT class's predicted IoU over positive RoIs.
 
-    iou_pred (P, K+1), labels (P,), targets (P,). Targets carry no gradient: the head learns to
-    judge the mask, not the mask branch to please the judge.
+    iou_pred (P, K+1), labels (P,), targets (P,). As in mmdetection, the gradient also reaches
+    the mask branch and the RoI features through the head's inputs (nothing is detached).
     """
     if len(labels) == 0:
         return iou_pred.sum() * 0
     picked = iou_pred[torch.arange(len(labels), device=labels.device), labels]
-    return F.mse_loss(picked, targets.detach())
+    return F.mse_loss(picked, targets)
 
 
 def mask_scores(iou_pred: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
