@@ -50,6 +50,29 @@ def _resnet_fpn(name: str, depth: int, groups: int = 1, width: int = 64) -> Conf
     return cfg
 
 
+def keypointrcnn_r50_fpn() -> Config:
+    """torchvision's keypointrcnn_resnet50_fpn: person boxes + 17 COCO keypoints, no masks; its
+    released weights run FrozenBN with eps 0; trains at a random short side in 640..800."""
+    cfg = maskrcnn_r50_fpn()
+    cfg.name = "keypointrcnn_r50_fpn"
+    m = cfg.model
+    m.num_classes, m.class_names, m.category_ids = 2, ("__background__", "person"), (0, 1)
+    m.mask.enabled = False
+    m.keypoint.enabled = True
+    cfg.input.min_size = (640, 672, 704, 736, 768, 800)
+    return cfg
+
+
+def maskrcnn_keypoint_r50_fpn() -> Config:
+    """Paper Table 4 "keypoint & mask": one person model for boxes, masks and keypoints. No
+    released weights exist, so it starts from an ImageNet trunk (FrozenBN eps 1e-5)."""
+    cfg = keypointrcnn_r50_fpn()
+    cfg.name = "maskrcnn_keypoint_r50_fpn"
+    cfg.model.mask.enabled = True
+    cfg.model.backbone.norm_eps = 1e-5
+    return cfg
+
+
 # mmdetection's 80-class COCO label space: contiguous labels 1..80, background 0.
 COCO80_CLASS_NAMES = tuple(n for n in COCO_CLASS_NAMES if n != "N/A")
 COCO80_CATEGORY_IDS = tuple(i for i, n in enumerate(COCO_CLASS_NAMES) if n != "N/A")
@@ -78,6 +101,8 @@ def msrcnn(name: str, depth: int, groups: int = 1, width: int = 64) -> Config:
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
+    "keypointrcnn_r50_fpn": keypointrcnn_r50_fpn,
+    "maskrcnn_keypoint_r50_fpn": maskrcnn_keypoint_r50_fpn,
     "maskrcnn_r50_fpn": maskrcnn_r50_fpn,
     "maskrcnn_r50_fpn_v2": maskrcnn_r50_fpn_v2,
     "maskrcnn_r18_fpn": lambda: _resnet_fpn("maskrcnn_r18_fpn", 18),
@@ -93,6 +118,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
 # torchvision-style keyword names accepted by load_model / build_model.
 ALIASES = {
     "num_classes": "model.num_classes",
+    "num_keypoints": "model.keypoint.num_keypoints",
     "class_names": "model.class_names",
     "min_size": "input.min_size",
     "max_size": "input.max_size",
@@ -107,6 +133,7 @@ ALIASES = {
     "box_score_thresh": "model.box.score_thresh",
     "box_nms_thresh": "model.box.nms_thresh",
     "box_detections_per_img": "model.box.detections_per_img",
+    "box_batch_size_per_image": "model.box.batch_size_per_image",
     "roi_align_aligned": "model.roi_align.aligned",
     "sampling_ratio": "model.roi_align.sampling_ratio",
 }

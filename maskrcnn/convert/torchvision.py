@@ -1,4 +1,4 @@
-"""torchvision Mask R-CNN state dicts (v1 and v2 layouts, old and new key styles) -> ours."""
+"""torchvision Mask / Keypoint R-CNN state dicts (v1 and v2 layouts, old and new key styles) -> ours."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ _RULES = [
     (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.", lambda m: f"roi_heads.mask_head.convs.{int(m[1]) - 1}.conv."),
     (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
     (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.logits."),
+    # Keypoint head: Sequential(conv, ReLU) x 8, so the convs sit at even indices
+    (r"^roi_heads\.keypoint_head\.(\d+)\.", lambda m: f"roi_heads.keypoint_head.convs.{int(m[1]) // 2}.conv."),
+    (r"^roi_heads\.keypoint_predictor\.kps_score_lowres\.", "roi_heads.keypoint_head.deconv."),
 ]
 
 

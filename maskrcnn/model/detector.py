@@ -106,6 +106,10 @@ class MaskRCNN(nn.Module):
                     fields["mask_probs"] = probs
             if "mask_scores" in det:
                 fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
+            if "keypoints" in det:
+                keypoints = det["keypoints"].clone()  # (D, K, 3) x, y, score
+                keypoints[..., :2] *= _ratio(w, rw, h, rh, keypoints.device)[:2]
+                fields["keypoints"] = keypoints
             out.append(Instances((h, w), self.class_names, **fields))
         return out
 
@@ -136,8 +140,7 @@ def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | No
         target["masks"] = masks[:, 0].byte()
     if "keypoints" in target:
         kp = target["keypoints"].clone()
-        kp[..., 0] *= nw / w
-        kp[..., 1] *= nh / h
+        kp[..., :2] *= _ratio(nw, w, nh, h, image.device)[:2]
         target["keypoints"] = kp
     return image, target
 

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..ops.boxes import BoxCoder, Matcher, match_boxes, sample_balanced
 from ..ops.poolers import MultiLevelRoIAlign
 from .box_head import BoxHead, BoxPredictor, box_losses, detect_boxes
+from .keypoint_head import KeypointHead, decode_keypoints, keypoint_loss
 from .mask_head import MaskHead, mask_loss, mask_probs
 from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_train_targets
 
@@ -38,11 +39,15 @@ class RoIHeads(nn.Module):
             if not cfg.mask.enabled:
                 raise ConfigError("model.maskiou.enabled needs model.mask.enabled: it scores the mask head's masks")
             self.maskiou_head = MaskIoUHead(cfg.maskiou, channels, cfg.num_classes, cfg.mask.pooler_resolution)
+        if cfg.keypoint.enabled:
+            self.keypoint_pooler = pooler(cfg.keypoint.pooler_resolution)
+            self.keypoint_head = KeypointHead(cfg.keypoint, channels)
 
     def forward(self, features, proposals, image_sizes, targets=None, generators=None):
         """features [P2..P5]; proposals per image (Ni, 4) -> (detections, losses).
 
-        Detections per image: dict with boxes (D, 4), scores (D,), labels (D,), mask_probs (D, M, M).
+        Detections per image: dict with boxes (D, 4), scores (D,), labels (D,), mask_probs (D, M, M),
+        keypoints (D, K, 3) x, y, score.
         """
         if self.training:
             return [], self._train(features, proposals, targets, generators)
@@ -56,6 +61,8 @@ class RoIHeads(nn.Module):
         losses = {k: v * self.cfg.box.loss_weight for k, v in losses.items()}
         if self.cfg.mask.enabled:
             losses.update(self._train_mask(features, rois, labels, matched, targets))
+        if self.cfg.keypoint.enabled:
+            losses.update(self._train_keypoint(features, rois, labels, matched, targets))
         return losses
 
     def sample_rois(self, proposals, targets, generators):
@@ -100,6 +107,14 @@ class RoIHeads(nn.Module):
             losses["loss_maskiou"] = loss * self.cfg.maskiou.loss_weight
         return losses
 
+    def _train_keypoint(self, features, rois, labels, matched, targets):
+        pos = [torch.where(lab > 0)[0] for lab in labels]
+        pos_rois = [r[p] for r, p in zip(rois, pos)]
+        logits = self.keypoint_head(self.keypoint_pooler(features, pos_rois))  # (P, K, 56, 56)
+        gt = [t["keypoints"] for t in targets]
+        loss = keypoint_loss(logits, pos_rois, [m[p] for m, p in zip(matched, pos)], gt)
+        return {"loss_keypoint": loss * self.cfg.keypoint.loss_weight}
+
     # -- inference --------------------------------------------------------------------------
     def _infer(self, features, proposals, image_sizes):
         logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, proposals)))
@@ -115,6 +130,11 @@ class RoIHeads(nn.Module):
                 r["mask_probs"] = p
             if self.cfg.maskiou.enabled:
                 self._infer_maskiou(pooled, mask_logits, labels, results)
+        if self.cfg.keypoint.enabled:
+            boxes = [r["boxes"] for r in results]
+            heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (D, K, 56, 56)
+            for r, h in zip(results, heatmaps.split([len(b) for b in boxes])):
+                r["keypoints"] = decode_keypoints(h, r["boxes"])  # (Di, K, 3) x, y, score
         return results
 
     def _infer_maskiou(self, pooled, mask_logits, labels, results):

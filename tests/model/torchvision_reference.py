@@ -46,7 +46,7 @@ def _rescale(layer: nn.Module, output: torch.Tensor, target_std: float) -> None:
 
 
 def _calibrate(model, image) -> None:
-    """Objectness std 4, RPN deltas 0.3, class logits 4, box deltas 1, mask logits 3."""
+    """Objectness std 4, RPN deltas 0.3, class logits 4, box deltas 1, mask / keypoint logits 3."""
     images, _ = model.transform([image])
     feats = model.backbone(images.tensors)
     head = model.rpn.head
@@ -58,6 +58,11 @@ def _calibrate(model, image) -> None:
     x = rh.box_head(rh.box_roi_pool(feats, proposals, images.image_sizes))
     _rescale(rh.box_predictor.cls_score, rh.box_predictor.cls_score(x), 4.0)
     _rescale(rh.box_predictor.bbox_pred, rh.box_predictor.bbox_pred(x), 1.0)
-    m = rh.mask_head(rh.mask_roi_pool(feats, [proposals[0][:100]], images.image_sizes))
-    m = rh.mask_predictor.relu(rh.mask_predictor.conv5_mask(m))
-    _rescale(rh.mask_predictor.mask_fcn_logits, rh.mask_predictor.mask_fcn_logits(m), 3.0)
+    if rh.has_mask():
+        m = rh.mask_head(rh.mask_roi_pool(feats, [proposals[0][:100]], images.image_sizes))
+        m = rh.mask_predictor.relu(rh.mask_predictor.conv5_mask(m))
+        _rescale(rh.mask_predictor.mask_fcn_logits, rh.mask_predictor.mask_fcn_logits(m), 3.0)
+    if rh.has_keypoint():
+        # 20 RoIs suffice for the statistics; the keypoint head costs ~15x the mask head per RoI
+        k = rh.keypoint_head(rh.keypoint_roi_pool(feats, [proposals[0][:20]], images.image_sizes))
+        _rescale(rh.keypoint_predictor.kps_score_lowres, rh.keypoint_predictor.kps_score_lowres(k), 3.0)
