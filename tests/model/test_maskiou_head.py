@@ -1,5 +1,7 @@
 """MaskIoU head (Mask Scoring R-CNN): targets on hand-computed cases, loss, rescoring, model wiring."""
 
+import json
+
 import pytest
 import torch
 
@@ -190,3 +192,23 @@ def test_maskiou_without_mask_head_is_a_config_error():
     cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), ["model.mask.enabled=false", "model.maskiou.enabled=true"])
     with pytest.raises(ConfigError, match="model.maskiou.enabled needs model.mask.enabled"):
         build_model(cfg)
+
+
+def test_train_and_eval_commands_with_the_one_field(synth_ann, tmp_path):
+    """`maskrcnn train --set model.maskiou.enabled=true` learns the head; `maskrcnn eval` of its
+    checkpoint writes segm results ranked by `mask_score` = box score x predicted IoU."""
+    from maskrcnn.cli import main
+    from maskrcnn.engine.checkpoint import Checkpointer
+
+    images, run = synth_ann.parent / "images", tmp_path / "run"
+    small = [o for o in TINY if not o.startswith(("model.num_classes", "model.class_names", "model.category_ids"))]
+    assert main(["train", "--model", "maskrcnn_r18_fpn", "--data", str(synth_ann), "--images", str(images),
+                 "--out", str(run), "--set", *small, "model.maskiou.enabled=true", "solver.max_iter=2",
+                 "solver.ims_per_batch=2", "solver.warmup_iters=1", "data.num_workers=0"]) == 0  # fmt: skip
+    weights = Checkpointer(run, 1).last()
+    assert main(["eval", "--model", "maskrcnn_r18_fpn", "--weights", str(weights), "--data", str(synth_ann),
+                 "--images", str(images), "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results and all(0 <= r["score"] <= 1 and "mask_score" in r for r in results)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "segm/AP" in metrics and "bbox/AP" in metrics
