@@ -13,6 +13,10 @@ half-way on a bad file):
   the annotation (or just the polygon part) is skipped, counted in `skipped` and logged once per
   reason with the first ids. Real COCO has a few such annotations, so refusing would be useless.
   A box partly outside the image is clipped to it (counted in `skipped["clipped box"]`).
+- keypoints (when the categories define them): a list whose length is not 3 x the number of
+  keypoint names, a visibility other than 0 / 1 / 2, or a non-number: DatasetError naming the file,
+  annotation and keypoint. A labelled keypoint outside the image is set to not labelled (v = 0):
+  it can never fall inside a RoI, and flipping would keep it outside; counted and logged.
 Crowd annotations are left out of training targets; evaluation reads them from the json.
 """
 
@@ -210,8 +214,36 @@ def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | No
         return None
     if box != [x, y, x + w, y + h]:
         dataset.skipped["clipped box"] += 1
-    return {**ann, "segmentation": segmentation, "bbox_xyxy": box,
-            "area": float(ann.get("area", w * h))}
+    cleaned = {**ann, "segmentation": segmentation, "bbox_xyxy": box, "area": float(ann.get("area", w * h))}
+    if dataset.keypoint_names and ann.get("keypoints"):
+        cleaned["keypoints"] = _clean_keypoints(ann, image, dataset)
+    return cleaned
+
+
+def _clean_keypoints(ann: dict, image: dict, dataset: CocoDataset) -> list[float]:
+    """Flat [x, y, v] * K checked against the categories' K and COCO's visibility codes; a
+    labelled keypoint outside the image becomes unlabelled (v = 0), counted."""
+    where, points, names = f"{dataset.ann_file}: annotation {ann.get('id')}", ann["keypoints"], dataset.keypoint_names
+    if not isinstance(points, list) or len(points) != 3 * len(names):
+        count = len(points) if isinstance(points, list) else type(points).__name__
+        raise DatasetError(f"{where}: 'keypoints' has {count} values; the categories define "
+                           f"{len(names)} keypoints, so {3 * len(names)} values [x, y, v, ...] are expected")
+    try:
+        array = np.asarray(points, dtype=np.float64).reshape(len(names), 3)  # (K, 3)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: 'keypoints' holds values that are not numbers") from None
+    bad = ~np.isin(array[:, 2], (0, 1, 2)) | ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(f"{where}: keypoint '{names[i]}' is {points[3 * i:3 * i + 3]}; visibility must be "
+                           "0 (not labelled), 1 (labelled, hidden) or 2 (visible) and x, y finite")
+    x, y = array[:, 0], array[:, 1]
+    outside = (array[:, 2] > 0) & ((x < 0) | (y < 0) | (x > image.get("width", np.inf))
+                                   | (y > image.get("height", np.inf)))
+    if outside.any():
+        dataset.skip("labelled keypoint outside the image, set to not labelled", ann.get("id"))
+        array[outside] = 0
+    return array.reshape(-1).tolist()
 
 
 def _clip(box: list[float], width: float, height: float) -> list[float]:
