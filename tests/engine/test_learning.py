@@ -11,16 +11,15 @@ from maskrcnn.data.synthetic import write_synthetic_dataset
 from maskrcnn.engine.evaluator import evaluate_model
 from maskrcnn.engine.trainer import train
 
-ITERS = 60
+ITERS = 100
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("learn")
     ann = write_synthetic_dataset(root / "data", num_images=8, seed=0, size=128)
-    cfg = demo_config(ITERS, ann, ann)
-    apply_overrides(cfg, ["solver.eval_period=0", "data.val_ann=", "data.val_images=",
-                          "solver.warmup_iters=20", f"solver.steps=[{ITERS - 10}]", "solver.log_period=5"])
+    cfg = demo_config(ITERS, ann)
+    apply_overrides(cfg, ["solver.warmup_iters=20", "solver.base_lr=0.002", f"solver.steps=[{ITERS - 15}]", "solver.log_period=5"])
     train(cfg, root / "run", device="cpu")
     return root, ann
 
