@@ -345,6 +345,11 @@ def _coco_train_set(cfg: Config):
     # Resizing is the model's job (it picks the training size per image from its seed).
     cfg.model.class_names, cfg.model.category_ids = dataset.class_names, dataset.category_ids
     cfg.model.num_classes = len(dataset.class_names)
+    if cfg.model.keypoint.enabled:
+        if not dataset.keypoint_names:
+            raise ConfigError(f"{d.train_ann}: model.keypoint.enabled but no category defines "
+                              "'keypoints'; use a keypoint dataset or set model.keypoint.enabled=false")
+        cfg.model.keypoint.num_keypoints = len(dataset.keypoint_names)  # the data's keypoint set
     return dataset
 
 

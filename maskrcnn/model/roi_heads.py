@@ -111,6 +111,8 @@ class RoIHeads(nn.Module):
         pos = [torch.where(lab > 0)[0] for lab in labels]
         pos_rois = [r[p] for r, p in zip(rois, pos)]
         logits = self.keypoint_head(self.keypoint_pooler(features, pos_rois))  # (P, K, 56, 56)
+        if any("keypoints" not in t for t in targets):
+            raise ValueError("the keypoint head is enabled: every target needs 'keypoints' (N, K, 3) x, y, visibility")
         gt = [t["keypoints"] for t in targets]
         loss = keypoint_loss(logits, pos_rois, [m[p] for m, p in zip(matched, pos)], gt)
         return {"loss_keypoint": loss * self.cfg.keypoint.loss_weight}

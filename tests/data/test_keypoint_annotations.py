@@ -68,3 +68,31 @@ def test_keypoint_outside_the_image_becomes_unlabelled(tmp_path, caplog):
     assert kps[0].tolist() == [0, 0, 0] and kps[1].tolist() == [0, 0, 0]
     assert kps[2].tolist() == [20, 10, 2] and kps[3].tolist() == [30, 30, 0]
     assert kps[4:].tolist() == dataset[0][1]["keypoints"][0, 4:].tolist()
+
+
+def test_training_takes_the_keypoint_set_from_the_data(tmp_path):
+    from maskrcnn.engine.trainer import _coco_train_set
+    from maskrcnn.zoo import get_preset
+
+    _dataset(tmp_path, _points())
+    cfg = get_preset("keypointrcnn_r50_fpn")
+    cfg.data.train_ann, cfg.data.train_images = str(tmp_path / "kp.json"), str(tmp_path)
+    cfg.model.keypoint.num_keypoints = 5
+    _coco_train_set(cfg)
+    assert cfg.model.keypoint.num_keypoints == 17
+
+
+def test_training_keypoints_on_data_without_keypoints_is_an_error(tmp_path):
+    from maskrcnn.engine.trainer import _coco_train_set
+    from maskrcnn.errors import ConfigError
+    from maskrcnn.zoo import get_preset
+
+    data = json.loads(_dataset(tmp_path, _points()).ann_file.read_text())
+    for ann in data["annotations"]:
+        del ann["keypoints"]
+    del data["categories"][0]["keypoints"]
+    (tmp_path / "kp.json").write_text(json.dumps(data))
+    cfg = get_preset("keypointrcnn_r50_fpn")
+    cfg.data.train_ann, cfg.data.train_images = str(tmp_path / "kp.json"), str(tmp_path)
+    with pytest.raises(ConfigError, match=r"kp\.json: model\.keypoint\.enabled but no category defines 'keypoints'"):
+        _coco_train_set(cfg)
