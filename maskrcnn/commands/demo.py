@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-# A ResNet-18 FPN that learns from scratch (GroupNorm trunk) at 128 px, slimmed where the
-# CPU would spend its time (FPN width, RoIs per image, head widths).
+# A ResNet-18 FPN that learns from scratch at 128 px (a trainable BatchNorm trunk: it learned
+# twice as fast as GroupNorm here), slimmed where the CPU would spend its time (FPN width,
+# RoIs per image, head widths). AdamW with clipping is sturdier than SGD from scratch.
 DEMO_OVERRIDES = [
-    "model.backbone.norm=gn", "model.backbone.freeze_at=0", "model.backbone.fpn_channels=64",
+    "model.backbone.norm=bn", "model.backbone.freeze_at=0", "model.backbone.fpn_channels=64",
     "model.anchors.sizes=[16,32,64,128,256]",
     "model.rpn.pre_nms_topk_train=500", "model.rpn.post_nms_topk_train=200",
     "model.rpn.pre_nms_topk_test=500", "model.rpn.post_nms_topk_test=100",
