@@ -30,7 +30,7 @@ COCO_TRAIN = DATA / "coco" / "keypoints-train2017-30"
 IMAGES = [PENNFUDAN / "FudanPed00001.png", PENNFUDAN / "PennPed00045.png",
           COCO_VAL / "images" / "000000465718.jpg", COCO_VAL / "images" / "000000293625.jpg"]
 INFER = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0, "box_detections_per_img": 10}
-TRAIN = {"min_size": 512, "max_size": 853, "box_batch_size_per_image": 128}
+TRAIN = {"min_size": 512, "max_size": 853, "box_batch_size_per_image": 32}  # <= 8 positives per image
 
 pytestmark = pytest.mark.skipif(not all(p.is_file() for p in IMAGES) or not COCO_TRAIN.is_dir(),
                                 reason=f"Penn-Fudan / COCO keypoint images not found under {DATA}")
@@ -84,7 +84,8 @@ def test_detections_and_keypoints_match(outputs, index):
 @pytest.fixture(scope="module")
 def training():
     data = CocoDataset(COCO_TRAIN / "annotations.json")
-    samples = [s for s in (data[i] for i in range(len(data))) if (s[1]["keypoints"][..., 2] > 0).any()][:2]
+    # 500x332 with one labelled person and two unlabelled; 640x480 with two and two
+    samples = [data[3], data[4]]
     images = [s[0] for s in samples]
     targets = [{k: s[1][k] for k in ("boxes", "labels", "keypoints")} for s in samples]
     ref, ours = _pair({**TRAIN, "num_classes": 2}, TRAIN, images[0], seed=3)
@@ -106,8 +107,7 @@ def test_keypoint_loss_and_gradients_match(training):
     for name in expected:
         e, g = expected[name].item(), got[name].item()
         assert e > 0 and abs(g - e) <= 1e-4 * abs(e), f"{name}: ours {g:.8f} vs torchvision {e:.8f}"
-    expected["loss_keypoint"].backward()
-    got["loss_keypoint"].backward()
-    ref_grad = ref.roi_heads.keypoint_predictor.kps_score_lowres.weight.grad
-    our_grad = ours.roi_heads.keypoint_head.deconv.weight.grad
+    # only the heatmap layer's gradient: autograd skips the rest of the backward pass
+    (ref_grad,) = torch.autograd.grad(expected["loss_keypoint"], ref.roi_heads.keypoint_predictor.kps_score_lowres.weight)
+    (our_grad,) = torch.autograd.grad(got["loss_keypoint"], ours.roi_heads.keypoint_head.deconv.weight)
     torch.testing.assert_close(our_grad, ref_grad, rtol=1e-3, atol=1e-3 * ref_grad.abs().max())
