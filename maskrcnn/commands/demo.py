@@ -18,7 +18,7 @@ DEMO_OVERRIDES = [
     "model.box.batch_size_per_image=64", "model.box.fc_dim=256", "model.box.detections_per_img=20",
     "model.mask.conv_dims=[64,64]",
     "input.min_size=[128]", "input.max_size=128",
-    "solver.ims_per_batch=4", "solver.optimizer=adamw", "solver.base_lr=0.001",
+    "solver.ims_per_batch=4", "solver.optimizer=adamw", "solver.base_lr=0.002",
     "solver.weight_decay=0.0001", "solver.warmup_iters=50", "solver.clip_grad_norm=10.0",
     "solver.log_period=20", "data.num_workers=0",
 ]  # fmt: skip

@@ -11,7 +11,7 @@ from maskrcnn.data.synthetic import write_synthetic_dataset
 from maskrcnn.engine.evaluator import evaluate_model
 from maskrcnn.engine.trainer import train
 
-ITERS = 100
+ITERS = 150
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("learn")
     ann = write_synthetic_dataset(root / "data", num_images=8, seed=0, size=128)
     cfg = demo_config(ITERS, ann)
-    apply_overrides(cfg, ["solver.warmup_iters=20", "solver.base_lr=0.002", f"solver.steps=[{ITERS - 15}]", "solver.log_period=5"])
+    apply_overrides(cfg, ["solver.warmup_iters=20", f"solver.steps=[{ITERS - 15}]", "solver.log_period=5"])
     train(cfg, root / "run", device="cpu")
     return root, ann
 
