@@ -6,6 +6,9 @@ on keypoints-val2017-30 printing OKS AP.
 
 No pretrained weights are available offline, so the model learns from scratch: expect the loss
 to fall well below log(56 * 56) = 8.04 (uniform heatmaps) and an OKS AP near zero after minutes.
+
+Measured (2026-11-22, 2 shared CPU cores, 100 iterations, ~30 min): loss_keypoint 8.21 (first 4
+logs) -> 7.00 (last 4 logs); `maskrcnn eval` on keypoints-val2017-30: keypoints AP 0.00, bbox AP 1.2.
 """
 
 from __future__ import annotations
