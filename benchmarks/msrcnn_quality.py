@@ -3,7 +3,8 @@
 Trains the demo recipe (ResNet-18 GN FPN from scratch on synthetic shapes, fixed seed) with
 `model.maskiou.enabled=true`, then on held-out images reports, over every detection:
   - Pearson correlation with the true mask IoU (best same-class GT) of (a) the predicted MaskIoU,
-    (b) the box classification score, (c) their product (the mask score);
+    (b) the box classification score, (c) their product (the mask score); over all detections
+    and over true positives (box IoU >= 0.5), the only RoIs the head is trained on;
   - mask AP of the same detections ranked by the box score and by the mask score (rescoring).
 
     .venv/bin/python benchmarks/msrcnn_quality.py --out runs/msrcnn_quality --iters 1500
@@ -53,9 +54,11 @@ def main() -> None:
     run = out / "run"
     if not args.eval_only:
         train(cfg, run, device="cpu")
-    model = load_model("maskrcnn_r18_fpn", weights=Checkpointer(run, 1).last()).eval()
+    checkpoint = Checkpointer(run, 1).last()
+    model = load_model("maskrcnn_r18_fpn", weights=checkpoint).eval()
     report = measure(model, val_ann)
-    report.update(iters=args.iters, train_images=args.train_images, val_images=args.val_images)
+    report.update(checkpoint=checkpoint.name, schedule_iters=args.iters, train_images=args.train_images,
+                  val_images=args.val_images)  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
@@ -63,14 +66,17 @@ def main() -> None:
 def measure(model, val_ann: Path) -> dict:
     gt = COCO(str(val_ann))
     images = gt.loadImgs(gt.getImgIds())
-    pred_iou, cls_score, true_iou, results = [], [], [], []
+    pred_iou, cls_score, true_iou, box_iou, results = [], [], [], [], []
     for im in images:
         inst = model.predict(str(val_ann.parent / "images" / im["file_name"]))[0]
         results += instances_to_results(inst, im["id"], model.cfg.model.category_ids)
         cls_score.append(inst.scores)
         pred_iou.append(inst.mask_scores / inst.scores)  # the head's IoU for the predicted class
-        true_iou.append(best_gt_iou(inst, gt, im, model.cfg.model.category_ids))
-    a, b, t = (torch.cat(x).double() for x in (pred_iou, cls_score, true_iou))
+        masks_iou, boxes_iou = best_gt_iou(inst, gt, im, model.cfg.model.category_ids)
+        true_iou.append(masks_iou)
+        box_iou.append(boxes_iou)
+    a, b, t, box = (torch.cat(x).double() for x in (pred_iou, cls_score, true_iou, box_iou))
+    tp = box >= 0.5  # the head's training distribution: RoIs matching a GT box of their class
     plain = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
     return {
         "detections": len(t),
@@ -78,23 +84,29 @@ def measure(model, val_ann: Path) -> dict:
         "pearson_pred_maskiou": pearson(a, t),
         "pearson_cls_score": pearson(b, t),
         "pearson_mask_score": pearson(a * b, t),
+        "true_positives (box IoU >= 0.5)": int(tp.sum()),
+        "tp_mean_true_iou": t[tp].mean().item(),
+        "tp_pearson_pred_maskiou": pearson(a[tp], t[tp]),
+        "tp_pearson_cls_score": pearson(b[tp], t[tp]),
         "mask_ap_box_score": evaluate_results(plain, val_ann, ["segm"])["segm/AP"],
         "mask_ap_rescored": evaluate_results(results, val_ann, ["segm"])["segm/AP"],
         "box_ap": evaluate_results(results, val_ann, ["bbox"])["bbox/AP"],
     }
 
 
-def best_gt_iou(inst, gt: COCO, im: dict, model_category_map: tuple[int, ...]) -> torch.Tensor:
-    """(D,) IoU of each predicted mask with the best GT mask of its class (0 if none)."""
+def best_gt_iou(inst, gt: COCO, im: dict, model_category_map: tuple[int, ...]):
+    """(D,) best mask IoU and (D,) best box IoU of each detection with the GT of its class."""
     anns = gt.loadAnns(gt.getAnnIds(imgIds=im["id"], iscrowd=False))
     if len(inst) == 0 or not anns:
-        return torch.zeros(len(inst))
+        return torch.zeros(len(inst)), torch.zeros(len(inst))
     pred = mask_utils.encode(np.asfortranarray(inst.masks.numpy().transpose(1, 2, 0).astype(np.uint8)))
-    gts = [gt.annToRLE(a) for a in anns]
-    ious = torch.as_tensor(mask_utils.iou(pred, gts, [0] * len(gts)))  # (D, G)
+    crowd = [0] * len(anns)
+    mask_ious = torch.as_tensor(mask_utils.iou(pred, [gt.annToRLE(a) for a in anns], crowd))  # (D, G)
+    xywh = torch.cat([inst.boxes[:, :2], inst.boxes[:, 2:] - inst.boxes[:, :2]], 1).double().tolist()
+    box_ious = torch.as_tensor(mask_utils.iou(xywh, [a["bbox"] for a in anns], crowd))  # (D, G)
     ids = torch.as_tensor(category_ids(inst.labels, model_category_map))
     same = ids[:, None] == torch.as_tensor([a["category_id"] for a in anns])[None]
-    return (ious * same).max(1).values
+    return (mask_ious * same).max(1).values, (box_ious * same).max(1).values
 
 
 def category_ids(labels: torch.Tensor, mapping: tuple[int, ...]) -> list[int]:
