@@ -17,6 +17,7 @@ import time
 import warnings
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from maskrcnn import load_model
 
@@ -28,7 +29,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=800, help="short side; images are 4:3")
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-weights warning
         model = load_model(args.preset, weights=args.weights, box_score_thresh=0.0, min_size=args.size,
@@ -58,6 +62,14 @@ def main() -> None:
     print(f"  head off: {off * 1000:.0f} ms   head on: {on * 1000:.0f} ms   "
           f"overhead {100 * (on - off) / off:+.1f}%")
     print(f"  MaskIoU head alone: {head * 1000:.0f} ms = {100 * head / off:.1f}% of the time without it")
+    flops = {}
+    for enabled in (False, True):  # load-independent: the arithmetic each variant does
+        model.cfg.model.maskiou.enabled = enabled
+        with FlopCounterMode(display=False) as counter:
+            model.predict(images[0])
+        flops[enabled] = counter.get_total_flops()
+    print(f"  FLOPs (convs and matmuls): head off {flops[False] / 1e9:.1f} G, head on {flops[True] / 1e9:.1f} G, "
+          f"+{100 * (flops[True] - flops[False]) / flops[False]:.1f}%")
 
 
 if __name__ == "__main__":
