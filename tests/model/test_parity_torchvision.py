@@ -24,7 +24,7 @@ from maskrcnn.zoo import apply_kwargs, get_preset
 # 512 px instead of the default 800 keeps the suite fast; the resize path is the same code.
 SIZE = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0}
 PENNFUDAN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
-# Four images of different sizes (h x w): 536x559, 314x455, 369x586, 445x761
+# Four images of different sizes (h x w): 536x559, 381x539, 495x750, 395x692
 IMAGES = ["FudanPed00001.png", "FudanPed00007.png", "PennPed00010.png", "PennPed00045.png"]
 
 pytestmark = pytest.mark.skipif(not PENNFUDAN.is_dir(), reason=f"Penn-Fudan images not found at {PENNFUDAN}")
