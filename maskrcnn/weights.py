@@ -22,6 +22,12 @@ _CONFIG_KEY = "maskrcnn_config"
 def save_weights(model, path: str | Path) -> None:
     """Write model weights + config atomically (.safetensors or .pt)."""
     path = Path(path)
+    if getattr(model, "precision", None) is not None:
+        raise ValueError(
+            f"{path}: this model was prepared for inference (precision={model.precision!r}: norms "
+            "folded into convolutions), so its weights fit no other model; save it before that, "
+            "e.g. from load_model(..., precision=None)"
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = to_dict(model.cfg)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -21,7 +21,7 @@ TINY = {"min_size": 96, "max_size": 128, "num_classes": 4, "box_score_thresh": 0
 def tiny():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return maskrcnn.load_model("maskrcnn_r18_fpn", **TINY)
+        return maskrcnn.load_model("maskrcnn_r18_fpn", precision=None, **TINY)
 
 
 def test_random_weights_warn_and_are_seeded():
@@ -81,7 +81,7 @@ def test_missing_and_corrupt_images(tiny, tmp_path):
 def test_weights_round_trip_keeps_config_and_outputs(tiny, tmp_path, suffix):
     path = tmp_path / f"w{suffix}"
     save_weights(tiny, path)
-    loaded = maskrcnn.load_model("maskrcnn_r18_fpn", weights=path)
+    loaded = maskrcnn.load_model("maskrcnn_r18_fpn", weights=path, precision=None)
     assert loaded.cfg.model.num_classes == 4 and loaded.cfg.input.min_size == (96,)
     image = torch.rand(3, 60, 80, generator=torch.Generator().manual_seed(1))
     a, b = tiny.predict(image)[0], loaded.predict(image)[0]
@@ -124,3 +124,18 @@ def test_torchvision_v2_weights_do_not_fit_the_v1_preset():
     unexpected = [k for k in state if k not in own]
     assert "rpn.head.convs.1.conv.weight" in unexpected  # v2's second RPN conv
     assert f"{len(unexpected)} unexpected keys: {unexpected[0]}" in str(info.value)
+
+
+def test_prepared_model_refuses_training_and_saving(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = maskrcnn.load_model("maskrcnn_r18_fpn", precision="bf16", **TINY)
+    assert fast.backbone.trunk.layer1[0].conv1.weight.dtype == torch.bfloat16
+    assert fast.roi_heads.box_predictor.cls_score.weight.dtype == torch.float32  # output layers
+    with pytest.raises(RuntimeError, match="prepared for inference"):
+        fast.train()
+    with pytest.raises(ValueError, match=r"w\.pt: this model was prepared for inference"):
+        save_weights(fast, tmp_path / "w.pt")
+    assert not (tmp_path / "w.pt").exists()
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        maskrcnn.load_model("maskrcnn_r18_fpn", precision="fp16", **TINY)

@@ -55,6 +55,7 @@ def run(args) -> int:
     from ..data.synthetic import write_synthetic_dataset
     from ..engine.trainer import train
     from ..errors import UserError
+    from ..model.fast_inference import prepare_for_inference
     from ..weights import save_weights
 
     start = time.perf_counter()
@@ -72,6 +73,7 @@ def run(args) -> int:
     train(cfg, out / "run", device=args.device)
     model = _final_model(out / "run")
     save_weights(model, out / "model.safetensors")
+    prepare_for_inference(model, "fp32")
     print("[3/4] evaluating on the held-out images")
     from ..engine.evaluator import evaluate_model, format_table
 
@@ -120,7 +122,7 @@ def _final_model(run_dir: Path):
     from .. import load_model
     from ..engine.checkpoint import Checkpointer
 
-    return load_model("maskrcnn_r18_fpn", weights=Checkpointer(run_dir, 1).last())
+    return load_model("maskrcnn_r18_fpn", weights=Checkpointer(run_dir, 1).last(), precision=None)
 
 
 class _Args:

@@ -132,6 +132,9 @@ class Backbone(nn.Module):
         self.trunk = ResNetTrunk(cfg)
         self.fpn = FPN(self.trunk.out_channels, cfg.fpn_channels, cfg.fpn_norm, cfg.fpn_norm_eps)
         self.out_channels = cfg.fpn_channels
+        self.channels_last = False  # set by the fast inference path
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.to(dtype=self.trunk.conv1.weight.dtype, memory_format=layout)
         return self.fpn(self.trunk(x))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from ..config import BoxHeadConfig
-from ..ops.boxes import BoxCoder, clip_boxes, nonempty, smooth_l1_sum
+from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nonempty, smooth_l1_sum
 from .backbone import ConvNorm
+from .fast_inference import run_as
 
 
 class BoxHead(nn.Module):
@@ -33,6 +33,7 @@ class BoxHead(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.fcs[0].weight.dtype)
         x = self.convs(x).flatten(1)
         for fc in self.fcs:
             x = F.relu(fc(x))
@@ -52,6 +53,7 @@ class BoxPredictor(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.cls_score.weight.dtype)
         return self.cls_score(x), self.bbox_pred(x)
 
 
@@ -94,6 +96,6 @@ def detect_boxes(
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
         keep = torch.where(nonempty(img_boxes, cfg.min_box_size))[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = batched_nms(img_boxes, img_scores, labels, cfg.nms_thresh)[: cfg.detections_per_img]
+        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img)
         out.append((img_boxes[keep], img_scores[keep], labels[keep]))
     return out

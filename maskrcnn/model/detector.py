@@ -28,6 +28,15 @@ class MaskRCNN(nn.Module):
         self.backbone = Backbone(cfg.model.backbone)
         self.rpn = RPN(cfg.model.rpn, cfg.model.anchors, self.backbone.out_channels)
         self.roi_heads = RoIHeads(cfg.model, self.backbone.out_channels)
+        self.precision: str | None = None  # "fp32" / "bf16" once prepared for fast inference
+
+    def train(self, mode: bool = True):
+        if mode and self.precision is not None:
+            raise RuntimeError(
+                f"this model was prepared for inference (precision={self.precision!r}: norms folded "
+                "into convolutions) and cannot train; load it with precision=None to fine-tune"
+            )
+        return super().train(mode)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ class KeypointHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.deconv(self.convs(x))  # (N, K, 28, 28)
+        x = self.convs(x.to(self.convs[0].conv.weight.dtype))
+        x = self.deconv(x.to(self.deconv.weight.dtype))  # (N, K, 28, 28)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 

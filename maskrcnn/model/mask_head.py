@@ -9,6 +9,7 @@ from torch import nn
 from ..config import MaskHeadConfig
 from ..ops.masks import mask_targets
 from .backbone import ConvNorm
+from .fast_inference import run_as
 
 
 class MaskHead(nn.Module):
@@ -29,7 +30,8 @@ class MaskHead(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(F.relu(self.deconv(self.convs(x))))
+        x = x.to(self.deconv.weight.dtype)
+        return run_as(self.logits, F.relu(self.deconv(self.convs(x))))
 
 
 def mask_loss(

@@ -39,13 +39,14 @@ class MaskIoUHead(nn.Module):
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         mask = F.max_pool2d(mask_logits.sigmoid()[:, None], 2, 2)  # (N, 1, R, R)
-        x = torch.cat([features, mask], dim=1)  # (N, C + 1, R, R)
+        x = torch.cat([features, mask.to(features.dtype)], dim=1)  # (N, C + 1, R, R)
+        x = x.to(self.fcs[0].weight.dtype)
         for conv in self.convs:
             x = F.relu(conv(x))
         x = x.flatten(1)
         for fc in self.fcs:
             x = F.relu(fc(x))
-        return self.iou(x)
+        return self.iou(x.to(self.iou.weight.dtype))
 
 
 def area_inside_fraction(

@@ -18,6 +18,7 @@ from ..ops.boxes import (
     smooth_l1_sum,
 )
 from .backbone import ConvNorm
+from .fast_inference import run_as
 
 
 class AnchorGenerator(nn.Module):
@@ -78,10 +79,10 @@ class RPNHead(nn.Module):
         logits, deltas = [], []
         for feat in features:
             t = self.convs(feat)
-            obj = self.objectness(t)  # (B, A, H, W)
+            obj = run_as(self.objectness, t)  # (B, A, H, W)
             b, a, h, w = obj.shape
             logits.append(obj.permute(0, 2, 3, 1).reshape(b, -1))
-            d = self.deltas(t).view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)
+            d = run_as(self.deltas, t).view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)
             deltas.append(d.reshape(b, -1, 4))
         return logits, deltas
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou
+from torchvision.ops import batched_nms, box_iou
 
 # Largest log-scale change a predicted delta may apply (a box can grow at most 1000/16 times).
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
@@ -141,3 +141,26 @@ def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torc
     if beta == 0:
         return F.l1_loss(pred, target, reduction="sum")
     return F.smooth_l1_loss(pred, target, beta=beta, reduction="sum")
+
+
+def batched_nms_topk(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int
+) -> torch.Tensor:
+    """`batched_nms(boxes, scores, classes, iou_thresh)[:k]`, without suppressing all N boxes.
+
+    Whether a box survives per-class NMS depends only on the higher-scoring boxes of its class,
+    so NMS over the best m boxes decides every one of them exactly as NMS over all N does; once
+    that prefix yields k survivors, they are the k best of the full result. m starts at 4k and
+    grows 4x until it does (or covers all boxes). With a score threshold of 0 and 90 classes this
+    turns ~90 NMS calls over 90,000 boxes into one over a few hundred.
+    """
+    if torch.jit.is_tracing() or len(scores) <= 4 * k:
+        return batched_nms(boxes, scores, classes, iou_thresh)[:k]
+    order = scores.argsort(descending=True)
+    m = 4 * k
+    while True:
+        top = order[:m]
+        keep = batched_nms(boxes[top], scores[top], classes[top], iou_thresh)
+        if len(keep) >= k or m >= len(order):
+            return top[keep[:k]]
+        m *= 4

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 from torchvision.ops import roi_align
 
 from .boxes import box_area
+
+# torchvision's CPU RoIAlign kernel runs on one thread: at inference, RoIs are split across
+# threads (the kernel releases the GIL). Below this many RoIs a split is not worth it.
+MIN_ROIS_PER_THREAD = 16
+_POOL: ThreadPoolExecutor | None = None
 
 
 def boxes_to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
@@ -56,15 +62,48 @@ class MultiLevelRoIAlign(nn.Module):
         )
         channels = features[0].shape[1]
         out = features[0].new_zeros((rois.shape[0], channels, self.resolution, self.resolution))
-        for offset, feature in enumerate(features[: self.max_level - self.min_level + 1]):
+        threads = _threads(features[0])
+        jobs = []  # (level offset, indices of its RoIs), levels split into chunks for threads
+        for offset in range(min(len(features), self.max_level - self.min_level + 1)):
             idx = torch.where(levels == offset)[0]
-            pooled = roi_align(
-                feature,
+            parts = min(threads, max(len(idx) // MIN_ROIS_PER_THREAD, 1))
+            jobs += [(offset, part) for part in idx.tensor_split(parts) if len(part)]
+
+        def pool(job):
+            offset, idx = job
+            return roi_align(
+                features[offset],
                 rois[idx],
                 output_size=self.resolution,
                 spatial_scale=1.0 / math.pow(2, self.min_level + offset),
                 sampling_ratio=self.sampling_ratio,
                 aligned=self.aligned,
             )
+
+        for (_, idx), pooled in zip(jobs, _map(pool, jobs, threads)):
             out[idx] = pooled.to(out.dtype)
         return out
+
+
+def _threads(feature: torch.Tensor) -> int:
+    """Threads for CPU inference; 1 when autograd records or a tracer / compiler is watching."""
+    watched = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if feature.device.type != "cpu" or torch.is_grad_enabled() or watched:
+        return 1
+    return torch.get_num_threads()
+
+
+def _map(fn, jobs: list, threads: int) -> list:
+    """`[fn(job) for job in jobs]`, on a thread pool when there are threads and jobs to share."""
+    global _POOL
+    if threads <= 1 or len(jobs) <= 1:
+        return [fn(job) for job in jobs]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi_align")
+    inference = torch.is_inference_mode_enabled()
+
+    def run(job):
+        with torch.inference_mode(inference):  # the mode is per thread
+            return fn(job)
+
+    return list(_POOL.map(run, jobs))

@@ -16,7 +16,7 @@ from maskrcnn.weights import save_weights
 def weights(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = maskrcnn.load_model("maskrcnn_r18_fpn", min_size=96, max_size=128, num_classes=3,
+        model = maskrcnn.load_model("maskrcnn_r18_fpn", precision=None, min_size=96, max_size=128, num_classes=3,
                                     rpn_post_nms_top_n_test=100, box_detections_per_img=10,
                                     class_names=["__background__", "circle", "square"])
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"

@@ -7,6 +7,7 @@ scores spread out as in a trained model (near-uniform scores make near-ties ever
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from torchvision.models import detection as tvdet
 
 from maskrcnn.data.images import read_image
 from maskrcnn.model.detector import build_model
+from maskrcnn.model.fast_inference import prepare_for_inference
 from maskrcnn.convert.torchvision import convert_torchvision
 from maskrcnn.weights import load_state
 from maskrcnn.zoo import apply_kwargs, get_preset
@@ -80,6 +82,25 @@ def outputs(pair, images):
     our_single = [ours.predict(img, keep_mask_probs=True)[0] for img in images]
     our_batch = ours.predict(batch, keep_mask_probs=True)
     return ref_single, our_single, ref_batch, our_batch
+
+
+@pytest.fixture(scope="module")
+def fast_outputs(pair, images):
+    """The fast fp32 path (folded norms, channels-last, threaded RoIAlign, top-k NMS)."""
+    fast = prepare_for_inference(copy.deepcopy(pair[1]), "fp32")
+    single = [fast.predict(img, keep_mask_probs=True)[0] for img in images]
+    return single, fast.predict([images[1], images[3]], keep_mask_probs=True)
+
+
+def test_fast_fp32_path_matches(request, outputs, fast_outputs):
+    """v1 (the released COCO model's architecture) at the parity tolerances. v2 also folds the
+    BatchNorms of its FPN and box and mask heads, and its random hardened weights amplify the
+    fp32 re-association most: measured worst box error 1.1e-3 px at 512 px, hence 2e-3 there."""
+    ref_single, _, ref_batch, _ = outputs
+    fast_single, fast_batch = fast_outputs
+    box_tol = 1e-3 if request.node.callspec.id == "v1" else 2e-3
+    for expected, got in zip(ref_single + ref_batch, fast_single + fast_batch):
+        _match(expected, got, box_tol=box_tol)
 
 
 def test_scores_are_spread_out(outputs):

@@ -1,0 +1,118 @@
+"""The fast inference path: frozen norms folded into convolutions, channels-last, bf16 features.
+
+`prepare_for_inference(model, precision)` rewrites a model in place for inference only:
+- every FrozenBatchNorm2d (and eval-mode BatchNorm2d) directly after a convolution is folded
+  into that convolution's weight and bias (one convolution instead of conv + 2 elementwise ops);
+- "bf16": the feature layers (trunk, FPN, RPN conv, box/mask/keypoint/MaskIoU head bodies) hold
+  bf16 weights and run on bf16 activations; the small output layers (objectness, box deltas,
+  class scores, mask logits, keypoint heatmaps, IoU) stay fp32 so that rankings are not
+  quantised; box decoding, NMS, RoIAlign and mask pasting always run in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops import FrozenBatchNorm2d
+
+from .backbone import ConvNorm, ResNetTrunk
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+# (container type, [(conv attribute, norm attribute), ...]) pairs applied as conv -> norm.
+_PAIRS = (
+    (ResNetTrunk, [("conv1", "bn1")]),
+    (Bottleneck, [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]),
+    (BasicBlock, [("conv1", "bn1"), ("conv2", "bn2")]),
+    (ConvNorm, [("conv", "norm")]),
+)
+
+
+def prepare_for_inference(
+    model: nn.Module, precision: str = "fp32", channels_last: bool = True, compile: bool = False
+) -> nn.Module:
+    """Fold norms, lay convolutions out channels-last and set the feature precision, in place;
+    the model is for inference only afterwards. `compile` runs the backbone through
+    torch.compile (a one-off compilation on the first images of each size)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    model.eval()
+    fold_norms(model)
+    if precision != "fp32":
+        set_feature_dtype(model, PRECISIONS[precision])
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.backbone.channels_last = True
+    if compile:
+        model.backbone.compile(dynamic=True)
+    model.precision = precision
+    return model
+
+
+def fold_norms(model: nn.Module) -> int:
+    """Fold each conv -> FrozenBN / eval BN pair into the conv; returns how many were folded."""
+    folded = 0
+    for module in model.modules():
+        if isinstance(module, nn.Sequential) and _is_downsample(module):
+            folded += _fold_pair(module, "0", "1")
+        for kind, pairs in _PAIRS:
+            if isinstance(module, kind):
+                folded += sum(_fold_pair(module, conv, norm) for conv, norm in pairs)
+    return folded
+
+
+def _is_downsample(seq: nn.Sequential) -> bool:
+    return len(seq) == 2 and isinstance(seq[0], nn.Conv2d) and _foldable(seq[1])
+
+
+def _foldable(norm: nn.Module) -> bool:
+    return isinstance(norm, FrozenBatchNorm2d) or (isinstance(norm, nn.BatchNorm2d) and not norm.training
+                                                   and norm.track_running_stats)
+
+
+def _fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> int:
+    conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
+    if not isinstance(conv, nn.Conv2d) or norm is None or not _foldable(norm):
+        return 0
+    # Computed in float64: the folded conv differs from conv + norm only by fp32 rounding.
+    scale = norm.running_var.double().add(norm.eps).rsqrt()
+    if norm.weight is not None:
+        scale = scale * norm.weight.double()
+    shift = -norm.running_mean.double() * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.double()
+    if conv.bias is not None:
+        shift = shift + conv.bias.double() * scale
+    dtype = conv.weight.dtype
+    conv.weight = nn.Parameter((conv.weight.double() * scale[:, None, None, None]).to(dtype),
+                               requires_grad=False)
+    conv.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
+    setattr(parent, norm_name, nn.Identity())
+    return 1
+
+
+def set_feature_dtype(model: nn.Module, dtype: torch.dtype) -> None:
+    """Feature layers to `dtype`; output layers (named in `output_layers`) stay fp32."""
+    for module in (model.backbone, model.rpn, model.roi_heads):
+        module.to(dtype)
+    for layer in output_layers(model):
+        layer.float()
+
+
+def output_layers(model: nn.Module) -> list[nn.Module]:
+    heads = model.roi_heads
+    layers = [model.rpn.head.objectness, model.rpn.head.deltas, heads.box_predictor]
+    if hasattr(heads, "mask_head"):
+        layers.append(heads.mask_head.logits)
+    if hasattr(heads, "maskiou_head"):
+        layers.append(heads.maskiou_head.iou)
+    if hasattr(heads, "keypoint_head"):
+        layers.append(heads.keypoint_head.deconv)
+    return layers
+
+
+def run_as(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` with x cast to the layer's parameter dtype (a no-op in fp32)."""
+    dtype = next(layer.parameters()).dtype
+    return layer(x if x.dtype == dtype else x.to(dtype))
