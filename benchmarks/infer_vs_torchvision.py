@@ -1,79 +1,118 @@
-"""Inference latency of ours vs torchvision's Mask R-CNN R50-FPN: same weights, same images, one run.
+"""Inference of ours vs torchvision's Mask R-CNN R50-FPN: same weights, same images, one run.
 
-Penn-Fudan images are resized by both models to 800 px (short side); box_score_thresh=0 so that
-100 detections reach the mask head. Runs alternate between the two models to share any drift of
-the machine. Usage: python benchmarks/infer_vs_torchvision.py [--images N] [--repeats R] [--v2]
+Penn-Fudan images are resized by every model to --size px (short side); box_score_thresh=0 so
+that 100 detections reach the mask head. Runners alternate image by image (same machine load):
+torchvision, ours as built ("plain", the before), the fp32 and bf16 fast paths ("after") and,
+with --onnx, an exported model in ONNX Runtime. Reports p50/p90 latency, images/s, peak memory
+above the pre-call level, the median time per stage, and output agreement with torchvision.
+
+The weights are torchvision's seeded random init made trained-like (random BatchNorm statistics,
+output layers rescaled so that scores spread out; tests/model/torchvision_reference.py), so that
+matching detections is meaningful. Usage:
+  python benchmarks/infer_vs_torchvision.py [--images 4] [--repeats 2] [--size 800] [--v2] [--onnx F]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import copy
+import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 from torchvision.models import detection as tvdet
-from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.convert.torchvision import convert_torchvision
 from maskrcnn.data.images import read_image
+from maskrcnn.engine.benchmark import Runner, format_report, our_stage_spans, run_benchmark
 from maskrcnn.model.detector import build_model
+from maskrcnn.model.fast_inference import prepare_for_inference
 from maskrcnn.weights import load_state
 from maskrcnn.zoo import apply_kwargs, get_preset
 
-PENNFUDAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "model"))
+from torchvision_reference import harden  # noqa: E402
+
+PENNFUDAN = ROOT / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
 
 
-def frozen_trunk(model: nn.Module, eps: float) -> nn.Module:
-    """torchvision runs trained weights with FrozenBatchNorm2d in the trunk; do the same here."""
-    body = model.backbone.body
-    for name, module in list(body.named_modules()):
-        if isinstance(module, nn.BatchNorm2d):
-            parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
-            setattr(parent, name.rpartition(".")[2], FrozenBatchNorm2d(module.num_features, eps=eps))
-    return model
+def torchvision_spans(model):
+    rh = model.roi_heads
+    return {"preprocess": (model.transform, model.transform), "backbone": (model.backbone, model.backbone),
+            "rpn": (model.rpn, model.rpn), "box head": (rh.box_roi_pool, rh.box_predictor),
+            "mask head": (rh.mask_roi_pool, rh.mask_predictor)}
+
+
+def build(args, first_image):
+    size = {"min_size": args.size, "max_size": round(args.size * 1333 / 800), "box_score_thresh": 0.0}
+    torch.manual_seed(0)
+    if args.v2:
+        ref = tvdet.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, **size)
+        harden(ref, eps=None, seed=1, image=first_image)
+        cfg = get_preset("maskrcnn_r50_fpn_v2")
+    else:
+        ref = tvdet.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **size)
+        harden(ref, eps=0.0, seed=1, image=first_image)  # released v1 weights run FrozenBN eps 0
+        cfg = get_preset("maskrcnn_r50_fpn")
+    plain = build_model(apply_kwargs(cfg, size)).eval()
+    load_state(plain, convert_torchvision(ref.state_dict()), source="torchvision")
+    fast = {p: prepare_for_inference(copy.deepcopy(plain), p) for p in ("fp32", "bf16")}
+    return ref.eval(), plain, fast
+
+
+def agreement(ref_out: dict, ours) -> tuple[float, float, float, int]:
+    """Greedy match by label and box: (max box error px, max score error, max mask prob error,
+    unmatched count)."""
+    used = torch.zeros(len(ours), dtype=torch.bool)
+    box_err = score_err = mask_err = 0.0
+    unmatched = abs(len(ours) - len(ref_out["boxes"]))
+    for i in range(min(len(ref_out["boxes"]), len(ours))):
+        diff = (ours.boxes - ref_out["boxes"][i]).abs().amax(dim=1)
+        diff[(ours.labels != ref_out["labels"][i]) | used] = float("inf")
+        j = int(diff.argmin())
+        if not torch.isfinite(diff[j]) or diff[j] > 1.0:
+            unmatched += 1
+            continue
+        used[j] = True
+        box_err = max(box_err, float(diff[j]))
+        score_err = max(score_err, abs(float(ours.scores[j] - ref_out["scores"][i])))
+        mask_err = max(mask_err, float((ours.mask_probs[j] - ref_out["masks"][i, 0]).abs().max()))
+    return box_err, score_err, mask_err, unmatched
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--size", type=int, default=800)
     parser.add_argument("--v2", action="store_true", help="compare the v2 models instead of v1")
+    parser.add_argument("--onnx", help="also time this .onnx (export the same weights first)")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    if args.v2:
-        ref = frozen_trunk(tvdet.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, box_score_thresh=0.0), 1e-5)
-        cfg = get_preset("maskrcnn_r50_fpn_v2")
-    else:
-        ref = frozen_trunk(tvdet.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0), 0.0)
-        cfg = get_preset("maskrcnn_r50_fpn")
-    ref.eval()
-    ours = build_model(apply_kwargs(cfg, {"box_score_thresh": 0.0})).eval()
-    load_state(ours, convert_torchvision(ref.state_dict()), source="torchvision")
-
-    paths = sorted(PENNFUDAN.glob("*.png"))[: args.images]
-    images = [read_image(p) for p in paths]
-    times = {"torchvision": [], "maskrcnn": []}
+    images = [read_image(p) for p in sorted(PENNFUDAN.glob("*.png"))[: args.images]]
+    ref, plain, fast = build(args, images[0])
     with torch.inference_mode():
-        ref([images[0]]), ours([images[0]])  # warm-up
-        for _ in range(args.repeats):
-            for image in images:
-                for name, model in (("torchvision", ref), ("maskrcnn", ours)):
-                    start = time.perf_counter()
-                    out = model([image])
-                    times[name].append(time.perf_counter() - start)
-                    n = len(out[0]["boxes"]) if isinstance(out[0], dict) else len(out[0])
-                    assert n == 100, f"{name}: {n} detections, expected 100"
+        print("agreement with torchvision (max over images: box px, score, mask prob, unmatched)")
+        for name, model in (("plain", plain), *fast.items()):
+            errs = [agreement(ref([img])[0], model.predict(img, keep_mask_probs=True)[0]) for img in images]
+            worst = [max(e[k] for e in errs) for k in range(4)]
+            print(f"  maskrcnn {name:6s} {worst[0]:.2e} px  {worst[1]:.2e}  {worst[2]:.2e}  {worst[3]}")
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{len(images)} Penn-Fudan images at 800 px x {args.repeats} repeats, 100 detections each")
-    for name, value in med.items():
-        print(f"  {name:12s} median {value * 1000:8.1f} ms  (min {min(times[name]) * 1000:.1f})")
-    print(f"  ratio maskrcnn / torchvision = {med['maskrcnn'] / med['torchvision']:.3f}")
+    runners = [Runner("torchvision", lambda img: len(ref([img])[0]["boxes"]), torchvision_spans(ref)),
+               Runner("maskrcnn plain", lambda img: len(plain.predict(img)[0]), our_stage_spans(plain))]
+    runners += [Runner(f"maskrcnn {p}", (lambda m: lambda img: len(m.predict(img)[0]))(m), our_stage_spans(m))
+                for p, m in fast.items()]
+    if args.onnx:
+        from maskrcnn.deploy.onnx_runner import OnnxPredictor
+
+        onnx = OnnxPredictor(args.onnx)
+        runners.append(Runner("onnxruntime", lambda img: len(onnx.predict(img))))
+    with torch.inference_mode():
+        run_benchmark(runners, images, args.repeats)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(images)} Penn-Fudan images "
+          f"at {args.size} px x {args.repeats} repeats, box_score_thresh 0")
+    print(format_report(runners, reference="torchvision"))
 
 
 if __name__ == "__main__":

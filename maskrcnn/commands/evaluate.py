@@ -22,6 +22,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--score-thresh", type=float, default=None,
                         help="drop detections scoring below this (default: keep all)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="inference path: fp32 (norms folded, channels-last) or bf16 features")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model override passed to load_model, e.g. min_size=600 or "
                              "model.box.nms_thresh=0.6 (repeatable)")
@@ -38,7 +40,7 @@ def run(args) -> int:
             raise UserError("--model needs --images DIR (the folder of the GT images)")
         from .. import load_model
 
-        model = load_model(args.model, weights=args.weights, **_overrides(args.set))
+        model = load_model(args.model, weights=args.weights, precision=args.precision, **_overrides(args.set))
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
                                  args.batch_size)
     print(format_table(metrics))

@@ -1,0 +1,57 @@
+"""The benchmark machinery: percentiles, stage timing by hooks, peak memory, alternation."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from maskrcnn.engine.benchmark import PeakMemory, Runner, StageTimer, percentile, run_benchmark
+
+
+class Sleep(nn.Module):
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return x
+
+
+@pytest.mark.parametrize("q", [0, 10, 50, 90, 100])
+def test_percentile_matches_numpy(q):
+    values = list(np.random.default_rng(q).random(17))
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_stage_timer_times_each_span_and_removes_its_hooks():
+    a, b, c = Sleep(0.05), Sleep(0.02), Sleep(0.1)
+    net = nn.Sequential(a, b, c)
+    with StageTimer({"first": (a, a), "rest": (b, c)}) as timer:
+        net(torch.zeros(1))
+    assert 0.05 <= timer.times["first"] < 0.09
+    assert 0.12 <= timer.times["rest"] < 0.2
+    assert not a._forward_pre_hooks and not c._forward_hooks
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
+                    reason="resident-set sampling needs /proc")
+def test_peak_memory_sees_a_transient_allocation():
+    with PeakMemory("cpu") as memory:
+        big = torch.ones(50 * 2**20)  # 200 MB, written so the pages are resident
+        time.sleep(0.02)
+        del big
+    assert 180 * 2**20 <= memory.peak <= 400 * 2**20
+
+
+def test_runners_alternate_image_by_image():
+    calls = []
+    runners = [Runner(name, (lambda n: lambda img: calls.append((n, int(img))) or 1)(name)) for name in "ab"]
+    run_benchmark(runners, [torch.tensor(0), torch.tensor(1)], repeats=2, warmup=0)
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1)] * 2
+    assert all(len(r.latencies) == 4 and r.detections == [1] * 4 for r in runners)
