@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torchvision.models import detection as tvdet
+from torchvision.ops import FrozenBatchNorm2d
 
-from infer_vs_torchvision import frozen_trunk
 from maskrcnn.convert.torchvision import convert_torchvision
 from maskrcnn.data import InstanceIdPngDataset
 from maskrcnn.model.detector import build_model
@@ -23,6 +24,16 @@ from maskrcnn.weights import load_state
 from maskrcnn.zoo import apply_kwargs, get_preset
 
 PENNFUDAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pennfudan"
+
+
+def frozen_trunk(model: nn.Module, eps: float) -> nn.Module:
+    """torchvision fine-tunes from ImageNet weights with FrozenBatchNorm2d in the trunk."""
+    body = model.backbone.body
+    for name, module in list(body.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
+            setattr(parent, name.rpartition(".")[2], FrozenBatchNorm2d(module.num_features, eps=eps))
+    return model
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ COMMANDS = {
     "eval": "evaluate",
     "train": "train",
     "demo": "demo",
+    "bench": "bench",
+    "export": "export",
 }
 
 

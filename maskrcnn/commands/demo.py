@@ -51,6 +51,7 @@ def demo_config(iters: int, train_ann: Path):
 
 
 def run(args) -> int:
+    from ..cli import build_parser
     from ..commands.predict import run as predict_run
     from ..data.synthetic import write_synthetic_dataset
     from ..engine.trainer import train
@@ -80,9 +81,9 @@ def run(args) -> int:
     metrics = evaluate_model(model, val_ann.parent / "images", val_ann, out / "eval")
     print(format_table(metrics))
     print(f"[4/4] overlays of 8 held-out images -> {out / 'overlays'}")
-    overlay_args = _Args(inputs=[str(p) for p in sorted((val_ann.parent / "images").glob("*.png"))[:8]],
-                         model="maskrcnn_r18_fpn", weights=str(out / "model.safetensors"), out=str(out / "overlays"))
-    predict_run(overlay_args)
+    overlay_images = [str(p) for p in sorted((val_ann.parent / "images").glob("*.png"))[:8]]
+    predict_run(build_parser().parse_args(["predict", *overlay_images, "--model", "maskrcnn_r18_fpn", "--weights",
+                                           str(out / "model.safetensors"), "--out", str(out / "overlays")]))
     minutes = (time.perf_counter() - start) / 60
     print(f"\ndemo done in {minutes:.1f} min: mask AP {metrics['segm/AP'] * 100:.1f}, "
           f"box AP {metrics['bbox/AP'] * 100:.1f} on {args.val_images} held-out images; outputs in {out}")
@@ -123,11 +124,3 @@ def _final_model(run_dir: Path):
     from ..engine.checkpoint import Checkpointer
 
     return load_model("maskrcnn_r18_fpn", weights=Checkpointer(run_dir, 1).last(), precision=None)
-
-
-class _Args:
-    """Arguments for `predict.run` without going through argparse."""
-
-    def __init__(self, **kwargs):
-        self.score_thresh, self.device, self.set = 0.5, "cpu", []
-        self.__dict__.update(kwargs)

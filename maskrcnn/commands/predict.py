@@ -10,9 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..engine.evaluator import instances_to_results, write_json_atomic
-from ..errors import ImageError, UserError
+from ..errors import CheckpointError, ImageError, UserError
 from .evaluate import _overrides
 
+BACKENDS = ("torch", "onnxruntime")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 logger = logging.getLogger(__name__)
 
@@ -20,11 +21,17 @@ logger = logging.getLogger(__name__)
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="detect instances in images; write overlays and results.json")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    parser.add_argument("--model", required=True, help="model preset, e.g. maskrcnn_r50_fpn")
-    parser.add_argument("--weights", help="weights file (ours or torchvision's); omit for random weights")
+    parser.add_argument("--model", help="model preset, e.g. maskrcnn_r50_fpn (torch backend only: "
+                                            "an .onnx file carries its own config)")
+    parser.add_argument("--weights", help="weights file (ours or torchvision's; omit for random weights), "
+                                          "or for --backend onnxruntime the .onnx file from maskrcnn export")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
+                        help="torch (default) or onnxruntime (runs an exported .onnx)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--score-thresh", type=float, default=0.5, help="keep detections scoring at least this")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="torch backend: fp32 (norms folded, channels-last) or bf16 features (faster)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override passed to load_model (repeatable)")
     parser.set_defaults(run=run)
@@ -47,16 +54,14 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
 
 def run(args) -> int:
-    from .. import load_model
     from ..data.images import read_image
     from ..visualize import draw_instances
 
+    _check_backend_args(args)
     paths = collect_images(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = {"box_score_thresh": args.score_thresh, **_overrides(args.set)}
-    model = load_model(args.model, weights=args.weights, device=args.device, **overrides)
-    category_ids = model.cfg.model.category_ids
+    predict, category_ids = _load_predictor(args)
     results, failed, found, start = [], [], 0, time.perf_counter()
     for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2)):
         try:
@@ -65,7 +70,7 @@ def run(args) -> int:
             logger.warning("skipped: %s", exc)
             failed.append(str(path))
             continue
-        instances = model.predict(image)[0].to("cpu")
+        instances = predict(image)
         found += len(instances)
         for result in instances_to_results(instances, image_id, category_ids):
             results.append({**result, "file_name": str(path)})
@@ -76,6 +81,57 @@ def run(args) -> int:
           f"{seconds:.2f} s/image; wrote {out}/results.json and overlays"
           + (f"; {len(failed)} unreadable images skipped: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _check_backend_args(args) -> None:
+    """Option errors that need no work, raised before any output is written."""
+    if args.backend == "onnxruntime":
+        if not args.weights:
+            raise UserError("--backend onnxruntime needs --weights MODEL.onnx (written by maskrcnn export)")
+        if not Path(args.weights).is_file():
+            raise CheckpointError(f"{args.weights}: ONNX model file not found")
+        if args.set:
+            raise UserError("--set does not apply to --backend onnxruntime: the config is fixed at "
+                            "export (use maskrcnn export --set KEY=VALUE)")
+    elif not args.model:
+        raise UserError("--model is required with --backend torch")
+
+
+def _load_predictor(args):
+    """-> (image -> Instances on the CPU, category ids) for the chosen backend."""
+    if args.backend == "onnxruntime":
+        from ..deploy.onnx_runner import OnnxPredictor
+
+        predictor = OnnxPredictor(args.weights, providers=_providers(args.device),
+                                  score_thresh=args.score_thresh)
+        exported = predictor.info["box"]["score_thresh"]
+        if args.score_thresh < exported:
+            logger.warning("%s was exported with box_score_thresh=%s: detections scoring below it are "
+                           "not in its output (--score-thresh %s)", args.weights, exported, args.score_thresh)
+        if args.model and args.model != predictor.name:
+            logger.warning("--model %s ignored: %s holds %s", args.model, args.weights, predictor.name)
+        return predictor.predict, predictor.category_ids
+    from .. import load_model
+
+    overrides = {"box_score_thresh": args.score_thresh, **_overrides(args.set)}
+    model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
+                       **overrides)
+    return (lambda image: model.predict(image)[0].to("cpu")), model.cfg.model.category_ids
+
+
+def _providers(device: str) -> list:
+    """--device -> onnxruntime execution providers."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and (index == "" or index.isdigit()):
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            raise UserError(f"--device {device}: this onnxruntime has no CUDA provider "
+                            "(install onnxruntime-gpu)")
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    raise UserError(f"--device {device}: the onnxruntime backend runs on cpu or cuda[:N]")
 
 
 def _save_png(image, path: Path) -> None:
