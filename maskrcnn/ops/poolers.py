@@ -11,8 +11,8 @@ from torchvision.ops import roi_align
 
 from .boxes import box_area
 
-# torchvision's CPU RoIAlign kernel runs on one thread: at inference, RoIs are split across
-# threads (the kernel releases the GIL). Below this many RoIs a split is not worth it.
+# torchvision's CPU RoIAlign kernels (forward and backward) run on one thread: RoIs are split
+# across threads (the kernels release the GIL). Below this many RoIs a split is not worth it.
 MIN_ROIS_PER_THREAD = 16
 _POOL: ThreadPoolExecutor | None = None
 
@@ -63,6 +63,8 @@ class MultiLevelRoIAlign(nn.Module):
         channels = features[0].shape[1]
         out = features[0].new_zeros((rois.shape[0], channels, self.resolution, self.resolution))
         threads = _threads(features[0])
+        if torch.is_grad_enabled() and any(f.requires_grad for f in features):
+            return self._pool_recorded(features, rois, levels, out, threads)
         jobs = []  # (level offset, indices of its RoIs), levels split into chunks for threads
         for offset in range(min(len(features), self.max_level - self.min_level + 1)):
             idx = torch.where(levels == offset)[0]
@@ -85,10 +87,51 @@ class MultiLevelRoIAlign(nn.Module):
         return out
 
 
+    def _pool_recorded(self, features, rois, levels, out, threads):
+        """Training: one autograd node per level, each splitting its RoIs across threads."""
+        for offset in range(min(len(features), self.max_level - self.min_level + 1)):
+            idx = torch.where(levels == offset)[0]
+            if len(idx) == 0:
+                continue
+            scale = 1.0 / math.pow(2, self.min_level + offset)
+            parts = min(threads, max(len(idx) // MIN_ROIS_PER_THREAD, 1))
+            args = (features[offset], rois[idx], scale, self.resolution, self.sampling_ratio, self.aligned)
+            pooled = ThreadedRoIAlign.apply(*args, parts) if parts > 1 else roi_align(
+                args[0], args[1], self.resolution, scale, self.sampling_ratio, self.aligned)
+            out[idx] = pooled.to(out.dtype)
+        return out
+
+
+class ThreadedRoIAlign(torch.autograd.Function):
+    """torchvision's RoIAlign with its RoIs split into `parts` chunks run on threads, in forward
+    and backward. Forward is identical to one call; backward adds the chunks' gradient maps."""
+
+    @staticmethod
+    def forward(ctx, feature, rois, scale, resolution, sampling_ratio, aligned, parts):
+        ctx.save_for_backward(rois)
+        ctx.args = (scale, resolution, sampling_ratio, aligned, parts, feature.shape)
+        chunks = rois.tensor_split(parts)
+        pooled = _map(lambda r: roi_align(feature, r, resolution, scale, sampling_ratio, aligned), chunks, parts)
+        return torch.cat(pooled)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rois,) = ctx.saved_tensors
+        scale, resolution, sampling_ratio, aligned, parts, (b, c, h, w) = ctx.args
+
+        def chunk_grad(job):
+            g, r = job
+            return torch.ops.torchvision._roi_align_backward(
+                g.contiguous(), r, scale, resolution, resolution, b, c, h, w, sampling_ratio, aligned)
+
+        grads = _map(chunk_grad, list(zip(grad.tensor_split(parts), rois.tensor_split(parts))), parts)
+        return sum(grads[1:], grads[0]), None, None, None, None, None, None
+
+
 def _threads(feature: torch.Tensor) -> int:
-    """Threads for CPU inference; 1 when autograd records or a tracer / compiler is watching."""
+    """Threads for the CPU kernels; 1 on other devices or when a tracer / compiler is watching."""
     watched = torch.jit.is_tracing() or torch.compiler.is_compiling()
-    if feature.device.type != "cpu" or torch.is_grad_enabled() or watched:
+    if feature.device.type != "cpu" or watched:
         return 1
     return torch.get_num_threads()
 
@@ -100,10 +143,10 @@ def _map(fn, jobs: list, threads: int) -> list:
         return [fn(job) for job in jobs]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi_align")
-    inference = torch.is_inference_mode_enabled()
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
     def run(job):
-        with torch.inference_mode(inference):  # the mode is per thread
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # modes are per thread
             return fn(job)
 
     return list(_POOL.map(run, jobs))
