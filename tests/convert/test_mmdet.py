@@ -92,7 +92,7 @@ def r50(tmp_path_factory):
     path = tmp_path_factory.mktemp("mmdet") / "ms_rcnn_r50_caffe_fpn_1x_coco.pth"
     meta = {"CLASSES": COCO80_CLASS_NAMES[1:], "config": "model = dict(backbone=dict(type='ResNet', style='caffe'))"}
     torch.save({"meta": meta, "state_dict": sd}, path)
-    return sd, load_model("maskrcnn_r50_fpn", weights=path)
+    return sd, load_model("maskrcnn_r50_fpn", weights=path, precision=None)  # the weights as converted
 
 
 def test_r50_caffe_checkpoint_config_is_the_msrcnn_r50_preset(r50):
