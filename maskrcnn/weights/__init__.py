@@ -11,10 +11,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import Config, from_dict, to_dict
-from .convert.mmdet import convert_mmdet, is_mmdet_checkpoint
-from .convert.torchvision import convert_torchvision, is_torchvision_state_dict
-from .errors import CheckpointError
+from ..config import Config, from_dict, to_dict
+from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
+from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
+from ..errors import CheckpointError
 
 _CONFIG_KEY = "maskrcnn_config"
 
