@@ -2,6 +2,10 @@
 
 RLE here is always the compressed COCO form `{"size": [H, W], "counts": str}` once it leaves
 this module; pycocotools hands out `counts` as bytes, which JSON cannot hold.
+
+Every call that takes many masks goes through `_chunked`: pycocotools 2.0.x `area` allocates a
+uint8 array sized by the number of RLEs and, under numpy 2, raises OverflowError for 256 or
+more (one nuclei image has hundreds). Chunks keep every call independent of the mask count.
 """
 
 from __future__ import annotations
@@ -9,6 +13,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
+
+_CHUNK = 255  # the most RLEs per pycocotools call (see the module docstring)
+
+
+def _chunked(function, items, axis: int = 0) -> np.ndarray:
+    """`function` applied to slices of at most _CHUNK items, results joined along `axis`."""
+    parts = [function(items[i:i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+    return np.concatenate(parts, axis=axis)
 
 
 def encode_masks(masks) -> list[dict]:
@@ -19,7 +31,8 @@ def encode_masks(masks) -> list[dict]:
     if masks.shape[0] == 0:
         return []
     # pycocotools wants Fortran order (column-major runs), shape (H, W, N)
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
+    rles = [rle for i in range(0, len(masks), _CHUNK)
+            for rle in mask_utils.encode(np.asfortranarray(masks[i:i + _CHUNK].transpose(1, 2, 0)))]
     for rle in rles:
         rle["counts"] = rle["counts"].decode("ascii")
     return rles
@@ -29,7 +42,7 @@ def decode_rles(rles: list[dict], height: int, width: int) -> np.ndarray:
     """N compressed RLEs -> (N, H, W) uint8 masks; an empty list gives (0, H, W)."""
     if not rles:
         return np.zeros((0, height, width), dtype=np.uint8)
-    masks = mask_utils.decode([_counts_as_bytes(r) for r in rles])  # (H, W, N)
+    masks = _chunked(mask_utils.decode, [_counts_as_bytes(r) for r in rles], axis=2)  # (H, W, N)
     return np.ascontiguousarray(masks.transpose(2, 0, 1))
 
 
@@ -55,14 +68,14 @@ def rle_area(rles: list[dict]) -> np.ndarray:
     """(N,) pixel count of each RLE."""
     if not rles:
         return np.zeros(0)
-    return mask_utils.area([_counts_as_bytes(r) for r in rles]).astype(np.float64)
+    return _chunked(mask_utils.area, [_counts_as_bytes(r) for r in rles]).astype(np.float64)
 
 
 def rle_to_xywh(rles: list[dict]) -> np.ndarray:
     """(N, 4) tight COCO boxes x, y, w, h of each RLE (0s for an empty mask)."""
     if not rles:
         return np.zeros((0, 4))
-    return mask_utils.toBbox([_counts_as_bytes(r) for r in rles])
+    return _chunked(mask_utils.toBbox, [_counts_as_bytes(r) for r in rles])
 
 
 def _counts_as_bytes(rle: dict) -> dict:

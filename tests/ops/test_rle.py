@@ -61,3 +61,17 @@ def test_all_segmentation_kinds_equal_ann_to_mask():
         expected = coco.annToMask(coco.anns[i + 1])
         assert expected.any()
         np.testing.assert_array_equal(segmentation_to_mask(segmentation, 5, 6), expected)
+
+
+def test_300_masks_in_one_call_match_numpy():
+    # pycocotools' own area() overflows at 256 RLEs in one call; nuclei images have more
+    masks = np.zeros((300, 20, 30), dtype=bool)
+    for i in range(300):
+        masks[i, i % 20, i % 30: i % 30 + 1 + i % 3] = True
+    rles = encode_masks(masks)
+    np.testing.assert_array_equal(decode_rles(rles, 20, 30), masks.astype(np.uint8))
+    np.testing.assert_array_equal(rle_area(rles), masks.sum((1, 2)))
+    x1 = masks.any(1).argmax(1)
+    widths = masks.any(1).sum(1)
+    np.testing.assert_array_equal(rle_to_xywh(rles), np.stack(
+        [x1, np.arange(300) % 20, widths, np.ones(300)], axis=1))
