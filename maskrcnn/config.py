@@ -263,7 +263,9 @@ def load_yaml(path: str | Path, base: Config | None = None) -> Config:
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from .fileio import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def _flatten(data: dict, prefix: str = ""):

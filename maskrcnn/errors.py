@@ -19,3 +19,7 @@ class CheckpointError(UserError, ValueError):
 
 class DatasetError(UserError, ValueError):
     """An annotation file or dataset folder that is malformed."""
+
+
+class OutputError(UserError, OSError):
+    """An output path that cannot be written (no permission, read-only, under a file, disk full)."""

@@ -44,7 +44,7 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args) -> int:
     from ..data.images import read_image
-    from ..engine.evaluator import write_json_atomic
+    from ..fileio import write_json_atomic
 
     if args.max_images < 1 or args.repeats < 1:
         raise UserError("--max-images and --repeats must be at least 1")

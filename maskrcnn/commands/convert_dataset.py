@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.mask_folders import InstanceIdPngDataset, PerInstancePngDataset, to_coco
-from ..engine.evaluator import write_json_atomic
+from ..fileio import write_json_atomic
 from ..errors import DatasetError
 
 FORMATS = {"pennfudan": InstanceIdPngDataset, "mask-folders": PerInstancePngDataset}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..engine.evaluator import instances_to_results, write_json_atomic
+from ..engine.evaluator import instances_to_results
+from ..fileio import atomic_write, write_json_atomic
 from ..errors import CheckpointError, ImageError, UserError
 from .evaluate import _overrides
 
@@ -135,6 +135,4 @@ def _providers(device: str) -> list:
 
 
 def _save_png(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: image.save(f, format="PNG"))

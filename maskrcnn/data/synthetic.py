@@ -8,12 +8,12 @@ any one image can be regenerated alone. Masks are stored as compressed RLE.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..fileio import atomic_write, write_json_atomic
 from ..ops.rle import encode_masks, rle_area, rle_to_xywh
 
 CATEGORIES = (
@@ -85,7 +85,8 @@ def synthetic_coco(num_images: int, seed: int, size: int = 256, image_dir=None) 
         image_id = index + 1
         file_name = f"{index:06d}.png"
         if image_dir is not None:
-            Image.fromarray(pixels).save(Path(image_dir) / file_name, compress_level=1)
+            image = Image.fromarray(pixels)
+            atomic_write(Path(image_dir) / file_name, lambda f: image.save(f, format="PNG", compress_level=1))
         images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
         annotations += _annotations(masks, kinds, image_id, first_id=len(annotations) + 1)
     return {"images": images, "annotations": annotations, "categories": list(CATEGORIES)}
@@ -108,5 +109,5 @@ def write_synthetic_dataset(out_dir, num_images: int, seed: int, size: int = 256
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     data = synthetic_coco(num_images, seed, size, image_dir=out_dir / "images")
     ann_file = out_dir / "annotations.json"
-    ann_file.write_text(json.dumps(data))
+    write_json_atomic(ann_file, data)
     return ann_file

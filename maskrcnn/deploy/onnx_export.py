@@ -21,8 +21,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from torchvision.ops import nms
 
 from ..config import to_dict
 from ..errors import UserError
+from ..fileio import write_bytes_atomic
 from ..ops.poolers import assign_levels
 
 FORMAT = "maskrcnn-onnx"
@@ -91,7 +90,7 @@ def export_onnx(model, path: str | Path, *, opset: int = DEFAULT_OPSET,
     for key, value in ((METADATA_KEY, metadata), (CONFIG_KEY, to_dict(model.cfg))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
-    _write_atomic(path, proto.SerializeToString())
+    write_bytes_atomic(path, proto.SerializeToString())
     return metadata
 
 
@@ -324,14 +323,3 @@ def _clip(boxes: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
 def _nonempty(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
     return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: no reader sees half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

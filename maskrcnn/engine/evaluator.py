@@ -14,14 +14,13 @@ import contextlib
 import io
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 
 import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
 from ..errors import DatasetError, ImageError, UserError
+from ..fileio import write_json_atomic
 from ..ops.rle import encode_masks
 
 logger = logging.getLogger(__name__)
@@ -36,20 +35,6 @@ METRIC_NAMES = {
 }
 # the results field that makes a detection take part in each task
 _TASK_FIELD = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}
-
-
-def write_json_atomic(path, obj) -> None:
-    """Write json to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a plain open (not tempfile) so the file gets the usual umask permissions, not 0600
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "w") as handle:
-            json.dump(obj, handle)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def instances_to_results(instances, image_id: int, category_ids=()) -> list[dict]:

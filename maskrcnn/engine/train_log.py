@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..fileio import write_text_atomic
+
 METRICS = "metrics.jsonl"
 
 
@@ -69,7 +71,7 @@ def _drop_entries_after(path: Path, iteration: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if _iteration_of(line) <= iteration]
     if len(kept) != len(lines):
-        path.write_text("".join(kept))
+        write_text_atomic(path, "".join(kept))
 
 
 def _iteration_of(line: str) -> float:

@@ -23,7 +23,8 @@ from ..data.loader import build_train_loader
 from ..errors import UserError
 from . import distributed
 from ..weights import load_state
-from .checkpoint import POINTER, Checkpointer, atomic_save, load_checkpoint, periodic_name
+from ..fileio import torch_save_atomic
+from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
 
@@ -161,7 +162,7 @@ class CheckpointHook:
         if trainer.iter % self.period == 0 or last:
             self.checkpointer.save(trainer.state_dict(), periodic_name(trainer.iter))
         if last:
-            atomic_save(weights_only_state(trainer), self.checkpointer.out_dir / "model_final.pt")
+            torch_save_atomic(self.checkpointer.out_dir / "model_final.pt", weights_only_state(trainer))
 
 
 class LogHook:
@@ -198,7 +199,7 @@ class EvalHook:
         if key in metrics and (self.best is None or metrics[key] > self.best):
             self.best = metrics[key]
             state = dict(weights_only_state(trainer), metric=key, value=float(metrics[key]))
-            atomic_save(state, self.best_path)
+            torch_save_atomic(self.best_path, state)
 
 
 def weights_only_state(trainer: Trainer) -> dict:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from ..config import Config, from_dict, to_dict
 from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
 from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
 from ..errors import CheckpointError
+from ..fileio import torch_save_atomic, write_bytes_atomic
 
 _CONFIG_KEY = "maskrcnn_config"
 
@@ -30,17 +30,10 @@ def save_weights(model, path: str | Path) -> None:
         )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = to_dict(model.cfg)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix == ".safetensors":
-            save_file(state, tmp, metadata={_CONFIG_KEY: json.dumps(config)})
-        else:
-            torch.save({"model": state, "config": config}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if path.suffix == ".safetensors":
+        write_bytes_atomic(path, safetensors_bytes(state, metadata={_CONFIG_KEY: json.dumps(config)}))
+    else:
+        torch_save_atomic(path, {"model": state, "config": config})
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:

@@ -13,9 +13,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.cli import main
-from maskrcnn.engine.evaluator import (METRIC_NAMES, evaluate_model, instances_to_results,
-                                       write_json_atomic)
+from maskrcnn.engine.evaluator import METRIC_NAMES, evaluate_model, instances_to_results
 from maskrcnn.errors import ImageError
+from maskrcnn.fileio import write_json_atomic
 from maskrcnn.ops.rle import decode_rles, encode_masks
 from maskrcnn.structures import Instances
 
@@ -169,13 +169,6 @@ def test_results_for_unknown_image_are_refused(synth_ann, tmp_path, capsys):
     assert main(args) == 2
     assert "dets.json: detection 0 is for image 999, which is not in" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-
-
-def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
-    write_json_atomic(tmp_path / "m.json", {"a": 1})
-    write_json_atomic(tmp_path / "m.json", {"a": 2})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 2}
-    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
 class _GroundTruthModel:

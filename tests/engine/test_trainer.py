@@ -14,6 +14,7 @@ from maskrcnn.engine.train_log import TrainLog
 from maskrcnn.engine.trainer import (CheckpointHook, EvalHook, LogHook, NonFiniteLossError,
                                      Trainer)  # fmt: skip
 from maskrcnn.errors import CheckpointError
+from maskrcnn.fileio import torch_save_atomic
 from maskrcnn.zoo import get_preset
 
 # A Mask R-CNN small enough for a few CPU iterations per second.
@@ -107,7 +108,7 @@ def test_resume_from_another_models_checkpoint_names_the_keys(tmp_path):
 
     four = tiny_maskrcnn_cfg("model.num_classes=4")
     source = make_trainer(build_model(four), four, toy_samples(1))
-    ckpt.atomic_save(source.state_dict(), tmp_path / "four.pt")
+    torch_save_atomic(tmp_path / "four.pt", source.state_dict())
     three = tiny_maskrcnn_cfg("model.num_classes=3")
     trainer = make_trainer(build_model(three), three, toy_samples(1))
     with pytest.raises(CheckpointError) as err:
@@ -209,7 +210,7 @@ def test_rng_states_survive_a_checkpoint_file(tmp_path):
 
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
     np.random.normal()  # leaves a cached gaussian in numpy's state
-    ckpt.atomic_save({"model": {}, "rng": rng_state()}, tmp_path / "c.pt")
+    torch_save_atomic(tmp_path / "c.pt", {"model": {}, "rng": rng_state()})
     expected = (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), random.random())
     torch.manual_seed(7), np.random.seed(7), random.seed(7)
     set_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"])  # weights_only load

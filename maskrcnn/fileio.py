@@ -1,0 +1,136 @@
+"""Writing files: the package's one atomic writer, and the check that an output path can be
+written, run before any work so a long job never fails at its last step.
+
+A file is written to a temp file in the same folder, fsynced, then renamed over the target: a
+crash or a full disk at any moment leaves the old file or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .errors import OutputError
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write(binary_file)` on a temp file beside `path`, then rename it to `path`.
+
+    Any OSError (disk full, permission, read-only filesystem) becomes one OutputError naming
+    the file; the previous file, if any, is left as it was.
+    """
+    path = Path(path)
+    # "xb" on a unique name rather than tempfile.mkstemp: the file gets the usual umask
+    # permissions (mkstemp's are 0600) and is still never shared with another writer.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        kept = "the previous file is unchanged" if path.is_file() else "nothing was written"
+        blocker = _file_in_the_way(path.parent)
+        reason = f"{blocker} is a file, not a folder" if blocker else describe_os_error(exc)
+        raise OutputError(f"{path}: cannot write it ({reason}); {kept}") from exc
+    finally:
+        with contextlib.suppress(OSError):  # only still there if something failed
+            tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)  # make the rename itself durable
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj))
+
+
+def torch_save_atomic(path: str | Path, obj) -> None:
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> Path:
+    """Raise OutputError unless files can be created in folder `path` (made later if missing).
+
+    Nothing is created: the probe is a temp file in the deepest folder that exists.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: is a file, not a folder")
+    _check_creatable(path, option)
+    return path
+
+
+def check_output_file(path: str | Path, option: str = "--out") -> Path:
+    """Raise OutputError unless file `path` can be written (its folders made later if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a folder; give the path of the file to write")
+    _check_creatable(path.parent, option, target=path)
+    return path
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'No space left on device' rather than '[Errno 28] No space left on device: /a/b'."""
+    if exc.errno is not None:
+        return exc.strerror or os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The deepest existing ancestor of `folder` (or itself) when it is not a folder."""
+    existing = _deepest_existing(folder)
+    return None if existing.is_dir() else existing
+
+
+def _deepest_existing(folder: Path) -> Path:
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    return existing
+
+
+def _check_creatable(folder: Path, option: str, target: Path | None = None) -> None:
+    target = target or folder
+    existing = _deepest_existing(folder)
+    if not existing.is_dir():
+        raise OutputError(f"{option} {target}: cannot be created, {existing} is a file, not a folder")
+    probe = existing / f".maskrcnn-write-check.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as exc:
+        reason = describe_os_error(exc)
+        if exc.errno == errno.ENOENT:  # e.g. /proc: the folder exists but takes no new files
+            reason = "the folder takes no new files"
+        raise OutputError(f"{option} {target}: cannot write in {existing} ({reason})") from None
+    with contextlib.suppress(OSError):
+        probe.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
