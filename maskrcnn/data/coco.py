@@ -39,18 +39,25 @@ logger = logging.getLogger(__name__)
 BACKGROUND = "__background__"
 
 
-def load_json(path: str | Path) -> dict:
-    """Parse an annotation file; a truncated or invalid file raises DatasetError naming it."""
+def load_json_file(path: str | Path):
+    """Parse any annotation json; a missing, truncated or invalid file raises DatasetError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(
+            exc, json.JSONDecodeError) else "not UTF-8 text"
         raise DatasetError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "the file may be truncated - re-export or re-download it"
+            f"{path}: not valid JSON ({where}); the file may be truncated - re-export or "
+            "re-download it"
         ) from None
+
+
+def load_json(path: str | Path) -> dict:
+    """Parse a COCO annotation file; a truncated or invalid file raises DatasetError naming it."""
+    data = load_json_file(path)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: the top level must be an object with images, annotations "
                            "and categories")
