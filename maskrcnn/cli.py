@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": "demo",
     "bench": "bench",
     "export": "export",
+    "serve": "serve",
 }
 
 

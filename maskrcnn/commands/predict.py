@@ -11,6 +11,8 @@ from tqdm import tqdm
 from ..engine.evaluator import instances_to_results
 from ..fileio import atomic_write, write_json_atomic
 from ..errors import CheckpointError, ImageError, UserError
+from ..tiling import check_tile_args, predict_tiled
+from ..video import annotate_video, is_video
 from .evaluate import _overrides
 
 BACKENDS = ("torch", "onnxruntime")
@@ -20,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="detect instances in images; write overlays and results.json")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files or folders of images; or video files (annotated video + "
+                             "one JSON line per frame)")
     parser.add_argument("--model", help="model preset, e.g. maskrcnn_r50_fpn (torch backend only: "
                                             "an .onnx file carries its own config)")
     parser.add_argument("--weights", help="weights file (ours or torchvision's; omit for random weights), "
@@ -34,6 +38,9 @@ def add_parser(subparsers, name: str) -> None:
                         help="torch backend: fp32 (norms folded, channels-last) or bf16 features (faster)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override passed to load_model (repeatable)")
+    parser.add_argument("--tile", type=int, metavar="SIZE",
+                        help="large images: run on overlapping SIZE-px tiles at full resolution, merged")
+    parser.add_argument("--tile-overlap", type=int, default=64, metavar="PX", help="tile overlap (default 64)")
     parser.set_defaults(run=run)
 
 
@@ -58,10 +65,14 @@ def run(args) -> int:
     from ..visualize import draw_instances
 
     _check_backend_args(args)
+    if args.tile:
+        check_tile_args(args.tile, args.tile_overlap)
+    if any(is_video(p) for p in args.inputs):
+        return _run_videos(args)
     paths = collect_images(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    predict, category_ids = _load_predictor(args)
+    predict, category_ids = _load_tiled_predictor(args)
     results, failed, found, start = [], [], 0, time.perf_counter()
     for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2)):
         try:
@@ -117,6 +128,32 @@ def _load_predictor(args):
     model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
                        **overrides)
     return (lambda image: model.predict(image)[0].to("cpu")), model.cfg.model.category_ids
+
+
+def _load_tiled_predictor(args):
+    """_load_predictor, on overlapping tiles with --tile."""
+    predict, category_ids = _load_predictor(args)
+    if not args.tile:
+        return predict, category_ids
+    per_tile = lambda tiles: [predict(tile) for tile in tiles]  # noqa: E731
+    return (lambda image: predict_tiled(per_tile, image, args.tile, args.tile_overlap)), category_ids
+
+
+def _run_videos(args) -> int:
+    """Every input a video: one annotated .mp4 and one .jsonl (a line per frame) each."""
+    if not all(is_video(p) for p in args.inputs):
+        raise UserError("give videos and images in separate runs of maskrcnn predict")
+    for source in args.inputs:
+        if not Path(source).is_file():
+            raise ImageError(f"{source}: video file not found")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predict, category_ids = _load_tiled_predictor(args)
+    for source in args.inputs:
+        frames, found = annotate_video(predict, source, out, category_ids)
+        print(f"{source}: {frames} frames, {found} instances (score >= {args.score_thresh}); "
+              f"wrote {out / Path(source).stem}.mp4 and .jsonl")
+    return 0
 
 
 def _providers(device: str) -> list:

@@ -56,9 +56,11 @@ class MaskRCNN(nn.Module):
         return self.postprocess(detections, batch.image_sizes, sizes, keep_mask_probs)
 
     @torch.inference_mode()
-    def predict(self, images, keep_mask_probs: bool = False) -> list[Instances]:
+    def predict(self, images, keep_mask_probs: bool = False, tile: int | None = None,
+                tile_overlap: int = 64) -> list[Instances]:
         """Detect instances in one image or a list: file paths, PIL images, HWC uint8 numpy
-        arrays or CHW float tensors in [0, 1]. Returns one `Instances` per image."""
+        arrays or CHW float tensors in [0, 1]. Returns one `Instances` per image.
+        `tile`: run on overlapping tiles of this size at full resolution (`maskrcnn.tiling`)."""
         from ..image_io import as_tensor_list
 
         was_training = self.training
@@ -66,6 +68,10 @@ class MaskRCNN(nn.Module):
         try:
             device = self.pixel_mean.device
             tensors = [t.to(device) for t in as_tensor_list(images)]
+            if tile:
+                from ..tiling import predict_tiled
+
+                return [predict_tiled(self.predict, t, tile, tile_overlap) for t in tensors]
             return self(tensors, keep_mask_probs=keep_mask_probs)
         finally:
             self.train(was_training)

@@ -1,0 +1,79 @@
+"""`maskrcnn serve`: the HTTP API and web page (FastAPI + uvicorn; pip install 'maskrcnn[serve]')."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .evaluate import _overrides
+from .predict import BACKENDS, _check_backend_args, _providers
+
+
+def add_parser(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(name, help="serve a model over HTTP: JSON API + web page")
+    parser.add_argument("--model", help="model preset (torch backend; an .onnx file carries its own)")
+    parser.add_argument("--weights", help="weights file, or the .onnx file for --backend onnxruntime")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch", type=int, default=4, help="images per model call at most")
+    parser.add_argument("--batch-timeout-ms", type=float, default=10.0,
+                        help="how long the first image of a batch waits for more")
+    parser.add_argument("--max-queue", type=int, default=32,
+                        help="images waiting at most; more get 503 with Retry-After")
+    parser.add_argument("--max-body-mb", type=float, default=20.0, help="larger request bodies get 413")
+    parser.add_argument("--score-thresh", type=float, default=0.5, help="for requests that name none")
+    parser.add_argument("--min-score-thresh", type=float, default=0.3,
+                        help="the model drops detections below this; requests cannot go lower")
+    parser.add_argument("--tile", type=int, help="default tile size for requests (off: whole images)")
+    parser.add_argument("--tile-overlap", type=int, default=64)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override passed to load_model (repeatable)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+
+        from ..serve.app import ServeOptions, create_app
+    except ImportError as exc:
+        raise UserError(f"serving needs FastAPI and uvicorn ({exc.name} is missing): "
+                        "pip install 'maskrcnn[serve]'") from None
+    _check_backend_args(args)
+    options = ServeOptions(max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms,
+                           max_queue=args.max_queue, max_body_mb=args.max_body_mb,
+                           score_thresh=args.score_thresh, tile=args.tile, tile_overlap=args.tile_overlap)
+    if args.max_batch < 1 or args.max_queue < 1:
+        raise UserError("--max-batch and --max-queue must be at least 1")
+    app = create_app(load_served_model(args), options)
+    # SIGTERM / Ctrl-C: uvicorn stops accepting, finishes the requests in flight, then the app's
+    # shutdown stops the batcher
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=60)
+    return 0
+
+
+def load_served_model(args):
+    """The chosen backend as a `ServedModel` (batches of CPU tensors -> CPU Instances)."""
+    from ..serve.app import ServedModel
+
+    if args.backend == "onnxruntime":
+        from ..deploy.onnx_runner import OnnxPredictor
+
+        predictor = OnnxPredictor(args.weights, providers=_providers(args.device),
+                                  score_thresh=args.min_score_thresh)
+        return ServedModel(predictor.name, predictor.class_names, predictor.predict, "onnxruntime", "fp32",
+                           max(args.min_score_thresh, predictor.info["box"]["score_thresh"]))
+    from .. import load_model
+
+    overrides = {"box_score_thresh": args.min_score_thresh, **_overrides(args.set)}
+    model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
+                       **overrides)
+
+    def predict(images):
+        return [instances.to("cpu") for instances in model.predict([i.to(args.device) for i in images])]
+
+    names = model.cfg.model.class_names or ("__background__", *(
+        f"class_{i}" for i in range(1, model.cfg.model.num_classes)))
+    return ServedModel(model.cfg.name, tuple(names), predict, "torch", args.precision,
+                       model.cfg.model.box.score_thresh)
