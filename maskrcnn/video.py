@@ -4,7 +4,6 @@ writes the frames; each frame goes through the model like an image."""
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import ImageError, UserError
+from .fileio import atomic_write
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg has it, MPEG-4 part 2 otherwise
@@ -27,50 +27,52 @@ def annotate_video(predict, source, out_dir, category_ids=()) -> tuple[int, int]
 
     Writes `out_dir/<stem>.mp4` (the frames with masks, boxes and labels drawn, same frame
     count and rate) and `out_dir/<stem>.jsonl`: per frame {"frame", "time", "results"} where
-    results are COCO-style detections with `image_id` = the frame index. Returns (frames, instances).
+    results are COCO-style detections with `image_id` = the frame index. Both files appear
+    whole or not at all. Returns (frames, instances).
     """
     av = _import_av()
+    source, out_dir = Path(source), Path(out_dir)
+    container = _open(av, source)
+    counts = []
+    try:
+        atomic_write(out_dir / f"{source.stem}.mp4", lambda video: atomic_write(
+            out_dir / f"{source.stem}.jsonl", lambda lines: counts.append(
+                _annotate(av, container, source.name, predict, category_ids, video, lines))))
+    finally:
+        container.close()
+    return counts[0]
+
+
+def _annotate(av, container, name: str, predict, category_ids, video, lines) -> tuple[int, int]:
+    """Frames of `container` -> drawn frames into the binary file `video`, JSON lines into `lines`."""
     from .engine.evaluator import instances_to_results
     from .visualize import draw_instances
 
-    source, out_dir = Path(source), Path(out_dir)
-    container = _open(av, source)
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    video_out, lines_out = out_dir / f"{source.stem}.mp4", out_dir / f"{source.stem}.jsonl"
-    tmp_video, tmp_lines = _tmp(video_out), _tmp(lines_out)
-    writer, frames, found = None, 0, 0
-    try:
-        with open(tmp_lines, "w") as lines:
-            progress = tqdm(container.decode(stream), total=stream.frames or None, desc=source.name, unit="frame")
-            for index, frame in enumerate(progress):
-                rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
-                image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
-                instances = predict(image)
-                found += len(instances)
-                record = {"frame": index, "time": None if frame.time is None else float(frame.time),
-                          "results": instances_to_results(instances, index, category_ids)}
-                lines.write(json.dumps(record) + "\n")
-                writer = writer or _VideoWriter(av, tmp_video, rate, rgb.shape[1], rgb.shape[0])
-                writer.write(np.asarray(draw_instances(image, instances)))
-                frames += 1
-        if writer is None:
-            raise ImageError(f"{source}: the video has no frames")
-        writer.close()
-        os.replace(tmp_video, video_out)
-        os.replace(tmp_lines, lines_out)
-    finally:
-        container.close()
-        for tmp in (tmp_video, tmp_lines):
-            tmp.unlink(missing_ok=True)
-    return frames, found
+    writer, found = None, 0
+    for index, frame in enumerate(tqdm(container.decode(stream), total=stream.frames or None, desc=name,
+                                       unit="frame")):
+        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        instances = predict(image)
+        found += len(instances)
+        record = {"frame": index, "time": None if frame.time is None else float(frame.time),
+                  "results": instances_to_results(instances, index, category_ids)}
+        lines.write((json.dumps(record) + "\n").encode())
+        writer = writer or _VideoWriter(av, video, rate, rgb.shape[1], rgb.shape[0])
+        writer.write(np.asarray(draw_instances(image, instances)))
+    if writer is None:
+        raise ImageError(f"{name}: the video has no frames")
+    writer.close()
+    return writer.frames, found
 
 
 class _VideoWriter:
     """RGB frames -> an .mp4 at a fixed rate (sizes rounded up to even, as yuv420p needs)."""
 
-    def __init__(self, av, path: Path, rate: Fraction, width: int, height: int):
-        self.container = av.open(str(path), mode="w", format="mp4")
+    def __init__(self, av, file, rate: Fraction, width: int, height: int):
+        self.container = av.open(file, mode="w", format="mp4")
         codec = next(c for c in CODECS if c in av.codecs_available)
         # crf 18: thin box lines and label text stay legible at small sizes
         self.stream = self.container.add_stream(codec, rate=rate, options={"crf": "18"} if codec == "libx264" else {})
@@ -112,6 +114,3 @@ def _open(av, source: Path):
         raise ImageError(f"{source}: no video stream")
     return container
 
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
