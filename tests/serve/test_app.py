@@ -2,7 +2,6 @@
 
 import io
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -11,21 +10,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-import maskrcnn
 from maskrcnn.serve.app import ServedModel, ServeOptions, create_app
 from maskrcnn.tiling import predict_tiled
 
-CLASSES = ("__background__", "circle", "square")
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A seeded tiny model that keeps every detection (score threshold 0), so there are some."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return maskrcnn.load_model("maskrcnn_r18_fpn", min_size=64, max_size=96, num_classes=3,
-                                   class_names=list(CLASSES), box_score_thresh=0.0,
-                                   rpn_post_nms_top_n_test=50, box_detections_per_img=8)
+CLASSES = ("__background__", "circle", "square")  # the conftest model's classes
 
 
 def _served(model, **kwargs):

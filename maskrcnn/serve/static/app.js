@@ -46,7 +46,7 @@ function draw() {
     ctx.fillText(`${d.label_name} ${d.score.toFixed(2)}`, x0 + 2, Math.max(y0 - 3, 10));
     (d.keypoints || []).forEach(([x, y]) => ctx.fillRect(x - 2, y - 2, 4, 4));
   });
-  $("count").textContent = `${shown.length} instances`;
+  $("count").textContent = `${shown.length} instance${shown.length === 1 ? "" : "s"}`;
   $("count").dataset.count = shown.length;
   page.drawn = true;
 }
