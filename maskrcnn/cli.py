@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": "predict",
     "synth": "synth",
     "convert-dataset": "convert_dataset",
+    "check-data": "check_data",
     "eval": "evaluate",
     "train": "train",
     "demo": "demo",

@@ -40,7 +40,9 @@ def draw_instances(image: torch.Tensor, instances: Instances, alpha: float = 0.5
         colour = tuple(int(c) for c in colours[i])
         x1, y1, x2, y2 = instances.boxes[i].tolist()
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-        draw.text((x1 + 2, max(y1 - 11, 0)), f"{names[i]} {float(instances.scores[i]):.2f}", fill=colour)
+        # ground truth (no scores) is labelled by class name alone
+        text = f"{names[i]} {float(instances.scores[i]):.2f}" if instances.has("scores") else names[i]
+        draw.text((x1 + 2, max(y1 - 11, 0)), text, fill=colour)
         if instances.has("keypoints"):
             _draw_keypoints(draw, instances.keypoints[i].tolist(), colour)
     return out

@@ -72,7 +72,8 @@ class CocoDataset(torch.utils.data.Dataset):
     boxes (N, 4) xyxy, labels (N,) 1..K, masks (N, H, W) uint8, image_id, area (N,),
     and keypoints (N, K, 3) x, y, visibility when the categories define keypoints."""
 
-    def __init__(self, ann_file, image_dir=None, transforms=None, skip_empty: bool = False):
+    def __init__(self, ann_file, image_dir=None, transforms=None, skip_empty: bool = False,
+                 check_files: bool = True):
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir) if image_dir else _default_image_dir(self.ann_file)
         self.transforms = transforms
@@ -89,7 +90,8 @@ class CocoDataset(torch.utils.data.Dataset):
         if skip_empty and len(self.images) < len(images):
             logger.info("%s: left out %d images without annotations (skip_empty)",
                         self.ann_file, len(images) - len(self.images))
-        _check_files_exist(self.images, self.image_dir, self.ann_file)
+        if check_files:  # check-data lists every missing file itself
+            _check_files_exist(self.images, self.image_dir, self.ann_file)
 
     def __len__(self) -> int:
         return len(self.images)

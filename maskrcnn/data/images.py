@@ -35,12 +35,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) after EXIF orientation, read from the header without decoding pixels."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            # orientations 5-8 rotate by 90 degrees, swapping width and height
-            if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
-                width, height = height, width
+            return oriented_size(image)
     except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
         raise ImageError(f"{path}: cannot read image ({exc})") from exc
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(H, W) of an open image once its EXIF orientation is applied."""
+    width, height = image.size
+    # orientations 5-8 rotate by 90 degrees, swapping width and height
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        width, height = height, width
     return height, width
 
 

@@ -1,0 +1,43 @@
+"""`maskrcnn check-data`: validate a COCO dataset as training reads it, with statistics,
+warnings and a grid of ground-truth overlays; exit status 1 when it has errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import apply_overrides
+from ..data.check import check_dataset, format_report, overlay_grid
+from ..fileio import atomic_write, check_output_dir, write_json_atomic
+from ..zoo import get_preset
+
+
+def add_parser(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(
+        name, help="validate a COCO dataset: errors, statistics, warnings, overlay grid",
+        description="Writes OUT/check.json (errors, warnings, statistics) and OUT/overlays.png; "
+                    "exits 1 when the dataset has errors.")
+    parser.add_argument("--data", required=True, help="COCO annotation json")
+    parser.add_argument("--images", default=None, help="images folder (default: as training finds it)")
+    parser.add_argument("--out", required=True, help="folder for check.json and overlays.png")
+    parser.add_argument("--model", default="maskrcnn_r50_fpn",
+                        help="preset whose input size and anchors the warnings assume")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config overrides, e.g. input.max_size=1024 model.anchors.sizes=[16,32,64,128,256]")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    cfg = apply_overrides(get_preset(args.model), args.overrides)
+    out = check_output_dir(args.out)
+    result, dataset = check_dataset(args.data, args.images, max(cfg.input.min_size),
+                                    cfg.input.max_size, min(cfg.model.anchors.sizes))
+    write_json_atomic(out / "check.json", result.to_dict())
+    print(format_report(result))
+    written = [out / "check.json"]
+    if dataset is not None:
+        grid = overlay_grid(dataset)
+        atomic_write(out / "overlays.png", lambda f: grid.save(f, format="PNG"))
+        written.append(out / "overlays.png")
+    print(f"\n{len(result.errors)} errors, {len(result.warnings)} warnings; wrote "
+          + ", ".join(str(p) for p in written))
+    return 1 if result.errors else 0
