@@ -22,6 +22,7 @@ COMMANDS = {
     "bench": "bench",
     "export": "export",
     "serve": "serve",
+    "weights": "weights",
 }
 
 

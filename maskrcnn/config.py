@@ -131,6 +131,7 @@ class ModelConfig:
     num_classes: int = 91  # including background (label 0)
     class_names: tuple[str, ...] = ()  # index = label; empty means "class_<i>"
     category_ids: tuple[int, ...] = ()  # label -> dataset category id; empty means identity
+    weights: str = ""  # training starts from: a weights file or named source; "" = the preset's init
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)

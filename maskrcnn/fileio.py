@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable
 from .errors import OutputError
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], temp_suffix: str = ".tmp") -> None:
     """Call `write(binary_file)` on a temp file beside `path`, then rename it to `path`.
 
     Any OSError (disk full, permission, read-only filesystem) becomes one OutputError naming
@@ -27,7 +27,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     # "xb" on a unique name rather than tempfile.mkstemp: the file gets the usual umask
     # permissions (mkstemp's are 0600) and is still never shared with another writer.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{temp_suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import apply_overrides, load_yaml, set_value
+from ..weights.transfer import config_for_weights
 from ..zoo import get_preset
 
 EPILOG = """\
@@ -23,6 +24,9 @@ the run directory gets:
                        named by last_checkpoint; --resume continues from there
   model_final.pt       weights + config at the end (maskrcnn predict / load_model)
   model_best.pt, eval/ with a validation set: best weights by segm/AP, latest COCO metrics
+
+fine-tuning: --weights SOURCE loads a pretrained model (class-dependent layers re-initialised for
+the dataset's classes, rows of classes with the same name copied) and prints what was loaded
 
 several processes: torchrun --nproc_per_node N -m maskrcnn train ... (same arguments)
 """
@@ -43,16 +47,26 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--val-images", default="", help="validation images folder")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="config overrides, e.g. solver.max_iter=100 input.min_size=[512]")
+    parser.add_argument("--weights", default=None, metavar="SOURCE",
+                        help="start from these weights: a file (ours, torchvision, mmdetection, "
+                             "detectron2, a torchvision ImageNet ResNet) or a named source from "
+                             "`maskrcnn weights list`; a file with an embedded config brings its "
+                             "architecture (--set still applies after). Recorded as model.weights")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the run directory's last checkpoint")
+                        help="continue from the run directory's last checkpoint (takes "
+                             "precedence over --weights, which only starts new runs)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available, else cpu")
     parser.set_defaults(run=run)
 
 
 def build_config(args):
-    """The run's config: file or preset, then --set overrides, then the data paths."""
+    """The run's config: file or preset, then the --weights file's architecture (if it embeds
+    one), then --set overrides, then the data paths."""
     cfg = load_yaml(args.config) if args.config else get_preset(args.model)
+    if args.weights:
+        cfg = config_for_weights(cfg, args.weights)
+        set_value(cfg, "model.weights", args.weights, source="--weights")
     apply_overrides(cfg, args.overrides)
     paths = {"train_ann": args.data, "train_images": args.images,
              "val_ann": args.val_data, "val_images": args.val_images}  # fmt: skip

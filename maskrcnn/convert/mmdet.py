@@ -17,6 +17,7 @@ import torch
 
 from ..config import Config, to_dict
 from ..errors import CheckpointError
+from . import add_background, rename_key
 
 # (pattern, replacement) applied in order; the first match wins. mmdetection's ResNet keeps
 # torchvision's names (conv1, bn1, layerN.i.convK/bnK, downsample.0/1).
@@ -63,12 +64,12 @@ def convert_mmdet(checkpoint: dict, source: str = "checkpoint") -> tuple[dict[st
     for key, value in state.items():
         if key.endswith("num_batches_tracked"):
             continue  # frozen statistics need no counter
-        new = _rename(key)
+        new = rename_key(key, _RULES)
         if new.startswith("roi_heads.box_predictor.cls_score."):
             value = torch.cat([value[-1:], value[:-1]])  # background last -> first
         prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
         if prefix is not None:
-            value = _add_background(value, num_fg, _PER_CLASS_ROWS[prefix], f"{source}: {key}")
+            value = add_background(value, num_fg, _PER_CLASS_ROWS[prefix], f"{source}: {key}")
         out[new] = value
     return out, to_dict(mmdet_config(state, checkpoint.get("meta") or {}, source))
 
@@ -116,22 +117,3 @@ def _pytorch_style(cfg: Config) -> None:
     inp.channel_order = "RGB"
     inp.pixel_mean, inp.pixel_std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
     cfg.model.backbone.stride_in_1x1 = False
-
-
-def _add_background(value: torch.Tensor, num_fg: int, per_class: int, where: str) -> torch.Tensor:
-    """(num_fg * per_class, ...) -> ((num_fg + 1) * per_class, ...) with zero background rows;
-    a class-agnostic (per_class, ...) layer is repeated for all num_fg + 1 classes."""
-    rows = value.shape[0]
-    if rows == per_class and num_fg != 1:
-        return value.repeat(num_fg + 1, *[1] * (value.dim() - 1))
-    if rows == num_fg * per_class:
-        return torch.cat([value.new_zeros((per_class, *value.shape[1:])), value])
-    raise CheckpointError(f"{where}: {rows} rows fit neither {num_fg} classes nor a class-agnostic layer")
-
-
-def _rename(key: str) -> str:
-    for pattern, repl in _RULES:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
-    return key

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
+
+from . import rename_key
 
 # (pattern, replacement) applied in order; the first match wins.
 _RULES = [
@@ -50,13 +50,5 @@ def convert_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     for key, value in state.items():
         if key.endswith("num_batches_tracked"):
             continue
-        out[_rename(key)] = value
+        out[rename_key(key, _RULES)] = value
     return out
-
-
-def _rename(key: str) -> str:
-    for pattern, repl in _RULES:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
-    return key

@@ -24,6 +24,7 @@ from ..errors import UserError
 from . import distributed
 from ..weights import load_state
 from ..fileio import torch_save_atomic
+from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
@@ -260,12 +261,18 @@ def _data_problems(d):
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
           model: nn.Module | None = None, train_set=None,
-          evaluate: Callable[[nn.Module], dict] | None = None) -> Path:  # fmt: skip
+          evaluate: Callable[[nn.Module], dict] | None = None, weights: str | None = None) -> Path:  # fmt: skip
     """Train `cfg` into `out_dir` (also under torchrun); returns the last checkpoint's path.
 
     `model`, `train_set` and `evaluate` replace what `cfg` would build (the model from
     `build_model`, the COCO datasets from `cfg.data`, whose label space the model takes).
+    `weights` (a file or a named source; default `cfg.model.weights`, where it is recorded)
+    initialises the model before the first iteration (`maskrcnn.weights.transfer`); a resumed
+    run continues from its own last checkpoint instead and ignores them. `cfg` fixes the
+    architecture: `transfer.config_for_weights` takes a file's own (what `--weights` does).
     """
+    if weights is not None:
+        cfg.model.weights = str(weights)
     info, dev = distributed.init(device)
     check_config(cfg, dev, info.world_size)
     out_dir = Path(out_dir)
@@ -280,8 +287,16 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     last = checkpointer.last() if resume else None
     if last is not None:
         trainer.load_state_dict(load_checkpoint(last), str(last))
-    elif resume and info.is_main:
-        print(f"no checkpoint in {out_dir}: starting from iteration 0", file=sys.stderr)
+        if cfg.model.weights and info.is_main:
+            print(f"resuming from {last}; model.weights={cfg.model.weights} only starts new runs",
+                  file=sys.stderr)  # fmt: skip
+    else:
+        if resume and info.is_main:
+            print(f"no checkpoint in {out_dir}: starting from iteration 0", file=sys.stderr)
+        if cfg.model.weights:
+            report = init_from_weights(distributed.unwrap(trainer.model), cfg.model.weights)
+            if info.is_main:
+                print(report.table())
     trainer.loader = _train_loader(cfg, train_set, trainer.iter, info)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

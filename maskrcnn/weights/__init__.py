@@ -1,4 +1,10 @@
-"""Weights files: ours (safetensors or .pt, config embedded) and foreign ones, loaded safely."""
+"""Weights: ours (safetensors or .pt, config embedded) and foreign ones, loaded safely.
+
+`read_weights` takes a file or a named source (`maskrcnn weights list`, `registry.py`; fetched
+by `download.py`) and returns our layout: torchvision detection state dicts, torchvision
+ImageNet ResNet/ResNeXt classifiers (the trunk only), mmdetection and detectron2 checkpoints
+(`maskrcnn/convert/`). `transfer.py` starts a training run from any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,13 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..config import Config, from_dict, to_dict
+from ..convert.detectron2 import convert_detectron2, is_detectron2_state_dict
+from ..convert.imagenet import convert_imagenet_resnet, is_imagenet_resnet
 from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
 from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
 from ..errors import CheckpointError
 from ..fileio import torch_save_atomic, write_bytes_atomic
+from .safe_pickle import load_numpy_pickle
 
 _CONFIG_KEY = "maskrcnn_config"
 
@@ -36,24 +45,15 @@ def save_weights(model, path: str | Path) -> None:
         torch_save_atomic(path, {"model": state, "config": config})
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """-> (state dict in our layout, embedded config dict or None). Never unpickles code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
+def read_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """File or source name -> (state dict in our layout, embedded config dict or None).
+    Never unpickles code."""
+    path = resolve_weights(source)
     config = None
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-            config = json.loads(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else None
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read weights (truncated or not a checkpoint?): {exc}") from exc
+    if path.suffix == ".pkl":
+        state = _numpy_state(load_numpy_pickle(path), path)
+    else:
+        state, config = _load_file(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         config = state.get("config", config)
         state = state["model"]
@@ -61,9 +61,60 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None
         return convert_mmdet(state, str(path))
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
+    if is_detectron2_state_dict(state):
+        return convert_detectron2(state, str(path))
     if is_torchvision_state_dict(state):
         state = convert_torchvision(state)
+    elif is_imagenet_resnet(state):
+        state = convert_imagenet_resnet(state)
     return state, config
+
+
+def _load_file(path: Path) -> tuple[object, dict | None]:
+    """A safetensors file (-> tensors, its config metadata) or a torch file (weights only)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            config = json.loads(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else None
+            return load_file(str(path)), config
+        return torch.load(path, map_location="cpu", weights_only=True), None
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read weights (truncated or not a checkpoint?): {exc}") from exc
+
+
+# Suffixes that make a --weights argument a file rather than a source name.
+_FILE_SUFFIXES = (".pt", ".pth", ".pkl", ".safetensors", ".bin", ".ckpt")
+
+
+def resolve_weights(source: str | Path) -> Path:
+    """A weights file, or the local copy of a named source (downloaded on first use)."""
+    from .download import fetch
+    from .registry import SOURCES, get_source
+
+    path = Path(source)
+    if path.is_file():
+        return path
+    if str(source) in SOURCES:
+        return fetch(SOURCES[str(source)])
+    if isinstance(source, Path) or path.suffix in _FILE_SUFFIXES or path.is_dir():
+        raise CheckpointError(f"{path}: weights file not found")
+    return fetch(get_source(str(source)))  # an unknown name: the error lists the nearest ones
+
+
+def _numpy_state(obj, path: Path) -> dict[str, torch.Tensor]:
+    """A detectron2-style pickle {"model": {name: ndarray}, ...} -> {"model": {name: tensor}}."""
+    import numpy as np
+
+    model = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{path}: a pickle without a dict of arrays (detectron2's {{'model': ...}})")
+    bad = [str(k) for k, v in model.items() if not isinstance(v, np.ndarray)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not arrays: {', '.join(bad[:5])}")
+    return {"model": {str(k): torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.items()}}
 
 
 def load_state(model, state: dict[str, torch.Tensor], source: str = "weights") -> None:

