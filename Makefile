@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,onnx,serve,video]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,onnx,serve,video]'
 	touch $(STAMP)
 
 test: $(STAMP)

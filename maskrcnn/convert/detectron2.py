@@ -18,8 +18,9 @@ What a config field cannot express, so detections agree with detectron2's closel
 bit-for-bit: detectron2 resizes the uint8 image with PIL before normalising (we resize the
 normalised float tensor), and pastes masks with its own bilinear grid sampling. Its FPN upsamples
 by a fixed factor 2 where ours upsamples to the lateral's size: the same on inputs padded to a
-multiple of 32, as both pad. C4 checkpoints (`roi_heads.res5`) are refused: this package has no
-C4 model yet.
+multiple of 32, as both pad. Training keeps this package's loss normalisation (detectron2 divides
+the RPN losses by the sampling budget, 256 per image, rather than the anchors sampled). C4
+checkpoints (`roi_heads.res5`) are refused: this package has no C4 model yet.
 """
 
 from __future__ import annotations
