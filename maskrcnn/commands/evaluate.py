@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import yaml
 
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
@@ -27,6 +30,9 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model override passed to load_model, e.g. min_size=600 or "
                              "model.box.nms_thresh=0.6 (repeatable)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write per-class AP, PR curves, the COCO error breakdown, a "
+                             "confusion matrix, a score sweep, worst/best images and report.html")
     parser.set_defaults(run=run)
 
 
@@ -45,6 +51,12 @@ def run(args) -> int:
                                  args.batch_size)
     print(format_table(metrics))
     print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
+    if args.report:
+        from ..engine.report import write_report
+
+        results = json.loads((Path(args.out) / "results.json").read_text())
+        page = write_report(args.out, args.data, results, metrics, args.images)
+        print(f"wrote the report: {page}")
     return 0
 
 
