@@ -9,6 +9,7 @@ import yaml
 
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..errors import UserError
+from ..fileio import write_json_atomic
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -30,6 +31,10 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model override passed to load_model, e.g. min_size=600 or "
                              "model.box.nms_thresh=0.6 (repeatable)")
+    parser.add_argument("--format", choices=["coco", "cityscapes"], default="coco",
+                        help="cityscapes: also score instance AP / AP50 with the official "
+                             "cityscapesscripts (--data from convert-dataset --format cityscapes, "
+                             "--images the Cityscapes root)")
     parser.add_argument("--report", action="store_true",
                         help="also write per-class AP, PR curves, the COCO error breakdown, a "
                              "confusion matrix, a score sweep, worst/best images and report.html")
@@ -39,6 +44,8 @@ def add_parser(subparsers, name: str) -> None:
 def run(args) -> int:
     if bool(args.results) == bool(args.model):
         raise UserError("give exactly one of --results RESULTS.json or --model PRESET")
+    if args.format == "cityscapes" and not args.images:
+        raise UserError("--format cityscapes needs --images CITYSCAPES_ROOT (with gtFine/ and leftImg8bit/)")
     if args.results:
         metrics = evaluate_results_file(args.results, args.data, args.out)
     else:
@@ -50,6 +57,8 @@ def run(args) -> int:
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
                                  args.batch_size)
     print(format_table(metrics))
+    if args.format == "cityscapes":
+        metrics = {**metrics, **_cityscapes(args)}
     print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
     if args.report:
         from ..engine.report import write_report
@@ -58,6 +67,19 @@ def run(args) -> int:
         page = write_report(args.out, args.data, results, metrics, args.images)
         print(f"wrote the report: {page}")
     return 0
+
+
+def _cityscapes(args) -> dict[str, float]:
+    """The benchmark's numbers, added to metrics.json and printed."""
+    from ..data.coco import load_json
+    from ..engine.cityscapes_eval import evaluate_cityscapes, format_cityscapes
+
+    results = json.loads((Path(args.out) / "results.json").read_text())
+    scores = evaluate_cityscapes(results, load_json(args.data), args.images)
+    metrics_file = Path(args.out) / "metrics.json"
+    write_json_atomic(metrics_file, {**json.loads(metrics_file.read_text()), **scores})
+    print("\n" + format_cityscapes(scores))
+    return scores
 
 
 def _overrides(items: list[str]) -> dict:
