@@ -3,8 +3,6 @@ warnings and a grid of ground-truth overlays; exit status 1 when it has errors."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..config import apply_overrides
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic

@@ -41,9 +41,9 @@ def read_via(path, class_attribute: str | None = None) -> tuple[CocoBuilder, Pat
 
 
 def _only_attribute(declared: dict, entries: dict, path: Path) -> str:
-    names = list(declared) or sorted({name for e in entries.values()
-                                      for r in _regions(e, path, "?")
-                                      for name in r.get("region_attributes", {})})
+    names = list(declared) or sorted({name for key, entry in entries.items()
+                                      for region in _regions(entry, path, key)
+                                      for name in region.get("region_attributes", {})})
     if len(names) != 1:
         raise DatasetError(f"{path}: {len(names)} region attributes ({', '.join(names) or 'none'}); "
                            "name the one holding the class with --class-attribute")
@@ -112,9 +112,9 @@ def _add_shape(builder: CocoBuilder, image_id: int, name: str, shape: dict, size
         else:
             raise DatasetError(f"{where}: unknown shape '{kind}' (polygon, rect, circle, ellipse "
                                "are read)")
+    except DatasetError:
+        raise
     except KeyError as exc:
         raise DatasetError(f"{where}: {kind} lacks '{exc.args[0]}'") from None
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
         raise DatasetError(f"{where}: {kind} has a value that is not a number ({exc})") from None

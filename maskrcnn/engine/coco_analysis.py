@@ -21,7 +21,6 @@ only overlaps a crowd region is ignored.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 
 import numpy as np
@@ -53,7 +52,7 @@ def per_class_ap(gt_data: dict, results: list[dict], task: str) -> dict:
     """{"classes": [{id, name, num_gt, AP, AP50, AP75}], "recall": (R,), "pr50"/"pr75": {id: (R,)}}.
 
     AP values are None for a class without ground truth (COCO leaves those out)."""
-    gt = quiet_coco(copy.deepcopy(gt_data), FastCOCO)
+    gt = quiet_coco({**gt_data, "annotations": [dict(a) for a in gt_data["annotations"]]}, FastCOCO)
     cat_ids = sorted(gt.getCatIds())
     detections = task_view(results, task)
     precision = None

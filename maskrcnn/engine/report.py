@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 from pathlib import Path
 
@@ -35,10 +36,11 @@ def write_report(out_dir, ann_file, results: list[dict], metrics: dict, image_di
     """Compute and write everything listed in the module docstring; returns report.html."""
     _require_matplotlib()
     out_dir, gt = Path(out_dir), load_json(ann_file)
+    # no detections at all still gets a (zero) box report: "it detects nothing" is a finding
     tasks = [t for t, field in (("bbox", "bbox"), ("segm", "segmentation"))
-             if any(field in r for r in results)]
+             if any(field in r for r in results)] or ["bbox"]
     names = {c["id"]: c.get("name", str(c["id"])) for c in gt["categories"]}
-    sections = [_metrics_section(metrics)]
+    sections = [_metrics_section(metrics, results, len(gt["images"]))]
 
     per_class = {t: analysis.per_class_ap(gt, results, t) for t in tasks}
     write_json_atomic(out_dir / "per_class_ap.json", {t: v["classes"] for t, v in per_class.items()})
@@ -77,16 +79,20 @@ def write_report(out_dir, ann_file, results: list[dict], metrics: dict, image_di
 
 
 def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise UserError("--report plots with matplotlib: pip install 'maskrcnn[report]'") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--report plots with matplotlib: pip install 'maskrcnn[report]'")
 
 
 # ---------------------------------------------------------------- tables and text
-def _metrics_section(metrics: dict):
+def _metrics_section(metrics: dict, results: list[dict], num_images: int):
+    scores = np.array([r["score"] for r in results])
+    with_detections = len({r["image_id"] for r in results})
+    summary = (f"<p>{len(results)} detections on {with_detections} of {num_images} images"
+               + (f"; scores from {scores.min():.3f} to {scores.max():.3f}, median {np.median(scores):.3f}"
+                  if len(scores) else ": the model found nothing (check the score threshold, the "
+                  "classes and check-data's warnings)") + ".</p>")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{100 * v:.2f}</td></tr>" for k, v in metrics.items())
-    return ("COCO metrics", f"<table>{rows}</table>", [])
+    return ("COCO metrics", f"{summary}<table>{rows}</table>", [])
 
 
 def _per_class_table(per_class: dict) -> str:
@@ -217,7 +223,8 @@ def _image_section(out_dir: Path, gt: dict, matches: dict, threshold: float, tas
     quality = {i: analysis.image_quality(m, threshold) for i, m in matches.items()
                if len(m["scores"]) or (~m["gt_crowd"]).any()}
     ranked = sorted(quality, key=lambda i: (quality[i]["f1"], -quality[i]["fp"] - quality[i]["fn"]))
-    worst, best = ranked[:PANELS], [i for i in reversed(ranked[-PANELS:]) if i not in ranked[:PANELS]]
+    worst = ranked[:PANELS]
+    best = [i for i in reversed(ranked[-PANELS:]) if i not in worst and quality[i]["f1"] > 0]
     images = {im["id"]: im for im in gt["images"]}
     anns = {}
     for ann in gt["annotations"]:

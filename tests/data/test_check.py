@@ -5,7 +5,6 @@ to trigger them."""
 import json
 import statistics
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -5,7 +5,6 @@ import json
 import math
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from maskrcnn.cli import main

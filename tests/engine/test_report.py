@@ -173,3 +173,15 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     finally:
         driver.quit()
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_a_model_that_detects_nothing_still_gets_a_report(synth_ann, tmp_path):
+    (tmp_path / "none.json").write_text("[]")
+    assert main(["eval", "--results", str(tmp_path / "none.json"), "--data", str(synth_ann),
+                 "--images", str(synth_ann.parent / "images"), "--out", str(tmp_path), "--report"]) == 0
+    rows = json.loads((tmp_path / "per_class_ap.json").read_text())["bbox"]
+    assert rows and all(r["AP"] == 0.0 for r in rows)
+    sweep = json.loads((tmp_path / "score_sweep.json").read_text())
+    assert sweep["best"]["f1"] == 0.0 and sweep["best"]["fn"] == sweep["num_gt"] > 0
+    assert "the model found nothing" in (tmp_path / "report.html").read_text()
+    assert (tmp_path / "worst_1.png").is_file() and not (tmp_path / "best_1.png").exists()
