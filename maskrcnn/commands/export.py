@@ -6,7 +6,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..errors import CheckpointError, UserError
+from ..errors import UserError
 from .evaluate import _overrides
 
 FORMATS = ("onnx",)
@@ -33,14 +33,15 @@ def add_parser(subparsers, name: str) -> None:
 def run(args) -> int:
     from .. import load_model
     from ..deploy.onnx_export import export_onnx
+    from ..weights import resolve_weights
 
     if args.format not in FORMATS:
         raise UserError(f"unsupported --format '{args.format}' (supported: {', '.join(FORMATS)})")
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give the path of the .onnx file to write")
-    if args.weights is not None and not Path(args.weights).is_file():
-        raise CheckpointError(f"{args.weights}: weights file not found")
+    if args.weights is not None:
+        resolve_weights(args.weights)  # a missing file or unknown source name fails before any work
     overrides = _overrides(args.set)
     with warnings.catch_warnings():
         if args.weights is None:  # said below, once, instead of as a Python warning
