@@ -54,3 +54,14 @@ def test_weights_bring_their_architecture_and_are_recorded_and_resume_wins(setup
     assert "initial weights" not in printed.out and "only starts new runs" in printed.err
     ckpt = torch.load(out / "model_0000003.pt", weights_only=True)
     assert ckpt["iter"] == 3
+
+
+def test_python_train_takes_weights_and_records_them(setup, tmp_path, capsys):
+    from maskrcnn.engine.trainer import train
+
+    ann, images, path, _ = setup
+    cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), FILE_ARCH + RUN + ["solver.max_iter=1"])
+    cfg.data.train_ann, cfg.data.train_images = str(ann), str(images)
+    train(cfg, tmp_path / "run", weights=str(path))
+    assert f"initial weights: {path}" in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["weights"] == str(path)
