@@ -138,3 +138,37 @@ def test_unrelated_state_dict_is_refused(tmp_path):
     torch.save({"encoder.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(CheckpointError, match="none of its 1 tensors fits model"):
         init_from_weights(_person_model(), str(path))
+
+
+def test_file_class_names_from_config_or_known_coco_label_spaces():
+    from maskrcnn.weights.transfer import file_class_names
+    from maskrcnn.zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
+
+    def cls(rows, **extra):
+        return {"roi_heads.box_predictor.cls_score.weight": torch.zeros(rows, 8), **extra}
+
+    assert file_class_names(cls(91), None) == COCO_CLASS_NAMES  # torchvision's COCO ids
+    assert file_class_names(cls(81), None) == COCO80_CLASS_NAMES
+    keypoints = {"roi_heads.keypoint_head.deconv.weight": torch.zeros(8, 17, 4, 4)}
+    assert file_class_names(cls(2, **keypoints), None) == ("__background__", "person")
+    assert file_class_names(cls(2), None) is None
+    assert file_class_names(cls(91), {"model": {"class_names": ["__background__", "cat"]}}) == ("__background__", "cat")
+
+
+def test_keypoint_predictor_is_reinitialised_when_the_keypoint_count_differs(tmp_path):
+    from maskrcnn.weights import save_weights
+
+    tiny = ["model.box.fc_dim=64", "model.mask.enabled=false", "model.keypoint.enabled=true",
+            "model.keypoint.conv_dims=[16,16]"]  # fmt: skip
+    cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), tiny)
+    cfg.model.num_classes, cfg.model.class_names = 2, ("__background__", "person")
+    torch.manual_seed(0)
+    save_weights(build_model(cfg), tmp_path / "k17.safetensors")
+    cfg.model.keypoint.num_keypoints = 5
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    before = model.roi_heads.keypoint_head.deconv.weight.clone()
+    report = init_from_weights(model, str(tmp_path / "k17.safetensors"))
+    assert sorted(report.reinitialised) == ["roi_heads.keypoint_head.deconv.bias", "roi_heads.keypoint_head.deconv.weight"]
+    assert torch.equal(model.roi_heads.keypoint_head.deconv.weight, before)
+    assert not report.copied and not report.new  # same classes: the box predictor loads whole
