@@ -2,7 +2,9 @@
 
 Model-zoo files are pickles `{"model": {name: ndarray}, "__author__": ...}` (read with the
 restricted unpickler of `maskrcnn.weights.safe_pickle`); checkpoints written by detectron2's
-trainer are torch files `{"model": state_dict, "optimizer": ..., "iteration": ...}`.
+trainer are torch files `{"model": state_dict, "optimizer": ..., "iteration": ...}`. ImageNet
+pickles in Detectron's caffe2 naming (`res2_0_branch2a_w`, flagged `matching_heuristics`) are
+not mapped: use torchvision's ImageNet trunks (`maskrcnn weights list`) instead.
 
 Class-indexed rows are moved to our label space: detectron2 puts the background LAST in
 `cls_score` and has no background row in `bbox_pred` (4 per class) or the mask `predictor`; we
