@@ -80,7 +80,7 @@ def convert(args) -> tuple[dict, Path]:
         builder, root = read_cityscapes(args.src, args.split)
         return builder.to_coco(builder.declared, category_ids()), root
     readers = {"via": lambda: read_via(args.src, args.class_attribute),
-               "labelme": lambda: read_labelme(args.src),
+               "labelme": lambda: read_labelme(args.src, exclude=args.out),
                "cvat": lambda: read_cvat(args.src),
                "yolo-seg": lambda: read_yolo_seg(args.src, classes)}
     builder, root = readers[args.format]()

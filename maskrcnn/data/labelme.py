@@ -34,10 +34,12 @@ logger = logging.getLogger(__name__)
 _NO_AREA = ("point", "points", "line", "linestrip")
 
 
-def read_labelme(folder) -> tuple[CocoBuilder, Path]:
-    """(builder filled from every *.json under `folder`, `folder`: the file names' root)."""
+def read_labelme(folder, exclude=None) -> tuple[CocoBuilder, Path]:
+    """(builder filled from every *.json under `folder` but `exclude` (the output, when written
+    there), `folder`: the file names' root)."""
     folder = Path(folder)
-    files = sorted(folder.rglob("*.json"))
+    skip = Path(exclude).resolve() if exclude else None
+    files = sorted(f for f in folder.rglob("*.json") if f.resolve() != skip)
     if not files:
         raise DatasetError(f"{folder}: no LabelMe .json files found")
     builder = CocoBuilder(str(folder))

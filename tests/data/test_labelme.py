@@ -76,6 +76,8 @@ def test_folder_converts_to_the_expected_coco(tmp_path):
     out = tmp_path / "out" / "coco.json"
     assert _convert(tmp_path, out) == 0
     assert_coco_equal(json.loads(out.read_text()), EXPECTED)
+    assert _convert(tmp_path, out) == 0  # again: its own output in the folder is not read
+    assert_coco_equal(json.loads(out.read_text()), EXPECTED)
     # the image that only existed as imageData is now where LabelMe looks for it
     assert np.array_equal(np.asarray(Image.open(tmp_path / "sub" / "b.png")), embedded)
 
