@@ -29,6 +29,7 @@ from ..ops.rle import segmentation_to_mask
 from . import coco_analysis as analysis
 
 PANELS = 4  # worst and best images shown
+PANEL_MIN_SIDE = 384  # images smaller than this are enlarged by a whole factor
 COLOURS = {"tp": (40, 200, 70), "fp": (230, 40, 40), "missed": (255, 150, 0)}
 
 
@@ -261,7 +262,9 @@ def _draw(path: Path, record: dict, match: dict, gts: list[dict], threshold: flo
     for g, ann in enumerate(gts):
         if not ann.get("iscrowd", 0) and g not in found:
             _shape(draw, ann, height, width, task, COLOURS["missed"], names.get(ann["category_id"], ""))
-    return Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+    picture = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+    scale = -(-PANEL_MIN_SIDE // max(picture.size))  # small images: enlarged, pixels kept sharp
+    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST) if scale > 1 else picture
 
 
 def _shape(draw: ImageDraw.ImageDraw, item: dict, height: int, width: int, task: str, colour, text: str):
