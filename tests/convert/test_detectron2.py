@@ -122,10 +122,12 @@ def test_trainer_checkpoint_pth_loads_weights_only(r50_pkl, tmp_path):
     _, d2 = r50_pkl
     path = tmp_path / "model_0004999.pth"  # what detectron2's trainer writes
     torch.save({"model": {k: torch.from_numpy(v) for k, v in d2.items()}, "iteration": 4999}, path)
-    model = load_model("maskrcnn_r50_fpn", weights=str(path), precision=None)
+    model = load_model("maskrcnn_r50_fpn", weights=str(path), precision=None, min_size=64, max_size=64)
     assert model.cfg.name == "detectron2_r50_fpn"
     assert torch.equal(model.state_dict()["rpn.head.objectness.bias"],
                        torch.from_numpy(d2["proposal_generator.rpn_head.objectness_logits.bias"]))
+    (inst,) = model.predict(torch.rand(3, 48, 64))  # the converted config runs end to end
+    assert inst.boxes.shape[1] == 4 and inst.masks.shape[1:] == (48, 64)
 
 
 def test_x101_32x8d_config_from_shapes():
