@@ -149,9 +149,13 @@ def _with_rles(gt_data: dict) -> dict:
 def _ignoring_others(gt_data: dict, detections: list[dict], task: str, cat_id: int, keep) -> np.ndarray:
     """(R,) precision of one class's detections at IoU .1, class-agnostic, with ground truth of
     other classes ignored; `keep`: only these classes' ground truth exists at all (None: all)."""
+    # only images with this class's objects or detections can change its curve
+    images = ({a["image_id"] for a in gt_data["annotations"] if a["category_id"] == cat_id}
+              | {d["image_id"] for d in detections})
     annotations = [{**a, "analysis_ignore": a["category_id"] != cat_id} for a in gt_data["annotations"]
-                   if keep is None or a["category_id"] in keep]
-    data = {**gt_data, "annotations": annotations}
+                   if a["image_id"] in images and (keep is None or a["category_id"] in keep)]
+    data = {**gt_data, "images": [im for im in gt_data["images"] if im["id"] in images],
+            "annotations": annotations}
     precision = _precision(data, detections, task, [0.1], use_cats=False)
     return precision[0, :, 0] if precision is not None else np.zeros(101)
 
