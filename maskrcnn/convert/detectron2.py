@@ -63,7 +63,10 @@ _CONV2 = "backbone.bottom_up.res2.0.conv2.weight"
 
 
 def is_detectron2_state_dict(state) -> bool:
-    return isinstance(state, dict) and any(str(k).startswith("backbone.bottom_up.") for k in state)
+    """FPN models nest the ResNet as `backbone.bottom_up`; C4 models use it as `backbone`."""
+    return isinstance(state, dict) and any(
+        str(k).startswith(("backbone.bottom_up.", "backbone.stem.")) for k in state
+    )
 
 
 def convert_detectron2(state: dict[str, torch.Tensor], source: str = "checkpoint") -> tuple[dict, dict]:

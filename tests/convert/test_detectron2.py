@@ -140,7 +140,10 @@ def test_x101_32x8d_config_from_shapes():
 
 
 def test_c4_and_unknown_keys_are_refused(tmp_path):
-    state = {"backbone.bottom_up.res2.0.conv2.weight": torch.zeros(64, 64, 3, 3),
+    # detectron2's C4: the ResNet is the backbone itself, conv5 runs per RoI in roi_heads.res5
+    state = {"backbone.stem.conv1.weight": torch.zeros(64, 3, 7, 7),
+             "backbone.res4.5.conv3.weight": torch.zeros(1024, 256, 1, 1),
+             "proposal_generator.rpn_head.conv.weight": torch.zeros(1024, 1024, 3, 3),
              "roi_heads.res5.0.conv1.weight": torch.zeros(512, 1024, 1, 1)}  # fmt: skip
     path = tmp_path / "c4.pth"
     torch.save({"model": state}, path)
