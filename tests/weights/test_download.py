@@ -131,3 +131,10 @@ def test_a_named_source_is_read_like_a_file(mirror, monkeypatch, tmp_path):
     loaded, config = read_weights("test/resnet.pth")
     assert config is None and set(loaded) == {"backbone.trunk.conv1.weight", "backbone.trunk.layer1.0.conv1.weight"}
     assert torch.equal(loaded["backbone.trunk.conv1.weight"], state["conv1.weight"])
+
+
+def test_a_source_without_published_checksum_is_kept_with_a_warning(mirror):
+    mirror.files["/mirror/models/w.pth"] = PAYLOAD
+    source = Source("test/w.pth", "test", "maskrcnn_r18_fpn", "none", "https://weights.example.org/models/w.pth")
+    with pytest.warns(UserWarning, match=f"no published checksum, kept unverified \\(sha256 {hashlib.sha256(PAYLOAD).hexdigest()}"):
+        assert fetch(source, progress=False).read_bytes() == PAYLOAD
