@@ -10,7 +10,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,onnx,serve,video,report,cityscapes]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,onnx,serve,video,report,cityscapes,pretrained]'
 	touch $(STAMP)
 
 test: $(STAMP)

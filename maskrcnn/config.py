@@ -21,11 +21,13 @@ from .errors import ConfigError
 
 @dataclass
 class BackboneConfig:
+    arch: str = "resnet"  # "resnet" (depth, groups, width) | "efficientnet_lite0" .. "efficientnet_lite4"
     depth: int = 50  # 18, 34, 50, 101, 152
     groups: int = 1  # ResNeXt cardinality (32 or 64)
     width_per_group: int = 64  # ResNeXt bottleneck width (4 for 32x4d / 64x4d)
     norm: str = "frozen_bn"  # trunk norm: "frozen_bn" (pretrained trunks) | "bn" | "gn" (from scratch)
     norm_eps: float = 0.0  # FrozenBatchNorm eps: torchvision's v1 weights run with 0, v2 with 1e-5
+    # (EfficientNet-Lite: the eps its norms use in any mode, 1e-3 as TensorFlow trained them)
     stride_in_1x1: bool = False  # caffe-style bottleneck (mmdetection "caffe" ResNets)
     freeze_at: int = 2  # 0: train all, 1: freeze stem, 2: stem + res2, ... 5: whole trunk
     fpn_channels: int = 256
@@ -155,7 +157,10 @@ class DataConfig:
 
 @dataclass
 class SolverConfig:
+    recipe: str = ""  # "finetune": lr, warm-up and schedule from the batch, data size, max_iter
     max_iter: int = 90000
+    epochs: float = 0.0  # > 0: max_iter = ceil(epochs x training images / ims_per_batch)
+    time_limit: float = 0.0  # minutes of training steps (evaluation excluded) that end the run early
     ims_per_batch: int = 2  # global batch, split across processes
     optimizer: str = "sgd"  # "sgd" | "adamw"
     base_lr: float = 0.02

@@ -73,6 +73,20 @@ def maskrcnn_keypoint_r50_fpn() -> Config:
     return cfg
 
 
+def maskrcnn_effl0_fpn() -> Config:
+    """EfficientNet-Lite0 FPN for fine-tuning from its ImageNet weights (maskrcnn[pretrained]):
+    TensorFlow's lite input normalisation ((x - 127) / 128 on 0-255 RGB), its BatchNorm eps
+    1e-3, frozen BatchNorm (batches of a few images on a CPU estimate no useful statistics)
+    and a frozen stride-2 stem. No COCO detector exists for it: classes come from the data."""
+    cfg = Config(name="maskrcnn_effl0_fpn")
+    b, inp = cfg.model.backbone, cfg.input
+    b.arch, b.norm, b.norm_eps, b.freeze_at = "efficientnet_lite0", "frozen_bn", 1e-3, 1
+    inp.pixel_scale = 255.0
+    inp.pixel_mean, inp.pixel_std = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
+    cfg.solver.recipe, cfg.solver.epochs = "finetune", 20.0  # engine/recipes.py
+    return cfg
+
+
 # mmdetection's 80-class COCO label space: contiguous labels 1..80, background 0.
 COCO80_CLASS_NAMES = tuple(n for n in COCO_CLASS_NAMES if n != "N/A")
 COCO80_CATEGORY_IDS = tuple(i for i, n in enumerate(COCO_CLASS_NAMES) if n != "N/A")
@@ -105,6 +119,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "maskrcnn_keypoint_r50_fpn": maskrcnn_keypoint_r50_fpn,
     "maskrcnn_r50_fpn": maskrcnn_r50_fpn,
     "maskrcnn_r50_fpn_v2": maskrcnn_r50_fpn_v2,
+    "maskrcnn_effl0_fpn": maskrcnn_effl0_fpn,
     "maskrcnn_r18_fpn": lambda: _resnet_fpn("maskrcnn_r18_fpn", 18),
     "maskrcnn_r34_fpn": lambda: _resnet_fpn("maskrcnn_r34_fpn", 34),
     "maskrcnn_r101_fpn": lambda: _resnet_fpn("maskrcnn_r101_fpn", 101),

@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="inference latency, throughput, memory and time per stage")
-    parser.add_argument("--model", required=True, help="model preset, e.g. maskrcnn_r50_fpn")
-    parser.add_argument("--weights", help="weights file; omit for seeded random weights")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="model preset(s), e.g. maskrcnn_r50_fpn; several are measured side by side")
+    parser.add_argument("--weights", help="weights file (one --model only); omit for seeded random weights")
     parser.add_argument("--images", required=True, nargs="+", help="image files or folders")
     parser.add_argument("--size", type=int, default=800, help="short side the images are resized to")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
@@ -48,11 +49,13 @@ def run(args) -> int:
 
     if args.max_images < 1 or args.repeats < 1:
         raise UserError("--max-images and --repeats must be at least 1")
+    if args.weights and len(args.model) > 1:
+        raise UserError("--weights fits one --model; measure several presets with random weights")
     images = [read_image(p) for p in collect_images(args.images)[: args.max_images]]
     runners = build_runners(args)
     print(f"{len(images)} images at {args.size} px x {args.repeats} repeats, device {args.device}")
     run_benchmark(runners, images, args.repeats, device=args.device, progress=logger.info)
-    print(format_report(runners, reference="maskrcnn plain" if args.plain else None))
+    print(format_report(runners, reference=runners[0].name if args.plain else None))
     if args.json:
         write_json_atomic(args.json, {"images": len(images), "size": args.size, "repeats": args.repeats,
                                       "runners": [summary(r) for r in runners]})
@@ -68,13 +71,15 @@ def build_runners(args) -> list[Runner]:
                  "box_score_thresh": args.score_thresh, **_overrides(args.set)}
     variants = ([None] if args.plain else []) + list(dict.fromkeys(args.precision))
     runners = []
-    for precision in variants:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # random weights warn; the header says so
-            model = load_model(args.model, weights=args.weights, device=args.device,
-                               precision=precision, compile=args.compile, **overrides)
-        runners.append(Runner(f"maskrcnn {precision or 'plain'}", _torch_runner(model, torch.device(args.device)),
-                              our_stage_spans(model)))
+    for preset in dict.fromkeys(args.model):
+        prefix = preset if len(args.model) > 1 else "maskrcnn"
+        for precision in variants:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # random weights warn; the header says so
+                model = load_model(preset, weights=args.weights, device=args.device,
+                                   precision=precision, compile=args.compile, **overrides)
+            runners.append(Runner(f"{prefix} {precision or 'plain'}",
+                                  _torch_runner(model, torch.device(args.device)), our_stage_spans(model)))
     if args.onnx:
         from ..deploy.onnx_runner import OnnxPredictor
 

@@ -18,7 +18,8 @@ from ..zoo import get_preset
 EPILOG = """\
 the run directory gets:
   config.yaml          the full config of the run (usable with --config)
-  metrics.jsonl        one line per logged iteration: iter, lr, each loss, loss, time
+  metrics.jsonl        one line per logged iteration: iter, lr, each loss, loss, time;
+                       one per evaluation: iter, elapsed (training seconds), val/<metric>
   tb/                  TensorBoard event files
   model_NNNNNNN.pt     checkpoints every solver.checkpoint_period iterations (last K kept),
                        named by last_checkpoint; --resume continues from there

@@ -49,12 +49,16 @@ class TrainLog:
             if name != "iter":
                 self.writer.add_scalar(f"train/{name}", value, iteration)
 
-    def scalars(self, iteration: int, values: dict[str, float], prefix: str) -> None:
-        """Evaluation results to TensorBoard; the headline APs (`*/AP`) also to the console."""
+    def scalars(self, iteration: int, values: dict[str, float], prefix: str, elapsed: float) -> None:
+        """Evaluation results to TensorBoard and as one metrics.jsonl line (`iter`, `elapsed`
+        training seconds, `val/segm/AP`, ...); the headline APs (`*/AP`) also to the console."""
         if not self.enabled:
             return
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, iteration)
+        record = {"iter": iteration, "elapsed": elapsed, **{f"{prefix}/{k}": v for k, v in values.items()}}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
         shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if k.endswith("/AP"))
         self.bar.write(f"iter {iteration} {prefix}: {shown}")
 

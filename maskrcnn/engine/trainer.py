@@ -26,6 +26,7 @@ from ..weights import load_state
 from ..fileio import torch_save_atomic
 from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
+from .recipes import RECIPES, resolve_solver
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
 
@@ -50,17 +51,22 @@ class Trainer:
         self.losses: dict[str, float] = {}
         self.lr = 0.0
         self.seconds = 0.0
+        self.elapsed = 0.0  # seconds spent in training steps (evaluation excluded), over resumes
 
     def train(self, start_iter: int, max_iter: int) -> None:
         self.iter, self.max_iter = start_iter, max_iter
         self.model.train()
         batches = iter(self.loader)
-        while self.iter < max_iter:
+        limit = self.cfg.solver.time_limit * 60
+        while self.iter < self.max_iter:
             start = time.perf_counter()
             images, targets = next(batches)
             self.losses = self.run_step(images, targets)
             self.seconds = time.perf_counter() - start
+            self.elapsed += self.seconds
             self.iter += 1
+            if limit and self.elapsed >= limit:
+                self.max_iter = self.iter  # out of time: this step is the last (hooks see it so)
             for hook in self.hooks:
                 hook.after_step(self)
 
@@ -105,6 +111,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iter": self.iter,
+            "elapsed": self.elapsed,
             "config": to_dict(self.cfg),
             "rng": rng_state(),
         }
@@ -116,6 +123,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.iter = int(state["iter"])
+        self.elapsed = float(state.get("elapsed", 0.0))
 
 
 def _to(value, device):
@@ -195,7 +203,7 @@ class EvalHook:
         with torch.no_grad():
             metrics = self.evaluate(model)
         model.train()
-        self.log.scalars(trainer.iter, metrics, "val")
+        self.log.scalars(trainer.iter, metrics, "val", trainer.elapsed)
         key = "segm/AP" if "segm/AP" in metrics else "bbox/AP"
         if key in metrics and (self.best is None or metrics[key] > self.best):
             self.best = metrics[key]
@@ -234,7 +242,9 @@ def _solver_problems(s, device: torch.device, world_size: int):
     for name in positive:
         if getattr(s, name) < 1:
             yield f"solver.{name} must be at least 1"
-    for name in ("warmup_iters", "eval_period", "clip_grad_norm", "seed"):
+    if s.recipe not in RECIPES:
+        yield f"solver.recipe={s.recipe!r} must be one of: '', finetune"
+    for name in ("warmup_iters", "eval_period", "clip_grad_norm", "seed", "epochs", "time_limit"):
         if getattr(s, name) < 0:
             yield f"solver.{name} must be >= 0"
     if s.base_lr <= 0:
@@ -280,6 +290,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it "
                         "or choose another --out")  # fmt: skip
     train_set = train_set if train_set is not None else _coco_train_set(cfg)
+    resolve_solver(cfg.solver, len(train_set))
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
     trainer = _build_trainer(cfg, model, dev)

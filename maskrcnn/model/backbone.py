@@ -94,6 +94,17 @@ def _move_stride_to_1x1(trunk: ResNetTrunk) -> None:
             block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
 
 
+def build_trunk(cfg: BackboneConfig) -> nn.Module:
+    """The trunk named by cfg.arch; each has `out_channels` for C2..C5."""
+    if cfg.arch == "resnet":
+        return ResNetTrunk(cfg)
+    if cfg.arch.startswith("efficientnet_lite"):
+        from .efficientnet_lite import EfficientNetLiteTrunk  # it imports make_norm from here
+
+        return EfficientNetLiteTrunk(cfg)
+    raise ValueError(f"unknown model.backbone.arch '{cfg.arch}' (resnet or efficientnet_lite0..4)")
+
+
 class FPN(nn.Module):
     """Feature Pyramid Network: lateral 1x1 + top-down nearest upsampling + 3x3 outputs,
     P6 = stride-2 subsampling of P5 (for the RPN only)."""
@@ -129,12 +140,12 @@ class Backbone(nn.Module):
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        self.trunk = ResNetTrunk(cfg)
+        self.trunk = build_trunk(cfg)
         self.fpn = FPN(self.trunk.out_channels, cfg.fpn_channels, cfg.fpn_norm, cfg.fpn_norm_eps)
         self.out_channels = cfg.fpn_channels
         self.channels_last = False  # set by the fast inference path
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(dtype=self.trunk.conv1.weight.dtype, memory_format=layout)
+        x = x.to(dtype=next(self.trunk.parameters()).dtype, memory_format=layout)
         return self.fpn(self.trunk(x))

@@ -17,6 +17,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 from .backbone import ConvNorm, ResNetTrunk
+from .efficientnet_lite import ConvNormAct
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -26,6 +27,7 @@ _PAIRS = (
     (Bottleneck, [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]),
     (BasicBlock, [("conv1", "bn1"), ("conv2", "bn2")]),
     (ConvNorm, [("conv", "norm")]),
+    (ConvNormAct, [("conv", "norm")]),
 )
 
 

