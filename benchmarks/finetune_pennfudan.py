@@ -36,15 +36,15 @@ ARMS = ("imagenet", "scratch")
 CALIBRATION_ITERS = 6
 
 
-def write_split(data_dir: Path) -> tuple[Path, Path]:
+def write_split(root: Path, data_dir: Path) -> tuple[Path, Path]:
     """COCO jsons of the fixed split (file names relative to the Penn-Fudan root)."""
     from maskrcnn.data import InstanceIdPngDataset, to_coco
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    full = InstanceIdPngDataset(PENNFUDAN)
+    full = InstanceIdPngDataset(root)
     paths = []
     for name, items in (("train", full.items[:120]), ("val", full.items[120:])):
-        part = InstanceIdPngDataset(PENNFUDAN)
+        part = InstanceIdPngDataset(root)
         part.items = items
         paths.append(data_dir / f"{name}.json")
         paths[-1].write_text(json.dumps(to_coco(part)))
@@ -61,7 +61,7 @@ def arm_config(arm: str, args, train_ann: Path, val_ann: Path):
     if arm == "scratch":
         m.backbone.norm, m.backbone.freeze_at = "bn", 0
     cfg.input.min_size, cfg.input.max_size = (args.size,), round(args.size * 1333 / 800)
-    images = str(PENNFUDAN.resolve())
+    images = str(Path(args.data).resolve())
     cfg.data.train_ann, cfg.data.val_ann = str(train_ann), str(val_ann)
     cfg.data.train_images = cfg.data.val_images = images
     cfg.data.num_workers = 0  # one thread per arm, data loading included
@@ -177,6 +177,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per arm")
     parser.add_argument("--size", type=int, default=384, help="short side of the images")
     parser.add_argument("--evals", type=int, default=6, help="evaluations per arm")
+    parser.add_argument("--data", default=str(PENNFUDAN), help="Penn-Fudan root folder")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune_pennfudan"),
                         help="results prefix: OUT.json, OUT.md, OUT.png")
     parser.add_argument("--work", default=str(REPO / "runs" / "finetune_pennfudan"),
@@ -190,10 +191,10 @@ def main() -> int:
 
     base, work = Path(args.out), Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    write_split(work / "data")
+    write_split(Path(args.data), work / "data")
     base.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, __file__, "--minutes", str(args.minutes), "--size", str(args.size),
-            "--evals", str(args.evals), "--work", str(work), "--set", *args.set]  # fmt: skip
+            "--evals", str(args.evals), "--data", args.data, "--work", str(work), "--set", *args.set]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     logs = {arm: open(work / f"{arm}.log", "w") for arm in ARMS}
     procs = [subprocess.Popen(argv + ["--arm", arm], env=env, stdout=logs[arm], stderr=subprocess.STDOUT)

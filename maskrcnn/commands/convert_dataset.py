@@ -47,6 +47,9 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--split", default=None, help="cityscapes: train, val or test (default: all)")
     parser.add_argument("--class-name", default=None,
                         help="pennfudan / mask-folders: name of the single category")
+    parser.add_argument("--val-out", help="also write a validation json: the last --val-count "
+                        "images (in the order converted; sorted names for pennfudan) go there instead")
+    parser.add_argument("--val-count", type=int, default=0, help="images held out for --val-out")
     parser.set_defaults(run=run)
 
 
@@ -54,12 +57,32 @@ def run(args) -> int:
     if not Path(args.src).exists():
         raise DatasetError(f"{args.src}: not found")
     check_output_file(args.out)
+    if bool(args.val_out) != (args.val_count > 0):
+        raise UserError("give --val-out and a positive --val-count together")
+    if args.val_out:
+        check_output_file(args.val_out)
     data, image_root = convert(args)
-    write_json_atomic(args.out, data)
-    print(f"wrote {len(data['images'])} images, {len(data['annotations'])} instances, "
-          f"{len(data['categories'])} classes to {args.out}; file names are relative to "
-          f"{image_root} (train with --images {image_root})")
+    for out, part in zip((args.out, args.val_out), hold_out(data, args.val_count)):
+        write_json_atomic(out, part)
+        print(f"wrote {len(part['images'])} images, {len(part['annotations'])} instances, "
+              f"{len(part['categories'])} classes to {out}; file names are relative to "
+              f"{image_root} (train with --images {image_root})")
     return 0
+
+
+def hold_out(data: dict, count: int) -> list[dict]:
+    """[data] when count is 0, else [the first images, the last `count` images] as COCO dicts."""
+    if count == 0:
+        return [data]
+    images = data["images"]
+    if count >= len(images):
+        raise UserError(f"--val-count {count} leaves no training images of {len(images)}")
+    parts = []
+    for part in (images[: len(images) - count], images[len(images) - count:]):
+        ids = {image["id"] for image in part}
+        parts.append({**data, "images": part,
+                      "annotations": [a for a in data["annotations"] if a["image_id"] in ids]})
+    return parts
 
 
 def convert(args) -> tuple[dict, Path]:

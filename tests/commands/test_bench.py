@@ -33,3 +33,18 @@ def test_bench_reports_latency_memory_and_stages(tmp_path, capsys):
 def test_bench_rejects_bad_counts(capsys):
     assert main(["bench", "--model", "maskrcnn_r18_fpn", "--images", str(PENNFUDAN), "--repeats", "0"]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_measures_several_presets_in_one_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "maskrcnn_effl0_fpn", "maskrcnn_r18_fpn", "--images", str(PENNFUDAN),
+                 "--size", "96", "--max-images", "1", "--repeats", "1", "--precision", "fp32", "--score-thresh", "0.5",
+                 "--json", str(out)])
+    assert code == 0
+    runners = [r["name"] for r in json.loads(out.read_text())["runners"]]
+    assert runners == ["maskrcnn_effl0_fpn fp32", "maskrcnn_r18_fpn fp32"]
+    assert "maskrcnn_effl0_fpn fp32" in capsys.readouterr().out
+    argv = ["bench", "--model", "maskrcnn_effl0_fpn", "maskrcnn_r18_fpn", "--weights", str(out),
+            "--images", str(PENNFUDAN)]
+    assert main(argv) == 2
+    assert "--weights fits one --model" in capsys.readouterr().err

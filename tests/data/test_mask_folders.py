@@ -98,3 +98,25 @@ def test_missing_mask_png_is_named(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "PNGImages" / "a.png")
     with pytest.raises(DatasetError, match=r"a_mask\.png: mask PNG for image a\.png not found"):
         InstanceIdPngDataset(tmp_path)
+
+
+def test_convert_penn_fudan_with_a_held_out_split(shared_data, tmp_path):
+    root = shared_data / "pennfudan"
+    train, val = tmp_path / "train.json", tmp_path / "val.json"
+    argv = ["convert-dataset", "--format", "pennfudan", str(root), "--out", str(train),
+            "--val-out", str(val), "--val-count", "50"]
+    assert main(argv) == 0
+    names = sorted(p.name for p in (root / "PNGImages").glob("*.png"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        parts = [COCO(str(train)), COCO(str(val))]
+    files = [[img["file_name"].split("/")[-1] for img in coco.dataset["images"]] for coco in parts]
+    assert files == [names[:120], names[120:]]  # the fixed split of benchmarks/pennfudan.py
+    assert len(parts[0].anns) + len(parts[1].anns) == 423
+
+
+def test_convert_rejects_a_split_without_training_images(shared_data, tmp_path, capsys):
+    argv = ["convert-dataset", "--format", "pennfudan", str(shared_data / "pennfudan"),
+            "--out", str(tmp_path / "t.json"), "--val-out", str(tmp_path / "v.json"), "--val-count", "170"]
+    assert main(argv) == 2
+    assert "--val-count 170 leaves no training images of 170" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()

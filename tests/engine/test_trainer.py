@@ -215,3 +215,26 @@ def test_rng_states_survive_a_checkpoint_file(tmp_path):
     torch.manual_seed(7), np.random.seed(7), random.seed(7)
     set_rng_state(ckpt.load_checkpoint(tmp_path / "c.pt")["rng"])  # weights_only load
     assert (torch.rand(3).tolist(), np.random.normal(size=3).tolist(), random.random()) == expected
+
+
+def test_time_limit_ends_the_run_and_evaluations_are_logged_with_elapsed(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from maskrcnn.engine import trainer as trainer_module
+
+    clock = iter(range(1000))  # every perf_counter call advances 1 s: each step takes 1 s
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    model, trainer = _quadratic_trainer("solver.time_limit=0.045")  # 2.7 s
+    log = TrainLog(tmp_path, start_iter=0, max_iter=10)
+    trainer.hooks = [LogHook(log, period=100),
+                     EvalHook(lambda m: {"bbox/AP": 0.5}, period=2, out_dir=tmp_path, log=log)]
+    trainer.train(0, 10)
+    log.close()
+    assert (trainer.iter, trainer.max_iter, trainer.elapsed) == (3, 3, 3.0)  # stopped at the budget
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # evaluation after step 2 (period) and step 3 (the last, as the budget made it), with the
+    # training seconds spent so far; the last step is also logged
+    assert [r for r in records if "val/bbox/AP" in r] == [
+        {"iter": 2, "elapsed": 2.0, "val/bbox/AP": 0.5}, {"iter": 3, "elapsed": 3.0, "val/bbox/AP": 0.5}]
+    assert [r["iter"] for r in records if "loss" in r] == [3]
+    assert trainer.state_dict()["elapsed"] == 3.0  # a resumed run continues the count

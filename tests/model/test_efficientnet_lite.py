@@ -78,7 +78,7 @@ def test_preset_fpn_levels_and_folded_norms():
     load_imagenet_trunk(model)
     x = torch.randn(1, 3, 128, 192)
     feats = model.backbone(x)
-    assert [tuple(f.shape) for f in feats] == [(1, 256, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
+    assert [tuple(f.shape) for f in feats] == [(1, 128, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
     assert fold_norms(model.backbone.trunk) == 1 + 16 * 3 - 1  # stem + 3 per block (block 0: no expansion)
     for a, b in zip(model.backbone(x), feats):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
