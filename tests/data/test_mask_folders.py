@@ -114,9 +114,10 @@ def test_convert_penn_fudan_with_a_held_out_split(shared_data, tmp_path):
     assert len(parts[0].anns) + len(parts[1].anns) == 423
 
 
-def test_convert_rejects_a_split_without_training_images(shared_data, tmp_path, capsys):
-    argv = ["convert-dataset", "--format", "pennfudan", str(shared_data / "pennfudan"),
-            "--out", str(tmp_path / "t.json"), "--val-out", str(tmp_path / "v.json"), "--val-count", "170"]
+def test_convert_rejects_a_split_without_training_images(tmp_path, capsys):
+    _nuclei_folders(tmp_path / "nuclei")
+    argv = ["convert-dataset", "--format", "mask-folders", str(tmp_path / "nuclei"),
+            "--out", str(tmp_path / "t.json"), "--val-out", str(tmp_path / "v.json"), "--val-count", "2"]
     assert main(argv) == 2
-    assert "--val-count 170 leaves no training images of 170" in capsys.readouterr().err
-    assert not (tmp_path / "t.json").exists()
+    assert "--val-count 2 leaves no training images of 2" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists() and not (tmp_path / "v.json").exists()
