@@ -9,6 +9,10 @@ half-way on a bad file):
 - unreadable / truncated json, missing top-level key, duplicate image id, annotation of an
   unknown image or of a category missing from `categories`, missing image file: DatasetError /
   ImageError naming the file and the item;
+- a number that is not a finite number (NaN, inf, text) in a bbox, polygon, area or keypoints,
+  a polygon with an odd count of values, RLE counts that are not counts: DatasetError naming the
+  file, the annotation and the value (`check_annotation_numbers`, also run on evaluation ground
+  truth), before pycocotools sees them: its polygon conversion runs away on a NaN;
 - polygon part with < 3 points, zero-area box, box wholly outside the image, no segmentation:
   the annotation (or just the polygon part) is skipped, counted in `skipped` and logged once per
   reason with the first ids. Real COCO has a few such annotations, so refusing would be useless.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -194,11 +199,55 @@ def _group_annotations(anns, images: dict, dataset: CocoDataset, ann_file: Path)
     return grouped
 
 
+def check_annotation_numbers(ann: dict, where: str) -> None:
+    """DatasetError (prefixed by `where`) unless bbox, segmentation, area and keypoints hold
+    finite numbers in the shapes COCO defines."""
+    if not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
+        raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
+    _check_finite(ann["bbox"], "'bbox'", where)
+    if "area" in ann:
+        _check_finite([ann["area"]], "'area'", where)
+    segmentation = ann.get("segmentation")
+    if isinstance(segmentation, list):
+        for i, polygon in enumerate(segmentation):
+            if not isinstance(polygon, list):
+                raise DatasetError(f"{where}: segmentation polygon {i} is not a list of numbers")
+            _check_finite(polygon, f"segmentation polygon {i}", where)
+            if len(polygon) % 2:
+                raise DatasetError(f"{where}: segmentation polygon {i} has {len(polygon)} values; "
+                                   "x, y pairs need an even count")
+    elif isinstance(segmentation, dict):
+        _check_rle(segmentation, where)
+    elif segmentation is not None:
+        raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE dict")
+    if isinstance(ann.get("keypoints"), list):
+        _check_finite(ann["keypoints"], "'keypoints'", where)
+
+
+def _check_finite(values: list, what: str, where: str) -> None:
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DatasetError(f"{where}: {what} holds {value!r} (value {i}), not a number")
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else str(value)
+            raise DatasetError(f"{where}: {what} holds {shown} (value {i}); it must be a finite number")
+
+
+def _check_rle(rle: dict, where: str) -> None:
+    size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        raise DatasetError(f"{where}: RLE 'size' must be [height, width], not {size!r}")
+    valid_list = isinstance(counts, list) and all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+    if not (isinstance(counts, str) or valid_list):
+        raise DatasetError(f"{where}: RLE 'counts' must be a string or a list of counts >= 0")
+
+
 def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | None:
     """The annotation ready for training, or None (counted) when it cannot be one."""
     where = f"{dataset.ann_file}: annotation {ann.get('id')}"
-    if not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
-        raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
+    check_annotation_numbers(ann, where)
     segmentation = ann.get("segmentation")
     size = [image.get("height"), image.get("width")]
     if isinstance(segmentation, dict) and None not in size and segmentation.get("size") != size:
@@ -237,15 +286,12 @@ def _clean_keypoints(ann: dict, image: dict, dataset: CocoDataset) -> list[float
         count = len(points) if isinstance(points, list) else type(points).__name__
         raise DatasetError(f"{where}: 'keypoints' has {count} values; the categories define "
                            f"{len(names)} keypoints, so {3 * len(names)} values [x, y, v, ...] are expected")
-    try:
-        array = np.asarray(points, dtype=np.float64).reshape(len(names), 3)  # (K, 3)
-    except (TypeError, ValueError):
-        raise DatasetError(f"{where}: 'keypoints' holds values that are not numbers") from None
-    bad = ~np.isin(array[:, 2], (0, 1, 2)) | ~np.isfinite(array).all(axis=1)
+    array = np.asarray(points, dtype=np.float64).reshape(len(names), 3)  # (K, 3), finite (checked)
+    bad = ~np.isin(array[:, 2], (0, 1, 2))
     if bad.any():
         i = int(np.argmax(bad))
         raise DatasetError(f"{where}: keypoint '{names[i]}' is {points[3 * i:3 * i + 3]}; visibility must be "
-                           "0 (not labelled), 1 (labelled, hidden) or 2 (visible) and x, y finite")
+                           "0 (not labelled), 1 (labelled, hidden) or 2 (visible)")
     x, y = array[:, 0], array[:, 1]
     outside = (array[:, 2] > 0) & ((x < 0) | (y < 0) | (x > image.get("width", np.inf))
                                    | (y > image.get("height", np.inf)))

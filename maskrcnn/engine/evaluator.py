@@ -83,8 +83,7 @@ def evaluate_results(results: list[dict], ann_file, tasks=None,
 
     `source` names the results in error messages (e.g. the results file).
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+    gt = load_ground_truth(ann_file)
     _check_results(results, gt, ann_file, source)
     tasks = available_tasks(results, gt) if tasks is None else tasks
     metrics = {}
@@ -92,6 +91,17 @@ def evaluate_results(results: list[dict], ann_file, tasks=None,
         stats = _evaluate_task(gt, task_view(results, task), task)
         metrics.update({f"{task}/{name}": float(v) for name, v in zip(METRIC_NAMES[task], stats)})
     return metrics
+
+
+def load_ground_truth(ann_file):
+    """The GT as a COCO object, its numbers checked first (pycocotools runs away on a NaN)."""
+    from ..data.coco import check_annotation_numbers, load_json
+
+    data = load_json(ann_file)
+    for ann in data["annotations"]:
+        check_annotation_numbers(ann, f"{ann_file}: annotation {ann.get('id')}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(data)
 
 
 def available_tasks(results: list[dict], gt) -> list[str]:
@@ -200,8 +210,7 @@ def _image_ids_and_paths(source, ann_file) -> list[tuple[int, Path]]:
     """[(GT image id, image path)] for a dataset, an images folder or a list of paths."""
     if hasattr(source, "image_path") and hasattr(source, "images"):
         return [(im["id"], source.image_path(i)) for i, im in enumerate(source.images)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+    gt = load_ground_truth(ann_file)
     records = gt.loadImgs(gt.getImgIds())
     if isinstance(source, (str, Path)):
         pairs = [(im["id"], Path(source) / im["file_name"]) for im in records]
