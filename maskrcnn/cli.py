@@ -1,14 +1,26 @@
 """`maskrcnn` command line: one sub-command per module in `maskrcnn/commands/`.
 
-Each command module defines `add_parser(subparsers)` and `run(args) -> int`; this file only
-dispatches and turns user errors into one clear line and exit status 2.
+Each command module defines `add_parser(subparsers)` and `run(args) -> int`; this file dispatches
+and decides what the user sees when something goes wrong:
+- an error the user can fix (`maskrcnn.errors.UserError` and its kin): one line on stderr, exit 2;
+- anything unexpected: one line naming the exception and a log file holding the traceback, exit 1;
+- Ctrl-C: one line, exit 130;
+- warnings (Python's and the package's log): one line each, `maskrcnn CMD: warning: ...`.
+`maskrcnn --debug CMD ...` (or `CMD ... --debug`) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
 
 # Sub-command name -> module in maskrcnn.commands
 COMMANDS = {
@@ -24,10 +36,12 @@ COMMANDS = {
     "serve": "serve",
     "weights": "weights",
 }
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 2, 1, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrcnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         try:
@@ -37,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         mod.add_parser(sub, name)
+        # also accepted after the sub-command; SUPPRESS keeps the global flag's value otherwise
+        sub.choices[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                       help=argparse.SUPPRESS)
     return parser
 
 
@@ -44,11 +61,78 @@ def main(argv=None) -> int:
     from .errors import UserError
 
     args = build_parser().parse_args(argv)
+    prefix = f"maskrcnn {args.command}"
+    with warnings.catch_warnings(), _one_line_log(prefix):
+        warnings.showwarning = lambda message, *_, **__: _say(f"{prefix}: warning: {one_line(message)}")
+        try:
+            return int(args.run(args) or 0)
+        except UserError as exc:
+            if args.debug:
+                raise
+            _say(f"{prefix}: error: {one_line(exc)}")
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            _say(f"{prefix}: interrupted")
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            if args.debug:
+                raise
+            log = _write_crash_log(args.command, sys.argv[1:] if argv is None else argv)
+            where = f"traceback in {log}" if log else "no log could be written"
+            _say(f"{prefix}: internal error: {type(exc).__name__}: {one_line(exc)} ({where}; "
+                 "rerun with --debug to see it; please report it)")
+            return EXIT_INTERNAL_ERROR
+
+
+def one_line(exc: BaseException, limit: int = 1000) -> str:
+    """The exception's message on one line (line breaks become '; '), shortened past `limit`."""
+    text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _OneLine(logging.Formatter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self.prefix}: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
+class _one_line_log:
+    """The package's log warnings as `maskrcnn CMD: warning: ...` on stderr while a command runs."""
+
+    def __init__(self, prefix: str):
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(_OneLine(prefix))
+        self.handler.setLevel(logging.WARNING)
+        self.logger = logging.getLogger("maskrcnn")
+
+    def __enter__(self):
+        self.handler.setStream(sys.stderr)  # the stream of this moment (pytest swaps it)
+        self.logger.addHandler(self.handler)
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+
+
+def _write_crash_log(command: str, argv: list[str]) -> Path | None:
+    """The current exception's traceback in a file under the temp folder; None if that fails."""
+    folder = Path(tempfile.gettempdir()) / "maskrcnn-logs"
+    path = folder / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     try:
-        return int(args.run(args) or 0)
-    except UserError as exc:
-        print(f"maskrcnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"maskrcnn {' '.join(map(str, argv))}\n\n{traceback.format_exc()}")
+    except OSError:
+        return None
+    return path
 
 
 if __name__ == "__main__":

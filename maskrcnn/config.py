@@ -211,7 +211,7 @@ def from_dict(data: dict, base: Config | None = None, source: str = "config") ->
     """Apply a nested dict onto `base` (default: a fresh Config). Unknown keys are errors."""
     cfg = dataclasses.replace(base) if base is not None else Config()
     cfg = _deep_copy(cfg)
-    for key, value in _flatten(data):
+    for key, value in flatten_dict(data):
         set_value(cfg, key, value, source=source)
     return cfg
 
@@ -274,11 +274,12 @@ def save_yaml(cfg: Config, path: str | Path) -> None:
     write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def _flatten(data: dict, prefix: str = ""):
+def flatten_dict(data: dict, prefix: str = ""):
+    """Nested dict -> (dotted key, leaf value) pairs."""
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            yield from _flatten(value, dotted + ".")
+            yield from flatten_dict(value, dotted + ".")
         else:
             yield dotted, value
 

@@ -64,6 +64,57 @@ def torch_save_atomic(path: str | Path, obj) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+class JsonListWriter:
+    """A JSON list written item by item, for long runs (predict, eval) that must keep what they did.
+
+    `extend(items)` appends to `<path>.partial`, one JSON value per line, flushed: a killed run
+    leaves its finished items there. `close()` (also on an error, as a context manager) writes the
+    whole list to `path` atomically and removes the partial file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.count = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.partial, "w")
+        except OSError as exc:
+            raise OutputError(f"{self.partial}: cannot write it ({describe_os_error(exc)})") from exc
+
+    def extend(self, items: list) -> None:
+        try:
+            self._file.write("".join(json.dumps(item) + "\n" for item in items))
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.partial}: cannot write it ({describe_os_error(exc)}); "
+                              f"the {self.count} items before are kept in it") from exc
+        self.count += len(items)
+
+    def close(self) -> None:
+        self._file.close()
+        atomic_write(self.path, self._write_list)
+        self.partial.unlink()
+
+    def _write_list(self, out: BinaryIO) -> None:
+        out.write(b"[")
+        with open(self.partial, "rb") as lines:
+            for i, line in enumerate(lines):
+                out.write(b", " if i else b"")
+                out.write(line.rstrip(b"\n"))
+        out.write(b"]")
+
+    def __enter__(self) -> JsonListWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(OutputError):  # the error in flight is the one to report
+            self.close()
+
+
 def check_output_dir(path: str | Path, option: str = "--out") -> Path:
     """Raise OutputError unless files can be created in folder `path` (made later if missing).
 

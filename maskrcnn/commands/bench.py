@@ -45,12 +45,14 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args) -> int:
     from ..data.images import read_image
-    from ..fileio import write_json_atomic
+    from ..fileio import check_output_file, write_json_atomic
 
     if args.max_images < 1 or args.repeats < 1:
         raise UserError("--max-images and --repeats must be at least 1")
     if args.weights and len(args.model) > 1:
         raise UserError("--weights fits one --model; measure several presets with random weights")
+    if args.json:
+        check_output_file(args.json, "--json")
     images = [read_image(p) for p in collect_images(args.images)[: args.max_images]]
     runners = build_runners(args)
     print(f"{len(images)} images at {args.size} px x {args.repeats} repeats, device {args.device}")

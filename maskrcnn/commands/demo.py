@@ -56,11 +56,12 @@ def run(args) -> int:
     from ..data.synthetic import write_synthetic_dataset
     from ..engine.trainer import train
     from ..errors import UserError
+    from ..fileio import check_output_dir
     from ..model.fast_inference import prepare_for_inference
     from ..weights import save_weights
 
     start = time.perf_counter()
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     if (out / "run").exists():
         raise UserError(f"{out} already holds a demo run; remove it or pass --out elsewhere")
     print(f"[1/4] synthetic shapes: {args.train_images} training + {args.val_images} held-out images")

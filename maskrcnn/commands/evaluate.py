@@ -9,7 +9,7 @@ import yaml
 
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..errors import UserError
-from ..fileio import write_json_atomic
+from ..fileio import check_output_dir, write_json_atomic
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -46,6 +46,8 @@ def run(args) -> int:
         raise UserError("give exactly one of --results RESULTS.json or --model PRESET")
     if args.format == "cityscapes" and not args.images:
         raise UserError("--format cityscapes needs --images CITYSCAPES_ROOT (with gtFine/ and leftImg8bit/)")
+    check_output_dir(args.out)
+    failed = []
     if args.results:
         metrics = evaluate_results_file(args.results, args.data, args.out)
     else:
@@ -55,7 +57,7 @@ def run(args) -> int:
 
         model = load_model(args.model, weights=args.weights, precision=args.precision, **_overrides(args.set))
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
-                                 args.batch_size)
+                                 args.batch_size, failed=failed)
     print(format_table(metrics))
     if args.format == "cityscapes":
         metrics = {**metrics, **_cityscapes(args)}
@@ -66,7 +68,9 @@ def run(args) -> int:
         results = json.loads((Path(args.out) / "results.json").read_text())
         page = write_report(args.out, args.data, results, metrics, args.images)
         print(f"wrote the report: {page}")
-    return 0
+    if failed:
+        print(f"{len(failed)} images could not be read and are left out of the metrics: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def _cityscapes(args) -> dict[str, float]:

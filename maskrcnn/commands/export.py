@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import check_output_file
 from .evaluate import _overrides
 
 FORMATS = ("onnx",)
@@ -37,9 +38,7 @@ def run(args) -> int:
 
     if args.format not in FORMATS:
         raise UserError(f"unsupported --format '{args.format}' (supported: {', '.join(FORMATS)})")
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; give the path of the .onnx file to write")
+    out = check_output_file(args.out)  # before the minutes of tracing
     if args.weights is not None:
         resolve_weights(args.weights)  # a missing file or unknown source name fails before any work
     overrides = _overrides(args.set)

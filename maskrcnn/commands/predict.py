@@ -1,15 +1,23 @@
-"""`maskrcnn predict`: run a model on images or folders; overlays + one COCO results json."""
+"""`maskrcnn predict`: run a model on images or folders; overlays + one COCO results json.
+
+An image that cannot be read costs only itself: it is named in a warning, the others are done,
+and the exit status is 1 (0 when every image was done). Results are streamed to disk image by
+image (`fileio.JsonListWriter`), so an interrupted run keeps what it did. Overlays are named by
+the image's file name with its extension (`a.jpg` -> `a.jpg.png`), under as many of its parent
+folders as make the name unique, so no two images share an overlay.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..engine.evaluator import instances_to_results
-from ..fileio import atomic_write, write_json_atomic
+from ..fileio import JsonListWriter, atomic_write, check_output_dir
 from ..errors import CheckpointError, ImageError, UserError
 from ..tiling import check_tile_args, predict_tiled
 from ..video import annotate_video, is_video
@@ -45,7 +53,8 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted). Missing paths are errors."""
+    """Files as given, folders expanded to their images (sorted), each file once. Missing paths
+    are errors."""
     paths = []
     for item in inputs:
         path = Path(item)
@@ -57,7 +66,23 @@ def collect_images(inputs: list[str]) -> list[Path]:
             raise ImageError(f"{path}: no such image file or folder")
     if not paths:
         raise UserError(f"no images found in {', '.join(inputs)}")
-    return paths
+    return list({p.resolve(): p for p in reversed(paths)}.values())[::-1]  # first of duplicates
+
+
+def overlay_names(paths: list[Path]) -> dict[Path, Path]:
+    """image path -> overlay path relative to --out: file name + ".png" under the fewest parent
+    folders that make it unique (two names never agree on a suffix that made both unique)."""
+    parts = {p: p.resolve().parts[1:] for p in paths}  # without the root: names stay under --out
+    names, depth = {}, 1
+    while len(names) < len(paths):
+        pending = [p for p in paths if p not in names]
+        counts = Counter(parts[p][-depth:] for p in pending + list(names))
+        for p in pending:
+            if counts[parts[p][-depth:]] == 1 or depth >= len(parts[p]):
+                tail = parts[p][-depth:]
+                names[p] = Path(*tail[:-1], tail[-1] + ".png")
+        depth += 1
+    return names
 
 
 def run(args) -> int:
@@ -67,30 +92,32 @@ def run(args) -> int:
     _check_backend_args(args)
     if args.tile:
         check_tile_args(args.tile, args.tile_overlap)
+    out = check_output_dir(args.out)
     if any(is_video(p) for p in args.inputs):
         return _run_videos(args)
     paths = collect_images(args.inputs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     predict, category_ids = _load_tiled_predictor(args)
-    results, failed, found, start = [], [], 0, time.perf_counter()
-    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2)):
-        try:
-            image = read_image(path)
-        except ImageError as exc:
-            logger.warning("skipped: %s", exc)
-            failed.append(str(path))
-            continue
-        instances = predict(image)
-        found += len(instances)
-        for result in instances_to_results(instances, image_id, category_ids):
-            results.append({**result, "file_name": str(path)})
-        _save_png(draw_instances(image, instances), out / f"{path.stem}.png")
-    write_json_atomic(out / "results.json", results)
-    seconds = (time.perf_counter() - start) / max(len(paths) - len(failed), 1)
-    print(f"{len(paths) - len(failed)} images, {found} instances (score >= {args.score_thresh}), "
-          f"{seconds:.2f} s/image; wrote {out}/results.json and overlays"
-          + (f"; {len(failed)} unreadable images skipped: {', '.join(failed)}" if failed else ""))
+    overlays = overlay_names(paths)
+    failed, found, start = [], 0, time.perf_counter()
+    with JsonListWriter(out / "results.json") as results:
+        bar = tqdm(paths, desc="predict", unit="img", disable=None if len(paths) > 1 else True)
+        for image_id, path in enumerate(bar):
+            try:
+                image = read_image(path)
+            except ImageError as exc:
+                logger.warning("skipped %s", exc)
+                failed.append(str(path))
+                continue
+            instances = predict(image)
+            found += len(instances)
+            results.extend([{**r, "file_name": str(path)}
+                            for r in instances_to_results(instances, image_id, category_ids)])
+            _save_png(draw_instances(image, instances), out / overlays[path])
+    done = len(paths) - len(failed)
+    seconds = (time.perf_counter() - start) / max(done, 1)
+    print(f"{done} of {len(paths)} images done" if failed else f"{done} images",
+          f"{found} instances (score >= {args.score_thresh}), {seconds:.2f} s/image; wrote {out}/results.json "
+          "and overlays" + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""), sep=", ")
     return 1 if failed else 0
 
 

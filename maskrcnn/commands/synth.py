@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..data.synthetic import write_synthetic_dataset
 from ..errors import UserError
+from ..fileio import check_output_dir
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -19,6 +20,7 @@ def add_parser(subparsers, name: str) -> None:
 def run(args) -> int:
     if args.num_images < 1 or args.size < 32:
         raise UserError("--num-images must be >= 1 and --size >= 32")
+    check_output_dir(args.out)
     ann_file = write_synthetic_dataset(args.out, args.num_images, args.seed, args.size)
     print(f"wrote {args.num_images} images to {ann_file.parent / 'images'} and {ann_file}")
     return 0

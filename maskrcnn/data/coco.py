@@ -204,33 +204,41 @@ def check_annotation_numbers(ann: dict, where: str) -> None:
     finite numbers in the shapes COCO defines."""
     if not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
         raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
-    _check_finite(ann["bbox"], "'bbox'", where)
+    check_finite(ann["bbox"], "'bbox'", where)
     if "area" in ann:
-        _check_finite([ann["area"]], "'area'", where)
-    segmentation = ann.get("segmentation")
+        check_finite(ann["area"], "'area'", where)
+    if ann.get("segmentation") is not None:
+        check_segmentation(ann["segmentation"], where)
+    if isinstance(ann.get("keypoints"), list):
+        check_finite(ann["keypoints"], "'keypoints'", where)
+
+
+def check_segmentation(segmentation, where: str) -> None:
+    """Polygons of finite x, y pairs, or an RLE dict with a [height, width] size and counts."""
     if isinstance(segmentation, list):
         for i, polygon in enumerate(segmentation):
             if not isinstance(polygon, list):
                 raise DatasetError(f"{where}: segmentation polygon {i} is not a list of numbers")
-            _check_finite(polygon, f"segmentation polygon {i}", where)
+            check_finite(polygon, f"segmentation polygon {i}", where)
             if len(polygon) % 2:
                 raise DatasetError(f"{where}: segmentation polygon {i} has {len(polygon)} values; "
                                    "x, y pairs need an even count")
     elif isinstance(segmentation, dict):
         _check_rle(segmentation, where)
-    elif segmentation is not None:
+    else:
         raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE dict")
-    if isinstance(ann.get("keypoints"), list):
-        _check_finite(ann["keypoints"], "'keypoints'", where)
 
 
-def _check_finite(values: list, what: str, where: str) -> None:
-    for i, value in enumerate(values):
+def check_finite(values, what: str, where: str) -> None:
+    """DatasetError naming the first of `values` (a list, or one value) that is not a finite number."""
+    single = not isinstance(values, list)
+    for i, value in enumerate([values] if single else values):
+        at = "" if single else f" (value {i})"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DatasetError(f"{where}: {what} holds {value!r} (value {i}), not a number")
+            raise DatasetError(f"{where}: {what} holds {value!r}{at}, not a number")
         if not math.isfinite(value):
             shown = "NaN" if math.isnan(value) else str(value)
-            raise DatasetError(f"{where}: {what} holds {shown} (value {i}); it must be a finite number")
+            raise DatasetError(f"{where}: {what} holds {shown}{at}; it must be a finite number")
 
 
 def _check_rle(rle: dict, where: str) -> None:

@@ -1,7 +1,14 @@
-"""Decode an image file the way every dataset here does: Pillow, EXIF orientation, RGB in [0, 1]."""
+"""The package's one image reader: Pillow, EXIF orientation, RGB in [0, 1].
+
+Every way a file can fail to decode (missing, empty, not an image, truncated, a header too large
+to decode safely: Pillow's DecompressionBombError, or anything else a Pillow plugin raises)
+becomes one ImageError naming the file, from `read_image`, `image_size` and `read_mask` alike.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +27,14 @@ def read_image(path: str | Path) -> torch.Tensor:
 
     Grayscale, palette, RGBA, CMYK and 16-bit images are converted, not rejected.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return pil_to_tensor(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+    with open_image(path) as image:
+        return pil_to_tensor(ImageOps.exif_transpose(image))
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) after EXIF orientation, read from the header without decoding pixels."""
-    try:
-        with Image.open(path) as image:
-            return oriented_size(image)
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise ImageError(f"{path}: cannot read image ({exc})") from exc
+    with open_image(path) as image:
+        return oriented_size(image)
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -47,6 +44,50 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
         width, height = height, width
     return height, width
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """(H, W) or (H, W, C) pixel values as stored (palette indices kept), EXIF orientation applied."""
+    with open_image(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image))
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path):
+    """Image.open(path) for a `with` block; any failure in it becomes an ImageError naming `path`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: image file not found")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes), not an image")
+    try:
+        with Image.open(path) as image:
+            if 0 in image.size:
+                raise ImageError(f"{path}: image of {image.size[0]}x{image.size[1]} pixels holds no pixels")
+            yield image
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {_bomb_sizes(exc)}, so it is not decoded (a decompression bomb, or "
+                         "raise PIL.Image.MAX_IMAGE_PIXELS if the image is real)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: cannot decode image: not an image file Pillow can read") from None
+    except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, ValueError, struct.error, ...
+        raise ImageError(f"{path}: cannot decode image ({_one_line(exc)})") from exc
+
+
+def _bomb_sizes(exc: Exception) -> str:
+    """From Pillow's "Image size (N pixels) exceeds limit of M pixels, ..." message."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(exc))
+    if not found:
+        return "image is over Pillow's size limit"
+    size, limit = (int(v) for v in found.groups())
+    return f"image of {size:,} pixels is over Pillow's limit of {limit:,}"
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from ..errors import DatasetError
 from ..ops.rle import encode_masks, rle_area, rle_to_xywh
 from .coco import BACKGROUND
-from .images import image_size, read_image
+from .images import image_size, read_image, read_mask
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +111,7 @@ class PerInstancePngDataset(MaskFolderDataset):
 
 def _read_mask(path: Path, size: tuple[int, int], image_path: Path) -> np.ndarray:
     """(H, W) integer mask; palette PNGs keep their indices (= instance ids)."""
-    with Image.open(path) as image:
-        mask = np.asarray(ImageOps.exif_transpose(image))
+    mask = read_mask(path)
     if mask.ndim == 3:  # an RGB(A) mask: any non-zero channel is foreground
         mask = mask.max(axis=2)
     if mask.shape != size:

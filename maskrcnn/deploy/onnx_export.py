@@ -117,7 +117,7 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
             "min_size": inp.min_size[-1],
             "max_size": inp.max_size,
             "resize": "bilinear, align_corners=False, scale = min(min_size / min(h, w), "
-                      "max_size / max(h, w)), size = floor(h * scale), floor(w * scale)",
+                      "max_size / max(h, w)), size = max(1, floor(h * scale)), max(1, floor(w * scale))",
             # done inside the graph, listed for the record
             "channel_order": inp.channel_order,
             "pixel_scale": inp.pixel_scale,

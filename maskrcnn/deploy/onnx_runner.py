@@ -29,8 +29,9 @@ returns), and, for the record, the normalisation done in the graph. Key "maskrcn
 the model's whole config.
 
 Before the graph: scale the (H, W) image by s = min(min_size / min(H, W), max_size / max(H, W))
-to (floor(H s), floor(W s)) with bilinear interpolation, half-pixel centres, no antialiasing
-(PyTorch `F.interpolate(..., scale_factor=s, mode="bilinear", recompute_scale_factor=True)`).
+to (max(1, floor(H s)), max(1, floor(W s))) with bilinear interpolation, half-pixel centres,
+no antialiasing (PyTorch `F.interpolate(..., size=..., mode="bilinear")`; the 1-pixel minimum
+keeps a 3000x1 image from becoming 0 pixels high).
 
 After the graph, with (h, w) the resized size:
 - boxes back to the image: x * (W / w), y * (H / h) (computed in float32);
@@ -146,10 +147,10 @@ class OnnxPredictor:
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) -> (3, h, w) at the model's scale, as MaskRCNN.preprocess resizes."""
-        h, w = image.shape[-2:]
-        scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
-        return F.interpolate(image[None], scale_factor=scale, mode="bilinear",
-                             recompute_scale_factor=True, align_corners=False)[0]
+        from ..model.detector import resized_size
+
+        size = resized_size(*image.shape[-2:], self.min_size, self.max_size)
+        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 def _ratio(w: int, rw: int, h: int, rh: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
 from ..errors import DatasetError, ImageError, UserError
-from ..fileio import write_json_atomic
+from ..fileio import JsonListWriter, write_json_atomic
 from ..ops.rle import encode_masks
 
 logger = logging.getLogger(__name__)
@@ -77,18 +77,19 @@ def task_view(results: list[dict], task: str) -> list[dict]:
     return view
 
 
-def evaluate_results(results: list[dict], ann_file, tasks=None,
-                     source: str = "results") -> dict[str, float]:
+def evaluate_results(results: list[dict], ann_file, tasks=None, source: str = "results",
+                     image_ids: list[int] | None = None) -> dict[str, float]:
     """{"bbox/AP": ..., "segm/AP": ..., ...} for every task the results and the GT support.
 
-    `source` names the results in error messages (e.g. the results file).
+    `source` names the results in error messages (e.g. the results file); `image_ids` limits
+    the evaluation to those GT images (default: all).
     """
     gt = load_ground_truth(ann_file)
     _check_results(results, gt, ann_file, source)
     tasks = available_tasks(results, gt) if tasks is None else tasks
     metrics = {}
     for task in (t for t in tasks if t != "keypoints" or _has_keypoints(gt)):
-        stats = _evaluate_task(gt, task_view(results, task), task)
+        stats = _evaluate_task(gt, task_view(results, task), task, image_ids)
         metrics.update({f"{task}/{name}": float(v) for name, v in zip(METRIC_NAMES[task], stats)})
     return metrics
 
@@ -114,13 +115,15 @@ def _has_keypoints(gt) -> bool:
     return any(c.get("keypoints") for c in gt.loadCats(gt.getCatIds()))
 
 
-def _evaluate_task(gt, detections: list[dict], task: str) -> list[float]:
+def _evaluate_task(gt, detections: list[dict], task: str, image_ids=None) -> list[float]:
     if not detections:
         logger.warning("no %s detections: every %s metric is 0", task, task)
         return [0.0] * len(METRIC_NAMES[task])
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(detections)
         evaluator = COCOeval_faster(gt, dt, task, print_function=lambda *a, **k: None)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -128,16 +131,45 @@ def _evaluate_task(gt, detections: list[dict], task: str) -> list[float]:
 
 
 def _check_results(results, gt, ann_file, source: str) -> None:
+    """Every detection names a GT image and holds finite numbers (the COCO API fails on NaN
+    scores with a bare ValueError, and takes a NaN box silently)."""
     if not isinstance(results, list):
         raise UserError(f"{source}: must be a list of COCO detections")
-    image_ids = set(gt.getImgIds())
+    image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    unknown_categories = set()
     for i, r in enumerate(results):
-        missing = [k for k in ("image_id", "category_id", "score") if k not in r]
-        if missing:
-            raise UserError(f"{source}: detection {i} lacks {', '.join(missing)}")
+        _check_detection(r, f"{source}: detection {i}")
         if r["image_id"] not in image_ids:
             raise DatasetError(f"{source}: detection {i} is for image {r['image_id']}, "
                                f"which is not in {ann_file}")
+        if r["category_id"] not in category_ids:
+            unknown_categories.add(r["category_id"])
+    if unknown_categories:
+        logger.warning("%s: detections of category ids %s, which %s does not define, are not scored",
+                       source, sorted(unknown_categories, key=str)[:10], ann_file)
+
+
+def _check_detection(r, where: str) -> None:
+    from ..data.coco import check_finite, check_segmentation
+
+    if not isinstance(r, dict):
+        raise UserError(f"{where} is {type(r).__name__}, not an object with image_id, category_id, score")
+    missing = [k for k in ("image_id", "category_id", "score") if k not in r]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}")
+    if not any(field in r for field in _TASK_FIELD.values()):
+        raise UserError(f"{where} has none of {', '.join(_TASK_FIELD.values())}: nothing to score")
+    check_finite(r["score"], "'score'", where)
+    if "mask_score" in r:
+        check_finite(r["mask_score"], "'mask_score'", where)
+    if "bbox" in r:
+        if not isinstance(r["bbox"], list) or len(r["bbox"]) != 4:
+            raise UserError(f"{where}: 'bbox' must be [x, y, width, height]")
+        check_finite(r["bbox"], "'bbox'", where)
+    if "segmentation" in r:
+        check_segmentation(r["segmentation"], where)
+    if "keypoints" in r:
+        check_finite(r["keypoints"], "'keypoints'", where)
 
 
 def format_table(metrics: dict[str, float]) -> str:
@@ -155,6 +187,9 @@ def format_table(metrics: dict[str, float]) -> str:
 def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
     """Score an existing results json; writes metrics.json and a copy of the results."""
     results = _load_results(results_file)
+    if results == []:
+        raise UserError(f"{results_file}: holds no detections (an empty list), so there is nothing "
+                        "to score; metrics.json was not written")
     metrics = evaluate_results(results, ann_file, source=str(results_file))
     _save(results, metrics, out_dir)
     return metrics
@@ -178,32 +213,54 @@ def _save(results: list, metrics: dict, out_dir) -> None:
 
 
 def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: float | None = None,
-                   batch_size: int = 1) -> dict[str, float]:
+                   batch_size: int = 1, failed: list[str] | None = None) -> dict[str, float]:
     """Run `model.predict` over the GT images, write results.json + metrics.json, return metrics.
 
     `dataset_or_paths`: a CocoDataset, an images folder, or image paths; images are matched to
-    the GT by file name.
+    the GT by file name. Results are streamed to results.json as images are done. An image that
+    cannot be read is logged, appended to `failed` and left out of the metrics (they are then
+    over the images that were read, rather than counting the unread ones as misses).
     """
     from tqdm import tqdm
 
+    from ..data.images import read_image
+
     pairs = _image_ids_and_paths(dataset_or_paths, ann_file)
     category_ids = tuple(model.cfg.model.category_ids)
-    results = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(pairs), batch_size), desc="eval", unit="batch"):
-            chunk = pairs[start: start + batch_size]
-            predictions = model.predict([str(path) for _, path in chunk])
+    failed = [] if failed is None else failed
+    results, done = [], []
+    with JsonListWriter(Path(out_dir) / "results.json") as stream, torch.no_grad():
+        for start in tqdm(range(0, len(pairs), batch_size), desc="eval", unit="batch", disable=None):
+            chunk = _readable(pairs[start: start + batch_size], read_image, failed)  # [(id, image)]
+            if not chunk:
+                continue
+            predictions = model.predict([image for _, image in chunk])
             for (image_id, _), instances in zip(chunk, predictions):
                 if score_thresh is not None:
                     instances = instances[instances.scores >= score_thresh]
-                results += instances_to_results(instances, image_id, category_ids)
+                found = instances_to_results(instances, image_id, category_ids)
+                results += found
+                stream.extend(found)
+                done.append(image_id)
     model_cfg = model.cfg.model
     # the model's heads, not its (possibly empty) output, decide which tables to print
     tasks = (["bbox"] + ["segm"] * model_cfg.mask.enabled
              + ["keypoints"] * model_cfg.keypoint.enabled)
-    metrics = evaluate_results(results, ann_file, tasks)
-    _save(results, metrics, out_dir)
+    metrics = evaluate_results(results, ann_file, tasks, image_ids=done if failed else None)
+    write_json_atomic(Path(out_dir) / "metrics.json", metrics)
     return metrics
+
+
+def _readable(pairs, read_image, failed: list[str]) -> list[tuple[int, torch.Tensor]]:
+    """[(image id, (3, H, W) image)] of the pairs whose image decodes; the others logged + listed."""
+    out = []
+    for image_id, path in pairs:
+        try:
+            out.append((image_id, read_image(path)))
+        except ImageError as exc:
+            logger.warning("skipped %s", exc)
+            failed.append(str(path))
+    return out
 
 
 def _image_ids_and_paths(source, ann_file) -> list[tuple[int, Path]]:

@@ -23,7 +23,7 @@ from ..data.loader import build_train_loader
 from ..errors import UserError
 from . import distributed
 from ..weights import load_state
-from ..fileio import torch_save_atomic
+from ..fileio import check_output_dir, torch_save_atomic
 from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
 from .recipes import RECIPES, resolve_solver
@@ -285,7 +285,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         cfg.model.weights = str(weights)
     info, dev = distributed.init(device)
     check_config(cfg, dev, info.world_size)
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)
     if not resume and (out_dir / POINTER).exists():
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it "
                         "or choose another --out")  # fmt: skip

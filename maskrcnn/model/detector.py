@@ -137,21 +137,27 @@ def _ratio(w, rw, h, rh, device) -> torch.Tensor:
     return torch.stack([rx, ry, rx, ry])
 
 
+def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(h, w) with the short side at `min_size` unless the long side would pass `max_size`.
+
+    floor(side * scale), as F.interpolate(scale_factor=scale, recompute_scale_factor=True) sizes
+    it (torchvision's resize), but at least 1: a 3000x1 image would otherwise become 0 pixels high.
+    """
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
 def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None):
     """Scale so the short side is `min_size` unless the long side would pass `max_size`."""
     h, w = image.shape[-2:]
-    scale = min(min_size / min(h, w), max_size / max(h, w))
-    image = F.interpolate(
-        image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-    )[0]
+    nh, nw = resized_size(h, w, min_size, max_size)
+    image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
     if target is None:
         return image, None
-    nh, nw = image.shape[-2:]
     target = dict(target)
     target["boxes"] = target["boxes"] * _ratio(nw, w, nh, h, image.device)
     if "masks" in target:
-        masks = target["masks"][:, None].float()
-        masks = F.interpolate(masks, scale_factor=scale, recompute_scale_factor=True)
+        masks = F.interpolate(target["masks"][:, None].float(), size=(nh, nw))
         target["masks"] = masks[:, 0].byte()
     if "keypoints" in target:
         kp = target["keypoints"].clone()

@@ -59,7 +59,7 @@ def test_onnxruntime_backend_matches_torch_backend(exported, weights, image_file
                  "--out", str(tmp_path / "ort"), *common]) == 0
     ref = json.loads((tmp_path / "torch" / "results.json").read_text())
     out = json.loads((tmp_path / "ort" / "results.json").read_text())
-    assert (tmp_path / "ort" / image_file.with_suffix(".png").name).is_file()
+    assert (tmp_path / "ort" / f"{image_file.name}.png").is_file()  # overlay: the file name + .png
     assert len(ref) == len(out) == 20
     # random weights score alike: match detections (category, box, score) rather than by rank
     unused = list(range(len(out)))

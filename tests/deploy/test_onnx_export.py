@@ -162,7 +162,7 @@ def test_zero_detections(images, image_files, tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--score-thresh", "0.99"])
     assert code == 0
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == []
-    assert (tmp_path / "out" / image_files[0].name).is_file()  # the overlay
+    assert (tmp_path / "out" / f"{image_files[0].name}.png").is_file()  # the overlay
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("1 images, 0 instances")
 
 

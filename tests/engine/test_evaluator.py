@@ -172,8 +172,8 @@ def test_results_for_unknown_image_are_refused(synth_ann, tmp_path, capsys):
 
 
 class _GroundTruthModel:
-    """Stand-in for a loaded model: `.cfg.model.category_ids` and `.predict(paths)` returning
-    the GT of each image as Instances, so every metric must be perfect."""
+    """Stand-in for a loaded model: `.cfg.model.category_ids` and `.predict(images)` returning
+    the GT of each image (recognised by its pixels) as Instances, so every metric must be perfect."""
 
     def __init__(self, ann_file):
         from types import SimpleNamespace
@@ -181,16 +181,16 @@ class _GroundTruthModel:
         from maskrcnn.data.coco import CocoDataset
 
         self.dataset = CocoDataset(ann_file)
-        self.by_path = {str(self.dataset.image_path(i)): i for i in range(len(self.dataset))}
+        self.by_pixels = {self.dataset[i][0].numpy().tobytes(): i for i in range(len(self.dataset))}
         model_cfg = SimpleNamespace(category_ids=self.dataset.category_ids,
                                     mask=SimpleNamespace(enabled=True),
                                     keypoint=SimpleNamespace(enabled=False))
         self.cfg = SimpleNamespace(model=model_cfg)
 
-    def predict(self, paths):
+    def predict(self, images):
         out = []
-        for path in paths:
-            image, target = self.dataset[self.by_path[path]]
+        for pixels in images:
+            image, target = self.dataset[self.by_pixels[pixels.numpy().tobytes()]]
             n = len(target["labels"])
             out.append(Instances(image.shape[1:], boxes=target["boxes"], labels=target["labels"],
                                  scores=torch.linspace(1.0, 0.5, n), masks=target["masks"].bool()))

@@ -1,6 +1,7 @@
 """Helpers shared by the issue-18 reliability tests (a module, not conftest, so tests import it)."""
 
 import json
+import re
 import struct
 import zlib
 
@@ -19,6 +20,8 @@ TINY_TRAIN = [
 # predict / eval options for the tiny weights: small images, every detection kept
 SMALL = ["--set", "min_size=64", "--set", "max_size=96", "--set", "box_detections_per_img=5"]
 
+PROGRESS = re.compile(r"^train: +\d+%\|")  # tqdm's bar, redrawn after each '\r'
+
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     """`maskrcnn ARGV` in this process -> (exit status, stdout, stderr)."""
@@ -30,8 +33,9 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def assert_one_line_error(err: str, command: str, *expected: str) -> str:
-    """stderr is one line 'maskrcnn COMMAND: error: ...' holding every `expected` text."""
-    lines = err.strip().splitlines()
+    """stderr is one line 'maskrcnn COMMAND: error: ...' holding every `expected` text (besides
+    the training progress bar)."""
+    lines = [line for line in err.strip().splitlines() if line.strip() and not PROGRESS.match(line)]
     assert len(lines) == 1, err
     assert lines[0].startswith(f"maskrcnn {command}: error: "), err
     for text in expected:
