@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import ImageError, UserError
+from ..errors import UserError
 from ..ops.rle import rle_to_xywh, segmentation_to_rle
 from ..structures import Instances
 from ..visualize import draw_instances
 from .coco import CocoDataset
-from .images import image_size, oriented_size
+from .images import image_size, open_image, oriented_size
 from .transforms import resized_shape
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
@@ -86,12 +86,9 @@ def _check_images(dataset: CocoDataset, errors: list[str]) -> list[tuple[int, in
 
 def _decoded_size(path: Path) -> tuple[int, int]:
     """(H, W) after EXIF orientation of a fully decoded image (a truncated file fails here)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return oriented_size(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+    with open_image(path) as image:
+        image.load()
+        return oriented_size(image)
 
 
 def _json_size(record: dict, path: Path) -> tuple[int, int]:

@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DatasetError
 from .coco_builder import CocoBuilder
-from .images import image_size
+from .images import image_size, read_mask
 
 # label id -> name of the classes with instances that the benchmark evaluates
 INSTANCE_CLASSES = {24: "person", 25: "rider", 26: "car", 27: "truck", 28: "bus", 31: "train",
@@ -54,8 +53,7 @@ def _read_image(builder: CocoBuilder, gt_path: Path, root: Path) -> None:
     image_path = image_path_for(gt_path, root)
     if not image_path.is_file():
         raise DatasetError(f"{gt_path}: its image {image_path} not found")
-    with Image.open(gt_path) as png:
-        ids = np.asarray(png).astype(np.int64)  # (H, W)
+    ids = read_mask(gt_path).astype(np.int64)  # (H, W)
     height, width = image_size(image_path)
     if ids.shape != (height, width):
         raise DatasetError(f"{gt_path}: {ids.shape[1]} x {ids.shape[0]} but its image "

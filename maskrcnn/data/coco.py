@@ -37,7 +37,7 @@ import torch
 
 from ..errors import DatasetError, ImageError
 from ..ops.rle import segmentation_to_mask
-from .images import read_image
+from .images import image_size, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +104,25 @@ class CocoDataset(torch.utils.data.Dataset):
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.images[index]["file_name"]
 
-    def __getitem__(self, index: int):
+    def check_image_headers(self) -> None:
+        """Read every image's header (not its pixels): an ImageError names the first that is not
+        an image Pillow can open or whose size is not the json's, before any training step."""
+        for index in range(len(self)):
+            self._check_size(index, *image_size(self.image_path(index)))
+
+    def _check_size(self, index: int, height: int, width: int) -> None:
         record = self.images[index]
-        image = read_image(self.image_path(index))  # (3, H, W)
-        height, width = image.shape[1:]
         if (record.get("height", height), record.get("width", width)) != (height, width):
             raise ImageError(
                 f"{self.image_path(index)}: image {record['id']} is {width}x{height} after EXIF "
                 f"orientation but {self.ann_file} says {record['width']}x{record['height']}"
             )
+
+    def __getitem__(self, index: int):
+        record = self.images[index]
+        image = read_image(self.image_path(index))  # (3, H, W)
+        height, width = image.shape[1:]
+        self._check_size(index, height, width)
         target = self._target(self._anns[record["id"]], record["id"], height, width)
         if self.transforms is not None:
             image, target = self.transforms(image, target)

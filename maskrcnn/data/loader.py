@@ -10,6 +10,10 @@
 
 Resuming at iteration N therefore only needs N: the sampler replays the index stream (cheap, no
 images are read) and skips the first N batches.
+
+A user error while loading a sample (an image whose pixels are cut short) travels to the main
+process as a `FailedSample` and is raised there as itself: one line naming the file, rather than
+a worker's traceback wrapped in the DataLoader's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..errors import UserError
 
 Key = tuple[int, int, int, int]  # (iteration, position in global batch, epoch, dataset index)
 
@@ -75,6 +81,20 @@ class ShardedBatches:
             yield [(it, pos, *batch[pos]) for pos in self.positions]
 
 
+class FailedSample:
+    """What a worker returns instead of a sample it could not load; `raise_failed` raises it."""
+
+    def __init__(self, error: UserError):
+        self.error = error
+
+
+def raise_failed(batch):
+    """The batch itself, or the user error behind it raised in this (the main) process."""
+    if isinstance(batch, FailedSample):
+        raise batch.error
+    return batch
+
+
 class TrainSamples(Dataset):
     """Looks up a Key in `dataset` with seeded augmentation and adds the model's `seed`."""
 
@@ -86,13 +106,19 @@ class TrainSamples(Dataset):
         # fork_rng restores the caller's RNG afterwards, so seeding here has no side effects.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, epoch, index))
-            image, target = self.dataset[index]
+            try:
+                image, target = self.dataset[index]
+            except UserError as exc:
+                return FailedSample(exc)
         target = dict(target, seed=derive_seed(self.seed, it, pos))
         return image, target
 
 
-def collate(batch: list) -> tuple[list, list]:
+def collate(batch: list) -> tuple[list, list] | FailedSample:
     """Images differ in size, so a batch stays two lists; the model pads."""
+    failed = [sample for sample in batch if isinstance(sample, FailedSample)]
+    if failed:
+        return failed[0]
     return [image for image, _ in batch], [target for _, target in batch]
 
 

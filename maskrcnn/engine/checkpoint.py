@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from ..errors import CheckpointError
 from ..fileio import torch_save_atomic, write_text_atomic
+from ..weights.files import load_weights_file
 
 POINTER = "last_checkpoint"
 _PERIODIC = re.compile(r"^model_(\d{7})\.pt$")
@@ -59,10 +58,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights-only errors all mean "not a checkpoint"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    state, _ = load_weights_file(path)  # the one reader: one-line errors for every bad file
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry)")
     return state

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError, save_yaml, to_dict
-from ..data.loader import build_train_loader
-from ..errors import UserError
+from ..data.loader import build_train_loader, raise_failed
+from ..errors import DatasetError, UserError
 from . import distributed
 from ..weights import load_state
 from ..fileio import check_output_dir, torch_save_atomic
@@ -60,7 +60,7 @@ class Trainer:
         limit = self.cfg.solver.time_limit * 60
         while self.iter < self.max_iter:
             start = time.perf_counter()
-            images, targets = next(batches)
+            images, targets = raise_failed(next(batches))
             self.losses = self.run_step(images, targets)
             self.seconds = time.perf_counter() - start
             self.elapsed += self.seconds
@@ -366,6 +366,10 @@ def _coco_train_set(cfg: Config):
 
     d = cfg.data
     dataset = CocoDataset(d.train_ann, d.train_images, skip_empty=d.skip_empty)
+    if len(dataset) == 0:
+        why = "no image has annotations and data.skip_empty=true" if d.skip_empty else "the file lists none"
+        raise DatasetError(f"{d.train_ann}: no training images ({why})")
+    dataset.check_image_headers()  # one header read per image: a bad file stops us now, not at its turn
     if cfg.input.hflip_prob > 0:
         flip_map = keypoint_flip_map(dataset.keypoint_names)
         dataset.transforms = RandomHorizontalFlip(cfg.input.hflip_prob, flip_map)
@@ -387,6 +391,7 @@ def _coco_evaluator(cfg: Config, eval_dir: Path) -> Callable[[nn.Module], dict]:
 
     d = cfg.data
     dataset = CocoDataset(d.val_ann, d.val_images)
+    dataset.check_image_headers()
     if dataset.category_ids != tuple(cfg.model.category_ids):
         raise ConfigError(f"{d.val_ann} has categories {dataset.category_ids[1:]} but the "
                           f"training set has {tuple(cfg.model.category_ids)[1:]}")  # fmt: skip

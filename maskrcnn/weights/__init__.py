@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..config import Config, from_dict, to_dict
@@ -24,9 +22,9 @@ from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
 from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
 from ..errors import CheckpointError
 from ..fileio import torch_save_atomic, write_bytes_atomic
+from .files import CONFIG_KEY as _CONFIG_KEY
+from .files import load_weights_file
 from .safe_pickle import load_numpy_pickle
-
-_CONFIG_KEY = "maskrcnn_config"
 
 
 def save_weights(model, path: str | Path) -> None:
@@ -75,17 +73,7 @@ def read_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict | No
 
 def _load_file(path: Path) -> tuple[object, dict | None]:
     """A safetensors file (-> tensors, its config metadata) or a torch file (weights only)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            config = json.loads(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else None
-            return load_file(str(path)), config
-        return torch.load(path, map_location="cpu", weights_only=True), None
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read weights (truncated or not a checkpoint?): {exc}") from exc
+    return load_weights_file(path)
 
 
 # Suffixes that make a --weights argument a file rather than a source name.

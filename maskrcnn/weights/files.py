@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,7 +33,9 @@ def load_weights_file(path: str | Path) -> tuple[object, dict | None]:
     try:
         if _is_safetensors(head):
             return _load_safetensors(path)
-        return torch.load(path, map_location="cpu", weights_only=True), None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise beside our error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True), None
     except Exception as exc:  # torch.load raises KeyError, UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(f"{path}: cannot read weights: {_what_it_is(head, exc)}") from None
 

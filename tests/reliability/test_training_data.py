@@ -5,8 +5,10 @@ undecodable or mis-sized image stops the run before it starts); pixels cut short
 full decode finds, stop the run at that image with one line, checkpoints before it kept."""
 
 import json
+from pathlib import Path
 
 import pytest
+from PIL import Image
 from reliability_helpers import TINY_TRAIN, assert_one_line_error, run_cli, write_png
 
 from maskrcnn.data.loader import GroupedBatches
@@ -32,7 +34,7 @@ def test_no_images(tmp_path, capsys):
     ann.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
     code, _, err = _train(capsys, ann, tmp_path, tmp_path / "run")
     assert code == 2
-    assert_one_line_error(err, "train", f"{ann}: no training images (0 images in the file)")
+    assert_one_line_error(err, "train", f"{ann}: no training images (the file lists none)")
     assert not (tmp_path / "run").exists()
 
 
@@ -43,14 +45,14 @@ def test_no_annotated_images_with_skip_empty(tmp_path, capsys):
                                "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
     code, _, err = _train(capsys, ann, tmp_path, tmp_path / "run", "data.skip_empty=true")
     assert code == 2
-    assert_one_line_error(err, "train", f"{ann}: no training images (1 images in the file, "
-                                        "none with annotations, and data.skip_empty=true)")
+    assert_one_line_error(err, "train", f"{ann}: no training images (no image has annotations and "
+                                        "data.skip_empty=true)")
 
 
 @pytest.mark.parametrize("damage, message", [
     ("text", "cannot decode image: not an image file Pillow can read"),
     ("empty", "empty file (0 bytes), not an image"),
-    ("resized", "is 40x30 but"),
+    ("resized", "is 40x30 after EXIF orientation but"),
 ])
 def test_bad_image_is_found_before_training(tmp_path, shapes, capsys, damage, message):
     data, folder = _copy(shapes, tmp_path)
@@ -70,14 +72,17 @@ def test_bad_image_is_found_before_training(tmp_path, shapes, capsys, damage, me
 
 
 def test_truncated_pixels_stop_training_at_that_image_in_one_line(tmp_path, shapes, capsys):
-    """The header is fine, so only decoding finds it, in a loader worker: one line, no traceback;
-    the checkpoint of the iteration before is kept."""
+    """A JPEG whose header is fine, so only decoding finds it, in a loader worker: one line, no
+    traceback; the checkpoint of the iteration before is kept."""
     data, folder = _copy(shapes, tmp_path)
     order = iter(GroupedBatches(len(data["images"]), batch_size=1, seed=0))  # solver.seed=0, batch 1
     next(order)
     (_, second), = next(order)  # the image of iteration 2
-    bad = folder / data["images"][second]["file_name"]
-    bad.write_bytes(bad.read_bytes()[:-400])
+    record = data["images"][second]
+    bad = folder / (Path(record["file_name"]).stem + ".jpg")  # a PNG's chunks are read with its header
+    Image.open(folder / record["file_name"]).save(bad, quality=95)
+    bad.write_bytes(bad.read_bytes()[:-600])
+    record["file_name"] = bad.name
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps(data))
     run = tmp_path / "run"

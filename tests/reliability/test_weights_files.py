@@ -73,8 +73,8 @@ def test_resume_from_a_checkpoint_holding_objects_is_the_same_error(tmp_path, ti
     path = _make(tmp_path / "model_0000010.pt", "pickled object", tiny_weights)
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
-    assert str(err.value) == f"{path}: cannot read weights: {EXPECTED['pickled object']}; save the " \
-                             "model's state_dict() instead"
+    assert str(err.value).startswith(f"{path}: cannot read weights: {EXPECTED['pickled object']}")
+    assert str(err.value).endswith("; save the model's state_dict() instead")
 
 
 def test_train_resume_with_a_damaged_last_checkpoint(tmp_path, shapes, capsys):
