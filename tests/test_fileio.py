@@ -74,3 +74,33 @@ def test_output_check_refuses_unwritable_places(tmp_path):
         with pytest.raises(OutputError, match=message) as err:
             check(path)
         assert str(err.value).startswith(f"--out {path}: ") and "\n" not in str(err.value)
+
+
+def test_json_list_writer_keeps_items_on_disk_as_they_come(tmp_path):
+    items = [{"a": 1, "b": [1.5, 2]}, {"a": 2}, {"a": "x"}]
+    with fileio.JsonListWriter(tmp_path / "r.json") as writer:
+        writer.extend(items[:2])
+        partial = tmp_path / "r.json.partial"  # what a killed run leaves: one item per line
+        assert [json.loads(line) for line in partial.read_text().splitlines()] == items[:2]
+        assert not (tmp_path / "r.json").exists()
+        writer.extend(items[2:])
+    assert json.loads((tmp_path / "r.json").read_text()) == items
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_json_list_writer_writes_what_it_has_when_stopped_by_an_error(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.JsonListWriter(tmp_path / "r.json") as writer:
+            writer.extend([{"a": 1}])
+            raise KeyboardInterrupt
+    assert json.loads((tmp_path / "r.json").read_text()) == [{"a": 1}]
+
+
+def test_read_only_filesystem_is_named(tmp_path, monkeypatch):
+    def read_only(path, mode="r", *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(fileio, "open", read_only, raising=False)  # the probe's open
+    with pytest.raises(OutputError) as err:
+        fileio.check_output_dir(tmp_path / "out")
+    assert str(err.value) == f"--out {tmp_path / 'out'}: cannot write in {tmp_path} (Read-only file system)"

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from faster_coco_eval import COCO, COCOeval_faster
 
+from ..data.images import read_image
 from ..errors import DatasetError, ImageError, UserError
 from ..fileio import JsonListWriter, write_json_atomic
 from ..ops.rle import encode_masks
@@ -223,15 +224,13 @@ def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: flo
     """
     from tqdm import tqdm
 
-    from ..data.images import read_image
-
     pairs = _image_ids_and_paths(dataset_or_paths, ann_file)
     category_ids = tuple(model.cfg.model.category_ids)
     failed = [] if failed is None else failed
     results, done = [], []
     with JsonListWriter(Path(out_dir) / "results.json") as stream, torch.no_grad():
         for start in tqdm(range(0, len(pairs), batch_size), desc="eval", unit="batch", disable=None):
-            chunk = _readable(pairs[start: start + batch_size], read_image, failed)  # [(id, image)]
+            chunk = _readable(pairs[start: start + batch_size], failed)  # [(image id, image)]
             if not chunk:
                 continue
             predictions = model.predict([image for _, image in chunk])
@@ -242,6 +241,8 @@ def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: flo
                 results += found
                 stream.extend(found)
                 done.append(image_id)
+    if failed and not done:
+        raise ImageError(f"none of the {len(pairs)} images could be read ({failed[0]}, ...); no metrics")
     model_cfg = model.cfg.model
     # the model's heads, not its (possibly empty) output, decide which tables to print
     tasks = (["bbox"] + ["segm"] * model_cfg.mask.enabled
@@ -251,7 +252,7 @@ def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: flo
     return metrics
 
 
-def _readable(pairs, read_image, failed: list[str]) -> list[tuple[int, torch.Tensor]]:
+def _readable(pairs, failed: list[str]) -> list[tuple[int, torch.Tensor]]:
     """[(image id, (3, H, W) image)] of the pairs whose image decodes; the others logged + listed."""
     out = []
     for image_id, path in pairs:

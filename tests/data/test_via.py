@@ -91,8 +91,8 @@ def test_classes_fix_the_category_order(tmp_path):
 
 def _fails(capsys, argv_result, *expected):
     assert argv_result == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
+    err = capsys.readouterr().err  # warnings for skipped regions may come before it
+    assert len([line for line in err.strip().splitlines() if ": error: " in line]) == 1
     for text in expected:
         assert text in err, err
 
