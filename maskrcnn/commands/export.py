@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import check_output_file
