@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE ...` the same on every command: several values after one --set, the
+    option repeated, or both, all collect into `args.set` in order."""
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"{help}; several after one --set or --set repeated")
+
+
 def main(argv=None) -> int:
     from .errors import UserError
 

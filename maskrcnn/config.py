@@ -237,21 +237,22 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
                 raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
 
 
-def get_value(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
+def parse_overrides(items: list[str], source: str = "--set") -> dict:
+    """`key=value` strings -> {key: value}, values parsed as YAML scalars/lists (`steps=[10,20]`)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{source}: '{item}' is not of the form key=value (--set takes the "
+                              "words after it up to the next option: put other arguments before it)")
+        key, text = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""  # `key=` clears a string
+    return overrides
 
 
 def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
-    """Apply `key=value` strings, values parsed as YAML scalars/lists (`steps=[10,20]`)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source}: '{item}' is not of the form key=value")
-        key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text.strip() else ""  # `key=` clears a string field
-        set_value(cfg, key.strip(), value, source=source)
+    """Apply `key=value` strings (see parse_overrides) onto `cfg`."""
+    for key, value in parse_overrides(overrides, source).items():
+        set_value(cfg, key, value, source=source)
     return cfg
 
 

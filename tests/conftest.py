@@ -1,4 +1,5 @@
-"""Shared fixtures: the real datasets in ../shared/data (skipped when absent) and synthetic data."""
+"""Shared fixtures: the real datasets in ../shared/data (a generated stand-in when absent) and
+synthetic data."""
 
 import os
 from pathlib import Path
@@ -10,11 +11,14 @@ SHARED_DATA = Path(os.environ.get(
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Root of the real test datasets (Penn-Fudan, COCO subsets); skips the test when absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real datasets not found at {SHARED_DATA} (set MASKRCNN_SHARED_DATA)")
-    return SHARED_DATA
+def shared_data(tmp_path_factory) -> Path:
+    """Root of the test datasets (Penn-Fudan, COCO subsets): the real ones when present, else a
+    stand-in with the same layout, file names and image sizes (tests/stand_in_data.py)."""
+    if SHARED_DATA.is_dir():
+        return SHARED_DATA
+    from stand_in_data import write_stand_in
+
+    return write_stand_in(tmp_path_factory.mktemp("stand_in_data"))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """What the command line prints when something goes wrong: one line per user error (exit 2), one
-line plus a log file for anything unexpected (exit 1), a traceback only with --debug."""
+line plus a log file for anything unexpected (exit 1), a traceback only with --debug; and `--set`,
+which has one shape on every command that has it."""
 
 import pytest
 
 from maskrcnn import cli
+from maskrcnn.config import ConfigError, parse_overrides
 from maskrcnn.errors import DatasetError
 
 
@@ -74,3 +76,53 @@ def test_warnings_are_one_line(tmp_path, capsys, monkeypatch):
     assert cli.main(_synth(tmp_path)) == 0
     assert capsys.readouterr().err == ("maskrcnn synth: warning: python warning; over two lines\n"
                                        "maskrcnn synth: warning: log warning\n")
+
+
+# the other arguments each command requires, so that only --set varies
+REQUIRED = {
+    "train": ["--model", "maskrcnn_r18_fpn", "--data", "a.json", "--images", "i", "--out", "o"],
+    "eval": ["--data", "a.json", "--out", "o"],
+    "predict": ["image.png", "--out", "o"],
+    "bench": ["--model", "m", "--images", "i"],
+    "export": ["--model", "m", "--out", "m.onnx"],
+    "check-data": ["--data", "a.json", "--out", "o"],
+    "serve": [],
+}
+FORMS = {
+    "one --set, several values": ["--set", "a=1", "b.c=[2, 3]", "d="],
+    "--set repeated": ["--set", "a=1", "--set", "b.c=[2, 3]", "--set", "d="],
+    "both": ["--set", "a=1", "b.c=[2, 3]", "--set", "d="],
+}
+
+
+def _commands_with_set() -> list[str]:
+    subparsers = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    return sorted(name for name, p in subparsers.choices.items() if "--set" in p._option_string_actions)
+
+
+def test_every_command_with_set_is_covered():
+    assert _commands_with_set() == sorted(REQUIRED)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("command", sorted(REQUIRED))
+def test_set_collects_the_same_in_every_form(command, form):
+    args = cli.build_parser().parse_args([command, *REQUIRED[command], *FORMS[form]])
+    assert args.set == ["a=1", "b.c=[2, 3]", "d="]
+    assert cli.build_parser().parse_args([command, *REQUIRED[command]]).set == []
+
+
+def test_parse_overrides_reads_yaml_values():
+    assert parse_overrides(["a=1", " b.c =[2, 3]", "d=", "e=x=y", "f=true"]) == {
+        "a": 1, "b.c": [2, 3], "d": "", "e": "x=y", "f": True}
+
+
+def test_a_word_without_equals_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="'photo.png' is not of the form key=value"):
+        parse_overrides(["a=1", "photo.png"])
+    # through the CLI: one line, exit status 2, before any data is read
+    code = cli.main(["train", *REQUIRED["train"][:-1], str(tmp_path), "--set", "solver.max_iter=1", "oops"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "maskrcnn train: error: --set: 'oops' is not of the form key=value (--set takes the words "
+        "after it up to the next option: put other arguments before it)")

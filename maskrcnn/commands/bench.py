@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import warnings
 
+from ..cli import add_set_option
+from ..config import parse_overrides
 from ..engine.benchmark import Runner, format_report, our_stage_spans, run_benchmark, summary
 from ..errors import UserError
-from .evaluate import _overrides
 from .predict import collect_images
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ def add_parser(subparsers, name: str) -> None:
                         help="box score threshold (default 0: the full 100 detections reach the mask head)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to this json file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to load_model (repeatable)")
+    add_set_option(parser, "config overrides passed to load_model")
     parser.set_defaults(run=run)
 
 
@@ -70,7 +70,7 @@ def build_runners(args) -> list[Runner]:
     from .. import load_model
 
     overrides = {"min_size": args.size, "max_size": round(args.size * 1333 / 800),
-                 "box_score_thresh": args.score_thresh, **_overrides(args.set)}
+                 "box_score_thresh": args.score_thresh, **parse_overrides(args.set)}
     variants = ([None] if args.plain else []) + list(dict.fromkeys(args.precision))
     runners = []
     for preset in dict.fromkeys(args.model):

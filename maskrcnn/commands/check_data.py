@@ -3,6 +3,7 @@ warnings and a grid of ground-truth overlays; exit status 1 when it has errors."
 
 from __future__ import annotations
 
+from ..cli import add_set_option
 from ..config import apply_overrides
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic
@@ -19,13 +20,12 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", required=True, help="folder for check.json and overlays.png")
     parser.add_argument("--model", default="maskrcnn_r50_fpn",
                         help="preset whose input size and anchors the warnings assume")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config overrides, e.g. input.max_size=1024 model.anchors.sizes=[16,32,64,128,256]")
+    add_set_option(parser, "config overrides, e.g. input.max_size=1024 model.anchors.sizes=[16,32,64,128,256]")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    cfg = apply_overrides(get_preset(args.model), args.overrides)
+    cfg = apply_overrides(get_preset(args.model), args.set)
     out = check_output_dir(args.out)
     result, dataset = check_dataset(args.data, args.images, max(cfg.input.min_size),
                                     cfg.input.max_size, min(cfg.model.anchors.sizes))

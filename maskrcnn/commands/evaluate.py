@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from ..cli import add_set_option
+from ..config import parse_overrides
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..errors import UserError
 from ..fileio import check_output_dir, write_json_atomic
@@ -28,9 +30,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="inference path: fp32 (norms folded, channels-last) or bf16 features")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="model override passed to load_model, e.g. min_size=600 or "
-                             "model.box.nms_thresh=0.6 (repeatable)")
+    add_set_option(parser, "model overrides passed to load_model, e.g. min_size=600 "
+                           "model.box.nms_thresh=0.6")
     parser.add_argument("--format", choices=["coco", "cityscapes"], default="coco",
                         help="cityscapes: also score instance AP / AP50 with the official "
                              "cityscapesscripts (--data from convert-dataset --format cityscapes, "
@@ -55,7 +56,7 @@ def run(args) -> int:
             raise UserError("--model needs --images DIR (the folder of the GT images)")
         from .. import load_model
 
-        model = load_model(args.model, weights=args.weights, precision=args.precision, **_overrides(args.set))
+        model = load_model(args.model, weights=args.weights, precision=args.precision, **parse_overrides(args.set))
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
                                  args.batch_size, failed=failed)
     print(format_table(metrics))
@@ -85,13 +86,3 @@ def _cityscapes(args) -> dict[str, float]:
     print("\n" + format_cityscapes(scores))
     return scores
 
-
-def _overrides(items: list[str]) -> dict:
-    """`key=value` strings -> keyword overrides, values parsed as YAML (`min_size=[600,800]`)."""
-    overrides = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set '{item}' is not of the form KEY=VALUE")
-        key, text = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(text)
-    return overrides

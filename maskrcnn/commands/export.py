@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 import warnings
 
+from ..cli import add_set_option
+from ..config import parse_overrides
 from ..errors import UserError
 from ..fileio import check_output_file
-from .evaluate import _overrides
 
 FORMATS = ("onnx",)
 
@@ -24,9 +25,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--format", default="onnx", help="export format (only: onnx)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16; default 17)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to load_model, e.g. box_score_thresh=0.3 or "
-                             "min_size=600 (repeatable)")
+    add_set_option(parser, "config overrides passed to load_model, e.g. box_score_thresh=0.3 "
+                           "min_size=600")
     parser.set_defaults(run=run)
 
 
@@ -40,7 +40,7 @@ def run(args) -> int:
     out = check_output_file(args.out)  # before the minutes of tracing
     if args.weights is not None:
         resolve_weights(args.weights)  # a missing file or unknown source name fails before any work
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     with warnings.catch_warnings():
         if args.weights is None:  # said below, once, instead of as a Python warning
             warnings.filterwarnings("ignore", message=".*no weights given.*")

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..cli import add_set_option
+from ..config import parse_overrides
 from ..engine.evaluator import instances_to_results
 from ..fileio import JsonListWriter, atomic_write, check_output_dir
 from ..errors import CheckpointError, ImageError, UserError
 from ..tiling import check_tile_args, predict_tiled
 from ..video import annotate_video, is_video
-from .evaluate import _overrides
 
 BACKENDS = ("torch", "onnxruntime")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -44,8 +45,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="torch backend: fp32 (norms folded, channels-last) or bf16 features (faster)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to load_model (repeatable)")
+    add_set_option(parser, "config overrides passed to load_model")
     parser.add_argument("--tile", type=int, metavar="SIZE",
                         help="large images: run on overlapping SIZE-px tiles at full resolution, merged")
     parser.add_argument("--tile-overlap", type=int, default=64, metavar="PX", help="tile overlap (default 64)")
@@ -151,7 +151,7 @@ def _load_predictor(args):
         return predictor.predict, predictor.category_ids
     from .. import load_model
 
-    overrides = {"box_score_thresh": args.score_thresh, **_overrides(args.set)}
+    overrides = {"box_score_thresh": args.score_thresh, **parse_overrides(args.set)}
     model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
                        **overrides)
     return (lambda image: model.predict(image)[0].to("cpu")), model.cfg.model.category_ids

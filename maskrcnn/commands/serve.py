@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..cli import add_set_option
+from ..config import parse_overrides
 from ..errors import UserError
-from .evaluate import _overrides
 from .predict import BACKENDS, _check_backend_args, _providers
 
 
@@ -27,8 +28,7 @@ def add_parser(subparsers, name: str) -> None:
                         help="the model drops detections below this; requests cannot go lower")
     parser.add_argument("--tile", type=int, help="default tile size for requests (off: whole images)")
     parser.add_argument("--tile-overlap", type=int, default=64)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override passed to load_model (repeatable)")
+    add_set_option(parser, "config overrides passed to load_model")
     parser.set_defaults(run=run)
 
 
@@ -66,7 +66,7 @@ def load_served_model(args):
                            max(args.min_score_thresh, predictor.info["box"]["score_thresh"]))
     from .. import load_model
 
-    overrides = {"box_score_thresh": args.min_score_thresh, **_overrides(args.set)}
+    overrides = {"box_score_thresh": args.min_score_thresh, **parse_overrides(args.set)}
     model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
                        **overrides)
 

@@ -11,6 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..cli import add_set_option
 from ..config import apply_overrides, load_yaml, set_value
 from ..weights.transfer import config_for_weights
 from ..zoo import get_preset
@@ -46,8 +47,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--out", required=True, help="run directory (config, logs, checkpoints)")
     parser.add_argument("--val-data", default="", help="validation annotations (COCO json)")
     parser.add_argument("--val-images", default="", help="validation images folder")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config overrides, e.g. solver.max_iter=100 input.min_size=[512]")
+    add_set_option(parser, "config overrides, e.g. solver.max_iter=100 input.min_size=[512]")
     parser.add_argument("--weights", default=None, metavar="SOURCE",
                         help="start from these weights: a file (ours, torchvision, mmdetection, "
                              "detectron2, a torchvision ImageNet ResNet) or a named source from "
@@ -68,7 +68,7 @@ def build_config(args):
     if args.weights:
         cfg = config_for_weights(cfg, args.weights)
         set_value(cfg, "model.weights", args.weights, source="--weights")
-    apply_overrides(cfg, args.overrides)
+    apply_overrides(cfg, args.set)
     paths = {"train_ann": args.data, "train_images": args.images,
              "val_ann": args.val_data, "val_images": args.val_images}  # fmt: skip
     for key, path in paths.items():

@@ -9,13 +9,15 @@ import pytest
 
 from maskrcnn.cli import main
 
-PENNFUDAN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
-pytestmark = pytest.mark.skipif(not PENNFUDAN.is_dir(), reason=f"Penn-Fudan images not found at {PENNFUDAN}")
+
+@pytest.fixture(scope="module")
+def images(shared_data) -> Path:
+    return shared_data / "pennfudan" / "PNGImages"
 
 
-def test_bench_reports_latency_memory_and_stages(tmp_path, capsys):
+def test_bench_reports_latency_memory_and_stages(images, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--model", "maskrcnn_r18_fpn", "--images", str(PENNFUDAN), "--size", "128",
+    code = main(["bench", "--model", "maskrcnn_r18_fpn", "--images", str(images), "--size", "128",
                  "--max-images", "2", "--repeats", "1", "--plain", "--precision", "fp32", "bf16",
                  "--json", str(out)])
     assert code == 0
@@ -30,8 +32,8 @@ def test_bench_reports_latency_memory_and_stages(tmp_path, capsys):
         assert all(v >= 0 for v in r["stages_ms"].values())
 
 
-def test_bench_rejects_bad_counts(capsys):
-    assert main(["bench", "--model", "maskrcnn_r18_fpn", "--images", str(PENNFUDAN), "--repeats", "0"]) == 2
+def test_bench_rejects_bad_counts(images, capsys):
+    assert main(["bench", "--model", "maskrcnn_r18_fpn", "--images", str(images), "--repeats", "0"]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
 
 

@@ -39,10 +39,7 @@ def exported(weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_file(shared_data):
-    path = shared_data / "pennfudan" / "PNGImages" / "FudanPed00018.png"
-    if not path.is_file():
-        pytest.skip(f"Penn-Fudan image not found at {path}")
-    return path
+    return shared_data / "pennfudan" / "PNGImages" / "FudanPed00018.png"
 
 
 def test_export_writes_the_file(exported, capsys):

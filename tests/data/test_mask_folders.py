@@ -1,8 +1,10 @@
-"""Mask-PNG folder datasets: Penn-Fudan for real, the per-instance layout on generated folders,
-and `maskrcnn convert-dataset` read back through the COCO API."""
+"""Mask-PNG folder datasets: Penn-Fudan (or its stand-in) against its PASCAL annotation files,
+the per-instance layout on generated folders, and `maskrcnn convert-dataset` read back through
+the COCO API."""
 
 import contextlib
 import io
+import re
 
 import numpy as np
 import pytest
@@ -15,28 +17,41 @@ from maskrcnn.data.mask_folders import InstanceIdPngDataset, PerInstancePngDatas
 from maskrcnn.errors import DatasetError
 
 
+def _pascal(path) -> tuple[tuple[int, int], list[list[int]]]:
+    """A Penn-Fudan annotation file -> (width, height), boxes as written (1-based, inclusive)."""
+    text = path.read_text()
+    size = tuple(int(v) for v in re.search(r"Image size \(X x Y x C\) : (\d+) x (\d+)", text).groups())
+    boxes = re.findall(r"\(Xmin, Ymin\) - \(Xmax, Ymax\) : \((\d+), (\d+)\) - \((\d+), (\d+)\)", text)
+    return size, [[int(v) for v in box] for box in boxes]
+
+
+def _pascal_files(root):
+    return sorted((root / "Annotation").glob("*.txt"))
+
+
 def test_penn_fudan_counts_and_masks_equal_png_ids(shared_data):
     root = shared_data / "pennfudan"
     dataset = InstanceIdPngDataset(root)
-    assert len(dataset) == 170
-    total = 0
+    annotations = _pascal_files(root)
+    assert [p.stem for p in annotations] == [image.stem for image, _ in dataset.items]
     for index, (image_path, (mask_path,)) in enumerate(dataset.items):
         masks = dataset.instance_masks(index)  # (N, H, W)
+        assert len(masks) == len(_pascal(annotations[index])[1]) > 0
         ids = np.asarray(Image.open(mask_path))
         instance_ids = np.unique(ids)[1:]
         # the masks partition the foreground exactly, in increasing id order
         rebuilt = (masks * instance_ids[:, None, None]).sum(0)
         assert np.array_equal(rebuilt, ids) and not (masks.sum(0) > 1).any()
-        total += len(masks)
-    assert total == 423
 
 
 def test_penn_fudan_sample_and_boxes(shared_data):
-    dataset = InstanceIdPngDataset(shared_data / "pennfudan")
-    image, target = dataset[0]  # FudanPed00001: 559 x 536, two pedestrians
-    assert image.shape == (3, 536, 559) and target["labels"].tolist() == [1, 1]
-    # the PASCAL annotation (1-based, inclusive): (160, 182) - (302, 431), (420, 171) - (535, 486)
-    assert target["boxes"].tolist() == [[159, 181, 302, 431], [419, 170, 535, 486]]
+    root = shared_data / "pennfudan"
+    dataset = InstanceIdPngDataset(root)
+    image, target = dataset[0]  # FudanPed00001: 559 x 536, two pedestrians (real data)
+    (width, height), pascal = _pascal(_pascal_files(root)[0])
+    assert image.shape == (3, height, width) and target["labels"].tolist() == [1] * len(pascal)
+    # PASCAL boxes are 1-based inclusive pixels, ours are on pixel edges: (160, 182) -> 159, 181
+    assert target["boxes"].tolist() == [[x1 - 1, y1 - 1, x2, y2] for x1, y1, x2, y2 in pascal]
     assert target["area"].tolist() == target["masks"].sum((1, 2)).tolist()
 
 
@@ -46,9 +61,11 @@ def test_convert_penn_fudan_reads_back_identically(shared_data, tmp_path):
     assert main(["convert-dataset", "--format", "pennfudan", str(root), "--out", str(out)]) == 0
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(out))
-    assert len(coco.imgs) == 170 and len(coco.anns) == 423
+    annotations = _pascal_files(root)
+    assert len(coco.imgs) == len(annotations)
+    assert len(coco.anns) == sum(len(_pascal(p)[1]) for p in annotations)
     folder, converted = InstanceIdPngDataset(root), CocoDataset(out, root)
-    for index in (0, 100, 169):
+    for index in (0, len(folder) // 2, len(folder) - 1):
         ann_ids = coco.getAnnIds(imgIds=converted.images[index]["id"])
         expected = np.stack([coco.annToMask(a) for a in coco.loadAnns(ann_ids)])
         assert np.array_equal(folder.instance_masks(index), expected)

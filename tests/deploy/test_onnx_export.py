@@ -32,10 +32,7 @@ BOX_TOL, SCORE_TOL, MASK_IOU, KEYPOINT_TOL = 1e-2, 1e-4, 0.99, 1e-2
 
 @pytest.fixture(scope="module")
 def image_files(shared_data):
-    folder = shared_data / "pennfudan" / "PNGImages"
-    if not folder.is_dir():
-        pytest.skip(f"Penn-Fudan images not found at {folder}")
-    return [folder / name for name in IMAGES]
+    return [shared_data / "pennfudan" / "PNGImages" / name for name in IMAGES]
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ released weights run, spread-out scores and heatmaps). 512 px and 10 detections 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torchvision.models import detection as tvdet
@@ -22,18 +20,11 @@ from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
 from maskrcnn.zoo import apply_kwargs, get_preset
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-PENNFUDAN = DATA / "pennfudan" / "PNGImages"
-COCO_VAL = DATA / "coco" / "keypoints-val2017-30"
-COCO_TRAIN = DATA / "coco" / "keypoints-train2017-30"
-# Penn-Fudan 536x559 and 445x761; COCO 640x429 (1 person) and 640x480 (2 people)
-IMAGES = [PENNFUDAN / "FudanPed00001.png", PENNFUDAN / "PennPed00045.png",
-          COCO_VAL / "images" / "000000465718.jpg", COCO_VAL / "images" / "000000293625.jpg"]
+# Penn-Fudan 536x559 and 395x692; COCO 429x640 (1 person) and 480x640 (2 people)
+IMAGES = ["pennfudan/PNGImages/FudanPed00001.png", "pennfudan/PNGImages/PennPed00045.png",
+          "coco/keypoints-val2017-30/images/000000465718.jpg", "coco/keypoints-val2017-30/images/000000293625.jpg"]
 INFER = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0, "box_detections_per_img": 10}
 TRAIN = {"min_size": 512, "max_size": 853, "box_batch_size_per_image": 32}  # <= 8 positives per image
-
-pytestmark = pytest.mark.skipif(not all(p.is_file() for p in IMAGES) or not COCO_TRAIN.is_dir(),
-                                reason=f"Penn-Fudan / COCO keypoint images not found under {DATA}")
 
 
 def _pair(tv_kwargs: dict, our_kwargs: dict, image: torch.Tensor, seed: int):
@@ -46,8 +37,8 @@ def _pair(tv_kwargs: dict, our_kwargs: dict, image: torch.Tensor, seed: int):
 
 
 @pytest.fixture(scope="module")
-def outputs():
-    images = [read_image(p) for p in IMAGES]
+def outputs(shared_data):
+    images = [read_image(shared_data / p) for p in IMAGES]
     ref, ours = _pair(INFER, INFER, images[0], seed=1)
     with torch.no_grad():
         expected = [ref.eval()([img])[0] for img in images]
@@ -60,7 +51,7 @@ def test_heatmaps_are_spread_out(outputs):
     assert scores.std() > 0.5
 
 
-@pytest.mark.parametrize("index", range(len(IMAGES)), ids=[p.name for p in IMAGES])
+@pytest.mark.parametrize("index", range(len(IMAGES)), ids=[p.rpartition("/")[2] for p in IMAGES])
 def test_detections_and_keypoints_match(outputs, index):
     """Each reference detection has one of ours (any order) with the same label, box within
     1e-3 px, score within 1e-4, keypoints within 1e-2 px and keypoint scores within 1e-3."""
@@ -82,8 +73,8 @@ def test_detections_and_keypoints_match(outputs, index):
 
 
 @pytest.fixture(scope="module")
-def training():
-    data = CocoDataset(COCO_TRAIN / "annotations.json")
+def training(shared_data):
+    data = CocoDataset(shared_data / "coco" / "keypoints-train2017-30" / "annotations.json")
     # 500x332 with one labelled person and two unlabelled; 640x480 with two and two
     samples = [data[3], data[4]]
     images = [s[0] for s in samples]

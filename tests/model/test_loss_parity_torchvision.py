@@ -4,8 +4,6 @@ Both models draw their random choices (training size, anchor sampling, RoI sampl
 global RNG in the same order, so one `torch.manual_seed` before each forward fixes the samples.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 from torchvision.models import detection as tvdet
@@ -17,16 +15,13 @@ from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
 from maskrcnn.zoo import apply_kwargs, get_preset
 
-PENNFUDAN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pennfudan"
 SIZE = {"min_size": 512, "max_size": 853}
 LOSSES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")
 
-pytestmark = pytest.mark.skipif(not PENNFUDAN.is_dir(), reason=f"Penn-Fudan not found at {PENNFUDAN}")
-
 
 @pytest.fixture(scope="module")
-def setup():
-    data = InstanceIdPngDataset(PENNFUDAN)
+def setup(shared_data):
+    data = InstanceIdPngDataset(shared_data / "pennfudan")
     samples = [data[i] for i in (0, 5)]  # two images with 2 and 1+ pedestrians, different sizes
     images = [s[0] for s in samples]
     targets = [{k: s[1][k] for k in ("boxes", "labels", "masks")} for s in samples]

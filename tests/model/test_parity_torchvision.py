@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from pathlib import Path
-
 import pytest
 import torch
 from torchvision_reference import harden
@@ -25,11 +23,8 @@ from maskrcnn.zoo import apply_kwargs, get_preset
 
 # 512 px instead of the default 800 keeps the suite fast; the resize path is the same code.
 SIZE = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0}
-PENNFUDAN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
-# Four images of different sizes (h x w): 536x559, 381x539, 495x750, 395x692
+# Four Penn-Fudan images of different sizes (h x w): 536x559, 381x539, 495x750, 395x692
 IMAGES = ["FudanPed00001.png", "FudanPed00007.png", "PennPed00010.png", "PennPed00045.png"]
-
-pytestmark = pytest.mark.skipif(not PENNFUDAN.is_dir(), reason=f"Penn-Fudan images not found at {PENNFUDAN}")
 
 
 @pytest.fixture(scope="module", params=["v1", "v2"])
@@ -51,8 +46,8 @@ def pair(request, images):
 
 
 @pytest.fixture(scope="module")
-def images():
-    return [read_image(PENNFUDAN / name) for name in IMAGES]
+def images(shared_data):
+    return [read_image(shared_data / "pennfudan" / "PNGImages" / name) for name in IMAGES]
 
 
 def _match(ref: dict, ours, box_tol=1e-3, score_tol=1e-4, mask_tol=1e-3) -> None:
