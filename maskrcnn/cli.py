@@ -44,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"maskrcnn.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"maskrcnn.commands.{module}":
-                continue  # command not built yet
-            raise
-        mod.add_parser(sub, name)
+        importlib.import_module(f"maskrcnn.commands.{module}").add_parser(sub, name)
         # also accepted after the sub-command; SUPPRESS keeps the global flag's value otherwise
         sub.choices[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                        help=argparse.SUPPRESS)

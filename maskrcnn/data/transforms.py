@@ -2,14 +2,13 @@
 
 Each transform is a callable `(image, target) -> (image, target)`; image is (3, H, W) float,
 target the dict a dataset yields (boxes (N, 4) xyxy, masks (N, H, W), optional keypoints
-(N, K, 3) and area (N,)). Nothing here changes pixel values beyond resampling: there is no
-photometric augmentation.
+(N, K, 3) and area (N,)). Nothing here changes pixel values: there is no photometric
+augmentation, and resizing is the model's (MaskRCNN.preprocess).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 # COCO person keypoint order; flipping an image turns each left keypoint into the right one
 COCO_KEYPOINT_NAMES = (
@@ -34,62 +33,6 @@ def keypoint_flip_map(names) -> tuple[int, ...]:
 
 
 COCO_KEYPOINT_FLIP_MAP = keypoint_flip_map(COCO_KEYPOINT_NAMES)
-
-
-class Compose:
-    def __init__(self, transforms):
-        self.transforms = list(transforms)
-
-    def __call__(self, image, target):
-        for transform in self.transforms:
-            image, target = transform(image, target)
-        return image, target
-
-
-def resized_shape(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
-    """(h, w) with the short side at `short_side`, unless the long side would pass `max_size`."""
-    scale = short_side / min(height, width)
-    if max(height, width) * scale > max_size:
-        scale = max_size / max(height, width)
-    return round(height * scale), round(width * scale)
-
-
-class Resize:
-    """Resize by short side (one size, or one drawn per image from a tuple) with a long-side cap."""
-
-    def __init__(self, min_size, max_size: int):
-        self.min_size = (min_size,) if isinstance(min_size, int) else tuple(min_size)
-        self.max_size = max_size
-
-    def __call__(self, image, target):
-        short = self.min_size[int(torch.randint(len(self.min_size), ()))]
-        height, width = image.shape[-2:]
-        new_h, new_w = resized_shape(height, width, short, self.max_size)
-        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
-                              align_corners=False)[0]
-        return image, _resize_target(target, new_w / width, new_h / height, (new_h, new_w))
-
-
-def _resize_target(target: dict, sx: float, sy: float, size: tuple[int, int]) -> dict:
-    target = dict(target)
-    scale = torch.tensor([sx, sy, sx, sy])
-    target["boxes"] = target["boxes"] * scale
-    if "area" in target:
-        target["area"] = target["area"] * (sx * sy)
-    target["masks"] = _resize_masks(target["masks"], size)
-    if "keypoints" in target:
-        keypoints = target["keypoints"].clone()  # (N, K, 3)
-        keypoints[..., 0] *= sx
-        keypoints[..., 1] *= sy
-        target["keypoints"] = keypoints
-    return target
-
-
-def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, H, W) -> (N, h, w); nearest keeps masks binary. interpolate refuses N = 0."""
-    if len(masks) == 0:
-        return masks.new_zeros((0, *size))
-    return F.interpolate(masks[None].float(), size=size, mode="nearest")[0].to(masks.dtype)
 
 
 class RandomHorizontalFlip:
@@ -118,11 +61,3 @@ def flip_target(target: dict, width: int, flip_map) -> dict:
         keypoints[keypoints[..., 2] == 0] = 0  # unlabelled keypoints stay all-zero
         target["keypoints"] = keypoints
     return target
-
-
-def build_transforms(input_cfg, train: bool, keypoint_names=COCO_KEYPOINT_NAMES) -> Compose:
-    """Transforms from an `InputConfig`: resize always; flip only for training."""
-    steps = [Resize(input_cfg.min_size if train else input_cfg.min_size[-1], input_cfg.max_size)]
-    if train and input_cfg.hflip_prob > 0:
-        steps.append(RandomHorizontalFlip(input_cfg.hflip_prob, keypoint_flip_map(keypoint_names)))
-    return Compose(steps)

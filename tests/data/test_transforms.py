@@ -1,13 +1,9 @@
-"""Transforms: flip twice = identity, left/right keypoints swap, resize sizes, boxes follow masks."""
+"""Transforms: flip twice = identity, left/right keypoints swap, boxes follow masks."""
 
-import pytest
 import torch
 
-from maskrcnn.config import InputConfig
 from maskrcnn.data.mask_folders import boxes_from_masks
-from maskrcnn.data.transforms import (COCO_KEYPOINT_FLIP_MAP, COCO_KEYPOINT_NAMES,
-                                      RandomHorizontalFlip, Resize, build_transforms,
-                                      keypoint_flip_map, resized_shape)
+from maskrcnn.data.transforms import COCO_KEYPOINT_FLIP_MAP, RandomHorizontalFlip, keypoint_flip_map
 
 
 def _sample(height=40, width=60):
@@ -56,50 +52,11 @@ def test_flip_probability_zero_changes_nothing():
     assert out_image is image and out is target
 
 
-@pytest.mark.parametrize("size, short, cap, expected", [
-    ((40, 60), 20, 1000, (20, 30)),  # short side hits 20
-    ((40, 60), 80, 100, (67, 100)),  # long side capped at 100
-    ((60, 40), 30, 1000, (45, 30)),
-])
-def test_resized_shape(size, short, cap, expected):
-    assert resized_shape(*size, short, cap) == expected
-
-
-def test_resize_scales_everything_and_boxes_follow_masks():
-    image, target = _sample()
-    out_image, out = Resize(80, 1333)(image, target)  # x2
-    assert out_image.shape == (3, 80, 120)
-    assert out["boxes"][0].tolist() == [20, 10, 60, 30]
-    assert torch.equal(out["boxes"], boxes_from_masks(out["masks"].numpy().astype(bool)))
-    assert out["keypoints"][0, 1].tolist() == [24.0, 14.0, 2.0]
-    assert torch.allclose(out["area"], out["masks"].sum((1, 2)).float())
-    assert out["masks"].dtype == torch.uint8 and set(out["masks"].unique().tolist()) == {0, 1}
-
-
-def test_resize_picks_each_listed_size():
-    image, target = _sample()
-    torch.manual_seed(0)
-    short_sides = {min(Resize((20, 30), 1000)(image, target)[0].shape[1:]) for _ in range(30)}
-    assert short_sides == {20, 30}
-
-
-def test_build_transforms_eval_uses_the_last_size_and_no_flip():
-    cfg = InputConfig(min_size=(20, 30), max_size=1000, hflip_prob=1.0)  # training would always flip
-    image, target = _sample()
-    expected_image, expected = Resize(30, 1000)(image, target)
-    out_image, out = build_transforms(cfg, train=False)(image, target)
-    assert out_image.shape == (3, 30, 45) and torch.equal(out_image, expected_image)
-    assert torch.equal(out["boxes"], expected["boxes"])
-    train_cfg = InputConfig(min_size=(30,), max_size=1000, hflip_prob=1.0)
-    train_image, _ = build_transforms(train_cfg, train=True)(image, target)
-    assert torch.equal(train_image, expected_image.flip(-1))
-
-
 def test_images_without_instances_pass_through():
     image, target = _sample()
     empty = {"boxes": target["boxes"][:0], "masks": target["masks"][:0],
              "keypoints": target["keypoints"][:0], "labels": target["labels"][:0]}
-    out_image, out = RandomHorizontalFlip(prob=1.0)(*Resize(20, 1000)(image, empty))
-    assert out_image.shape == (3, 20, 30)
-    assert out["masks"].shape == (0, 20, 30) and out["boxes"].shape == (0, 4)
+    out_image, out = RandomHorizontalFlip(prob=1.0)(image, empty)
+    assert torch.equal(out_image, image.flip(-1))
+    assert out["masks"].shape == (0, 40, 60) and out["boxes"].shape == (0, 4)
     assert out["keypoints"].shape == (0, 17, 3)
