@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..model.detector import resized_size
 from ..ops.rle import rle_to_xywh, segmentation_to_rle
 from ..structures import Instances
 from ..visualize import draw_instances
 from .coco import CocoDataset
 from .images import image_size, open_image, oriented_size
-from .transforms import resized_shape
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
 FEW_INSTANCES = 10
@@ -144,7 +144,7 @@ def _warnings(dataset: CocoDataset, anns, stats: dict, resize, smallest_anchor: 
         box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         disagree += [a["id"] for a, iou, area in zip(image_anns, ious, box_areas)
                      if iou < DISAGREE_IOU and area >= DISAGREE_MIN_AREA]
-        scale = resized_shape(height, width, *resize)[0] / height
+        scale = resized_size(height, width, *resize)[0] / height  # as the model resizes
         sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) * scale
         tiny += int((sides < smallest_anchor).sum())
         total += len(image_anns)
