@@ -174,6 +174,15 @@ class SolverConfig:
     warmup_factor: float = 0.001
     clip_grad_norm: float = 0.0  # 0 = no clipping
     amp: str = "none"  # "none" | "bf16" | "fp16"
+    # Optimiser step every `accumulate` micro-batches of ims_per_batch images: the step of a batch
+    # ims_per_batch * accumulate (in the sense of Trainer.run_step's docstring). max_iter, steps,
+    # warm-up, logging and checkpoints count optimiser steps.
+    accumulate: int = 1
+    deterministic: bool = False  # CPU: bit-identical runs; CUDA: PyTorch's deterministic algorithms
+    # The step with everything that changes the maths only by rounding: low-precision autocast
+    # (bf16 on CPUs that have it, bf16/fp16 on CUDA), channels-last, frozen norms folded into
+    # their convolutions. False (default): fp32, matching torchvision's losses.
+    fast: bool = False
     checkpoint_period: int = 5000
     keep_checkpoints: int = 3
     eval_period: int = 0  # 0 = only at the end

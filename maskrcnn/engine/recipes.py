@@ -25,12 +25,13 @@ FINETUNE_CLIP = 10.0
 
 def resolve_solver(solver: SolverConfig, num_images: int) -> None:
     """Apply `epochs` and the recipe to `solver` in place."""
+    batch = solver.ims_per_batch * solver.accumulate  # images per optimiser step
     if solver.epochs > 0:
-        solver.max_iter = max(1, math.ceil(solver.epochs * num_images / solver.ims_per_batch))
+        solver.max_iter = max(1, math.ceil(solver.epochs * num_images / batch))
     if solver.recipe == "finetune":
-        epoch = math.ceil(num_images / solver.ims_per_batch)
+        epoch = math.ceil(num_images / batch)
         _fill_defaults(solver, {
-            "base_lr": FINETUNE_LR_PER_IMAGE * solver.ims_per_batch,
+            "base_lr": FINETUNE_LR_PER_IMAGE * batch,
             "warmup_iters": max(1, min(epoch, solver.max_iter // 10)),
             "warmup_factor": 0.01,
             "schedule": "cosine",

@@ -1,8 +1,14 @@
 """The training loop: forward, check the losses, backward, step; small hooks do the rest.
 
-`Trainer` owns one iteration and the state that makes a resume exact (model, optimizer,
-scheduler, grad scaler, iteration, RNG states). Checkpoints, logging and evaluation are hooks run
-after each step. `train()` at the bottom is the whole recipe from a `Config` to a run directory.
+`Trainer` owns one iteration (an optimiser step, over `solver.accumulate` micro-batches) and the
+state that makes a resume exact (model, optimizer, scheduler, grad scaler, iteration, RNG
+states). Checkpoints, logging and evaluation are hooks run after each step. `train()` at the
+bottom is the whole recipe from a `Config` to a run directory.
+
+Iterations count optimiser steps: max_iter, the learning-rate schedule, log and checkpoint
+periods and resume all do. A checkpoint is written between steps only, so a run stopped inside
+an accumulation cycle resumes from the last step and replays the whole cycle (same images, same
+sampling seeds): the partial gradient was never part of any saved state.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 import random
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +34,7 @@ from ..fileio import check_output_dir, torch_save_atomic
 from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
 from .recipes import RECIPES, resolve_solver
+from .determinism import deterministic_mode
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
 
@@ -44,9 +52,9 @@ class Trainer:
                  device: torch.device, hooks: tuple = ()):  # fmt: skip
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.loader, self.cfg, self.device, self.hooks = loader, cfg, device, list(hooks)
-        self.amp_dtype = AMP_DTYPES.get(cfg.solver.amp)
+        self.amp_dtype = amp_dtype(cfg.solver, device)
         # Only fp16 has a range narrow enough to need loss scaling; disabled, the scaler is a no-op.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.solver.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.iter = self.max_iter = 0
         self.losses: dict[str, float] = {}
         self.lr = 0.0
@@ -71,14 +79,45 @@ class Trainer:
                 hook.after_step(self)
 
     def run_step(self, images: list, targets: list) -> dict[str, float]:
+        """One optimiser step on this process's images, split into N = solver.accumulate equal
+        micro-batches; returns the losses averaged over the micro-batches (and processes).
+
+        Each micro-batch's loss is scaled by 1/N, so the step follows the gradient of the mean of
+        the N micro-batch losses. That is the gradient of one batch of all the images when each
+        loss has the same normaliser in every micro-batch, because each is a sum over sampled
+        elements divided by their count in the micro-batch: sampled anchors (the RPN losses),
+        sampled RoIs (the box losses) and positive RoIs (mask, MaskIoU, keypoint losses). The
+        counts are equal when the samplers fill their quotas (rpn/box batch_size_per_image per
+        image, box positive_fraction positives), as they do on images with enough proposals
+        overlapping enough objects; otherwise micro-batches are weighted equally rather than by
+        their counts. Also needed: the images pad to the same size alone as together (same-sized
+        images; padding adds anchors), and no BatchNorm in training mode (batch statistics are
+        per micro-batch), as with any accumulation.
+        """
         images = [image.to(self.device) for image in images]
         targets = [{k: _to(v, self.device) for k, v in t.items()} for t in targets]
-        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
-            loss_dict = self.model(images, targets)
-        losses = self._checked_mean(loss_dict)
+        n = self.cfg.solver.accumulate
+        if len(images) % n:
+            raise ValueError(f"{len(images)} images do not split into solver.accumulate={n} micro-batches")
+        size = len(images) // n
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(sum(loss_dict.values())).backward()
+        losses: dict[str, float] = {}
+        for k in range(n):
+            part = slice(k * size, (k + 1) * size)
+            # Processes average gradients once per step, on the last micro-batch's backward.
+            sync = k == n - 1 or not hasattr(self.model, "no_sync")
+            with nullcontext() if sync else self.model.no_sync():
+                with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+                    loss_dict = self.model(images[part], targets[part])
+                micro = self._checked_mean(loss_dict)
+                self.scaler.scale(sum(loss_dict.values()) / n).backward()
+            for name, value in micro.items():
+                losses[name] = losses.get(name, 0.0) + value / n
+        self._optimizer_step()
+        return losses
+
+    def _optimizer_step(self) -> None:
         if self.cfg.solver.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -86,7 +125,6 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return losses
 
     def _checked_mean(self, loss_dict: dict) -> dict[str, float]:
         """Losses averaged over processes; every process sees the same values, so a non-finite
@@ -128,6 +166,22 @@ class Trainer:
 
 def _to(value, device):
     return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def amp_dtype(solver, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the step: solver.amp when set; in fast mode the fastest one the
+    device computes in (bf16 on CPUs with bf16 instructions and on GPUs that have it, else fp16 on
+    GPUs with loss scaling, else none); otherwise None (fp32)."""
+    if solver.amp != "none":
+        return AMP_DTYPES[solver.amp]
+    if not solver.fast:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    mkldnn = torch.backends.mkldnn
+    if device.type == "cpu" and mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def rng_state() -> dict:
@@ -238,7 +292,8 @@ def _solver_problems(s, device: torch.device, world_size: int):
         yield f"solver.amp={s.amp!r} must be none, bf16 or fp16"
     if s.amp == "fp16" and device.type != "cuda":
         yield "solver.amp=fp16 needs CUDA; use bf16 on the CPU"
-    positive = ("max_iter", "ims_per_batch", "checkpoint_period", "keep_checkpoints", "log_period")
+    positive = ("max_iter", "ims_per_batch", "accumulate", "checkpoint_period", "keep_checkpoints",
+                "log_period")  # fmt: skip
     for name in positive:
         if getattr(s, name) < 1:
             yield f"solver.{name} must be at least 1"
@@ -293,7 +348,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     resolve_solver(cfg.solver, len(train_set))
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
-    trainer = _build_trainer(cfg, model, dev)
+    trainer = build_trainer(cfg, model, dev)
     checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
     last = checkpointer.last() if resume else None
     if last is not None:
@@ -316,28 +371,37 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     if info.is_main:  # logs and files come from one process only
         trainer.hooks = _main_hooks(cfg, out_dir, checkpointer, log, evaluate)
     try:
-        trainer.train(trainer.iter, cfg.solver.max_iter)
+        with deterministic_mode(cfg.solver.deterministic, dev):
+            trainer.train(trainer.iter, cfg.solver.max_iter)
     finally:
         log.close()
     return out_dir / periodic_name(trainer.iter)
 
 
-def _build_trainer(cfg: Config, model: nn.Module | None, device: torch.device) -> Trainer:
+def build_trainer(cfg: Config, model: nn.Module | None, device: torch.device, loader=None) -> Trainer:
+    """The model (built from `cfg` unless given) on `device`, rewritten for the fast step when
+    solver.fast, with its optimizer and schedule; wrapped for several processes."""
     # One seed for everything: the initial weights (identical on every process) here; data
     # order, augmentation and the model's sampling through the loader's derived seeds.
     torch.manual_seed(cfg.solver.seed)
     np.random.seed(cfg.solver.seed)
     random.seed(cfg.solver.seed)
     model = (model if model is not None else _build_model(cfg)).to(device)
+    if cfg.solver.fast:
+        from ..model.fast_training import prepare_for_training
+
+        prepare_for_training(model)
     optimizer = build_optimizer(model, cfg.solver)
     scheduler = build_scheduler(optimizer, cfg.solver)
-    return Trainer(distributed.wrap(model, device), optimizer, scheduler, None, cfg, device)
+    return Trainer(distributed.wrap(model, device), optimizer, scheduler, loader, cfg, device)
 
 
 def _train_loader(cfg: Config, train_set, start_iter: int, info: distributed.DistInfo):
     ratios = _aspect_ratios(train_set) if cfg.data.aspect_ratio_grouping else None
+    # One loader batch is one optimiser step's images: the micro-batches of an accumulation
+    # cycle are consecutive slices of it, with the seeds the same images get in one big batch.
     return build_train_loader(
-        train_set, cfg.solver.ims_per_batch, cfg.solver.seed, start_iter=start_iter,
+        train_set, cfg.solver.ims_per_batch * cfg.solver.accumulate, cfg.solver.seed, start_iter=start_iter,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
         aspect_ratios=ratios,
     )  # fmt: skip

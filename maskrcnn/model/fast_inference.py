@@ -54,14 +54,17 @@ def prepare_for_inference(
 
 def fold_norms(model: nn.Module) -> int:
     """Fold each conv -> FrozenBN / eval BN pair into the conv; returns how many were folded."""
-    folded = 0
+    return sum(_fold_pair(parent, conv, norm) for parent, conv, norm in conv_norm_pairs(model))
+
+
+def conv_norm_pairs(model: nn.Module):
+    """(parent, conv attribute, norm attribute) for each conv the model follows by a norm."""
     for module in model.modules():
         if isinstance(module, nn.Sequential) and _is_downsample(module):
-            folded += _fold_pair(module, "0", "1")
+            yield module, "0", "1"
         for kind, pairs in _PAIRS:
             if isinstance(module, kind):
-                folded += sum(_fold_pair(module, conv, norm) for conv, norm in pairs)
-    return folded
+                yield from ((module, conv, norm) for conv, norm in pairs)
 
 
 def _is_downsample(seq: nn.Sequential) -> bool:

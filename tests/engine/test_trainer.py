@@ -53,7 +53,8 @@ def toy_samples(n: int, size: int = 64) -> list:
 
 def make_trainer(model, cfg, samples, hooks=()) -> Trainer:
     opt = build_optimizer(model, cfg.solver)
-    loader = build_train_loader(samples, cfg.solver.ims_per_batch, cfg.solver.seed)
+    # one loader batch per optimiser step, as train() builds it
+    loader = build_train_loader(samples, cfg.solver.ims_per_batch * cfg.solver.accumulate, cfg.solver.seed)
     return Trainer(model, opt, build_scheduler(opt, cfg.solver), loader, cfg,
                    torch.device("cpu"), hooks)  # fmt: skip
 
@@ -238,3 +239,122 @@ def test_time_limit_ends_the_run_and_evaluations_are_logged_with_elapsed(tmp_pat
         {"iter": 2, "elapsed": 2.0, "val/bbox/AP": 0.5}, {"iter": 3, "elapsed": 3.0, "val/bbox/AP": 0.5}]
     assert [r["iter"] for r in records if "loss" in r] == [3]
     assert trainer.state_dict()["elapsed"] == 3.0  # a resumed run continues the count
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient accumulation
+
+
+def two_object_samples(n: int, size: int = 64) -> list:
+    """n same-sized images with two rectangles each (labels 1..3), so every image has at least
+    two positive RoIs (its ground-truth boxes join the proposals)."""
+    gen = torch.Generator().manual_seed(1)
+    samples = []
+    for i in range(n):
+        image = torch.rand(3, size, size, generator=gen) * 0.2
+        boxes, masks = [], []
+        for j, (x, y, w, h) in enumerate([(3 + i, 5, 24, 20), (34, 30 + i, 22, 26)]):
+            mask = torch.zeros(size, size, dtype=torch.uint8)
+            mask[y:y + h, x:x + w] = 1
+            image[:, y:y + h, x:x + w] += 0.4 + 0.2 * j
+            boxes.append([x, y, x + w, y + h])
+            masks.append(mask)
+        samples.append((image, {"boxes": torch.tensor(boxes, dtype=torch.float32),
+                                "labels": torch.tensor([1 + i % 3, 1 + (i + 1) % 3]),
+                                "masks": torch.stack(masks)}))  # fmt: skip
+    return samples
+
+
+class LossRecorder:
+    def __init__(self):
+        self.losses = []
+
+    def after_step(self, trainer):
+        self.losses.append(dict(trainer.losses))
+
+
+def test_accumulating_two_batches_of_one_equals_one_batch_of_two():
+    """Trainer.run_step's equality conditions hold here: 8 sampled RoIs with 2 positives and 64
+    sampled anchors per image, same-sized images, FrozenBatchNorm. Then N=2 micro-batches of one
+    image step like one batch of two: same logged losses, same weights after 3 steps."""
+    from maskrcnn.model.detector import build_model
+
+    common = ["model.box.batch_size_per_image=8", "solver.base_lr=0.02", "solver.warmup_iters=0"]
+    samples = two_object_samples(6)
+    trainers, counts = [], []
+    for batch in (["solver.ims_per_batch=2"], ["solver.ims_per_batch=1", "solver.accumulate=2"]):
+        cfg = tiny_maskrcnn_cfg(*common, *batch)
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        sample_rois = model.roi_heads.sample_rois
+
+        def counting(proposals, targets, generators, sample_rois=sample_rois):
+            out = sample_rois(proposals, targets, generators)
+            counts.extend((len(lab), int((lab > 0).sum())) for lab in out[1])  # (sampled, positive)
+            return out
+
+        model.roi_heads.sample_rois = counting
+        trainers.append(make_trainer(model, cfg, samples, [LossRecorder()]))
+    start = {k: v.clone() for k, v in trainers[0].model.state_dict().items()}
+    for trainer in trainers:
+        trainer.train(0, 3)
+    big, small = (t.hooks[0].losses for t in trainers)
+    assert len(big) == len(small) == 3
+    for big_step, small_step in zip(big, small):
+        assert small_step == pytest.approx(big_step, rel=1e-5)
+    assert len(counts) == 12 and set(counts) == {(8, 2)}  # the equality's condition, checked
+    big, small = (dict(t.model.named_parameters()) for t in trainers)
+    moved = max((big[k] - start[k]).abs().max().item() for k in big)
+    assert moved > 1e-3  # a step of the wrong size (no 1/N scaling) would be far outside 1e-5
+    for name, value in big.items():
+        torch.testing.assert_close(small[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+class Interrupted(Exception):
+    """Stands for a run killed part-way (power cut, pre-emption)."""
+
+
+def _run(cfg, out, ann, *, resume=False, stop_at_call=None):
+    """train() on the synthetic set with a fresh tiny model; it raises Interrupted at the
+    `stop_at_call`-th forward (counting micro-batches)."""
+    from maskrcnn.engine.trainer import train
+    from maskrcnn.model.detector import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    plain, calls = model.forward, []
+
+    def forward(images, targets):
+        calls.append(1)
+        if len(calls) == stop_at_call:
+            raise Interrupted
+        return plain(images, targets)
+
+    model.forward = forward  # an instance attribute: the state dict is the model's own
+    train(cfg, out, resume=resume, device="cpu", model=model)
+
+
+def _synth_cfg(ann, *overrides):
+    data = [f"data.train_ann={ann}", f"data.train_images={ann.parent / 'images'}", "data.num_workers=0",
+            "input.min_size=[96]", "input.max_size=96", "solver.base_lr=0.01", "solver.warmup_iters=0"]
+    return tiny_maskrcnn_cfg(*data, *overrides)
+
+
+def _losses_by_iter(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["iter"]: {k: v for k, v in r.items() if k.startswith("loss")} for r in rows}
+
+
+def test_resume_inside_an_accumulation_cycle_continues_exactly(tmp_path, synth_ann):
+    cfg = _synth_cfg(synth_ann, "solver.ims_per_batch=1", "solver.accumulate=2", "solver.max_iter=4",
+                     "solver.checkpoint_period=1", "solver.log_period=1")  # fmt: skip
+    _run(cfg, tmp_path / "whole", synth_ann)
+    with pytest.raises(Interrupted):  # the 2nd micro-batch of step 3: half a cycle done
+        _run(cfg, tmp_path / "cut", synth_ann, stop_at_call=6)
+    assert ckpt.Checkpointer(tmp_path / "cut", 3).last().name == "model_0000002.pt"
+    _run(cfg, tmp_path / "cut", synth_ann, resume=True)
+    whole, cut = (ckpt.load_checkpoint(tmp_path / d / "model_final.pt")["model"] for d in ("whole", "cut"))
+    assert whole.keys() == cut.keys()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)  # bit for bit
+    assert _losses_by_iter(tmp_path / "cut") == _losses_by_iter(tmp_path / "whole")
+    assert sorted(_losses_by_iter(tmp_path / "cut")) == [1, 2, 3, 4]  # counted in optimiser steps

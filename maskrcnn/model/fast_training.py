@@ -1,0 +1,90 @@
+"""The fast training path: a built model rewritten to train faster with the same maths.
+
+`prepare_for_training(model)` changes a model in place, keeping every parameter, buffer and
+state-dict key (checkpoints load into an exact-mode model and back):
+- each FrozenBatchNorm2d after a convolution is folded into it at run time: the conv computes
+  with weight W * s and bias b - m * s from the norm's frozen statistics, so W stays the trained
+  parameter (its gradient is that of conv -> norm up to rounding) and the elementwise pass of
+  the norm over every activation disappears; trainable BatchNorm (batch statistics) is kept;
+- parameters and activations channels-last, the layout the CPU and GPU convolution kernels run
+  fastest on (and bf16 kernels need to avoid reorders);
+- the output layers (objectness, box deltas, class scores, mask logits, keypoint heatmaps, IoU)
+  and the RoIAlign poolers run in fp32 outside autocast: proposals, box decoding, pooling
+  positions and the logits the losses read are never quantised to bf16 / fp16.
+The trainer runs the rewritten model under autocast (`maskrcnn.engine.trainer.amp_dtype`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from .fast_inference import conv_norm_pairs, output_layers
+
+
+def prepare_for_training(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Rewrite `model` (a MaskRCNN) for the fast training step, in place; returns it."""
+    for parent, conv_name, norm_name in list(conv_norm_pairs(model)):
+        conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, FrozenBatchNorm2d):
+            fold_frozen_norm(conv, norm)
+    heads = model.roi_heads
+    poolers = [getattr(heads, name) for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
+               if hasattr(heads, name)]  # fmt: skip
+    for module in output_layers(model) + poolers:
+        run_in_fp32(module)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.backbone.channels_last = True
+    return model
+
+
+def fold_frozen_norm(conv: nn.Conv2d, norm: FrozenBatchNorm2d) -> None:
+    """conv -> norm becomes one convolution with the norm's scale and shift folded in at each
+    call (from the current buffers, so loading a checkpoint later still takes effect)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # (C,)
+        shift = norm.bias - norm.running_mean * scale
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        return conv._conv_forward(x, conv.weight * scale[:, None, None, None], shift)
+
+    conv.forward = forward
+    norm.forward = _identity
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def run_in_fp32(module: nn.Module) -> None:
+    """`module` computes in fp32 with autocast off; its tensor inputs (also inside lists) are
+    cast to fp32 and made contiguous."""
+    plain = module.forward
+
+    def forward(*args):
+        args = [_fp32(a) for a in args]
+        device = next(t for t in _tensors(args)).device.type
+        with torch.autocast(device, enabled=False):
+            return plain(*args)
+
+    module.forward = forward
+
+
+def _fp32(value):
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fp32(v) for v in value)
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float().contiguous()
+    return value
+
+
+def _tensors(values):
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            yield from _tensors(value)
+        elif isinstance(value, torch.Tensor):
+            yield value
+
