@@ -6,7 +6,7 @@ between the two models, so both see the same machine load. Ours runs the trainer
 (`Trainer.run_step`) in `--mode exact` (fp32, torchvision's losses) or `--mode fast`
 (solver.fast=true). The last line is `speedup: X.XX` (torchvision's median wall time per step
 over ours) with the same ratio of CPU time beside it.
-Usage: python benchmarks/train_vs_torchvision.py --mode exact|fast [--iters N] [--size 512]
+Usage: python benchmarks/train_vs_torchvision.py --mode exact|fast [--iters N] [--size 512] [--threads T]
 """
 
 from __future__ import annotations
@@ -95,7 +95,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=("exact", "fast"), default="exact")
     parser.add_argument("--iters", type=int, default=6, help="timed steps per model (after one warm-up)")
     parser.add_argument("--size", type=int, default=512, help="short side of the training images")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: torch's); 1 measures compute alone on a loaded machine")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     ref, ref_opt, trainer = build_pair(args.size, args.mode)
     batches = pennfudan_batches(args.iters)

@@ -9,8 +9,10 @@ state-dict key (checkpoints load into an exact-mode model and back):
 - parameters and activations channels-last, the layout the CPU and GPU convolution kernels run
   fastest on (and bf16 kernels need to avoid reorders);
 - the output layers (objectness, box deltas, class scores, mask logits, keypoint heatmaps, IoU)
-  and the RoIAlign poolers run in fp32 outside autocast: proposals, box decoding, pooling
-  positions and the logits the losses read are never quantised to bf16 / fp16.
+  run in fp32 outside autocast: proposals, box decoding and the logits the losses read are never
+  quantised to bf16 / fp16;
+- RoIAlign runs in fp32 as a sparse matrix product on the channels-last maps
+  (`ops/roi_align_sparse.py`): no NCHW copy of the maps, no per-sample scatter in backward.
 The trainer runs the rewritten model under autocast (`maskrcnn.engine.trainer.amp_dtype`).
 """
 
@@ -20,6 +22,8 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from ..ops.poolers import MultiLevelRoIAlign, assign_levels, boxes_to_rois
+from ..ops.roi_align_sparse import roi_align_sparse
 from .fast_inference import conv_norm_pairs, output_layers
 
 
@@ -32,8 +36,13 @@ def prepare_for_training(model: nn.Module, channels_last: bool = True) -> nn.Mod
     heads = model.roi_heads
     poolers = [getattr(heads, name) for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
                if hasattr(heads, name)]  # fmt: skip
-    for module in output_layers(model) + poolers:
+    for module in output_layers(model):
         run_in_fp32(module)
+    for pooler in poolers:
+        if pooler.sampling_ratio > 0:
+            pool_sparse(pooler)
+        else:  # adaptive sampling: torchvision's kernel
+            run_in_fp32(pooler)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         model.backbone.channels_last = True
@@ -57,6 +66,27 @@ def fold_frozen_norm(conv: nn.Conv2d, norm: FrozenBatchNorm2d) -> None:
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def pool_sparse(pooler: MultiLevelRoIAlign) -> None:
+    """The pooler's per-level RoIAlign computed by `roi_align_sparse`, in fp32."""
+    res = pooler.resolution
+
+    def forward(features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+        rois = boxes_to_rois(boxes)  # (N, 5)
+        levels = assign_levels(rois[:, 1:], pooler.min_level, pooler.max_level, pooler.canonical_scale,
+                               pooler.canonical_level)  # fmt: skip
+        out = features[0].new_zeros((len(rois), features[0].shape[1], res, res), dtype=torch.float32)
+        with torch.autocast(features[0].device.type, enabled=False):
+            for offset in range(min(len(features), pooler.max_level - pooler.min_level + 1)):
+                idx = torch.where(levels == offset)[0]
+                if len(idx):
+                    scale = 0.5 ** (pooler.min_level + offset)
+                    out[idx] = roi_align_sparse(features[offset], rois[idx], res, scale, pooler.sampling_ratio,
+                                                pooler.aligned)  # fmt: skip
+        return out
+
+    pooler.forward = forward
 
 
 def run_in_fp32(module: nn.Module) -> None:

@@ -1,5 +1,6 @@
 """LR schedules against hand-computed values; weight-decay parameter groups."""
 
+import copy
 import math
 
 import pytest
@@ -114,3 +115,25 @@ def test_adamw_option_builds_adamw_with_the_same_groups():
     assert isinstance(opt, torch.optim.AdamW)
     decays = sorted(g["weight_decay"] for g in opt.param_groups)
     assert decays == [0.0, 1e-4]  # conv weight decays; GN affine and biases do not
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fast_mode_fuses_the_update_without_changing_it(optimizer):
+    torch.manual_seed(0)
+    plain_model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.LayerNorm(5))  # a norm group too
+    fast_model = copy.deepcopy(plain_model)
+    plain = build_optimizer(plain_model, _solver(optimizer=optimizer))
+    fast = build_optimizer(fast_model, _solver(optimizer=optimizer, fast=True))
+    assert fast.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+    start = copy.deepcopy(plain_model[0].weight)
+    x, target = torch.randn(8, 6), torch.randn(8, 5)
+    for _ in range(4):
+        for model, opt in ((plain_model, plain), (fast_model, fast)):
+            opt.zero_grad()
+            (model(x) - target).square().sum().backward()
+            opt.step()
+    # Adam's steps are ~lr = 0.02 per element and its division by sqrt(v) lets rounding reach ~1e-5
+    tol = {"sgd": 1e-6, "adamw": 1e-4}[optimizer]
+    for p, q in zip(plain_model.parameters(), fast_model.parameters()):
+        torch.testing.assert_close(q, p, rtol=tol, atol=tol)
+    assert (plain_model[0].weight - start).abs().max() > 1e-4  # it did move
