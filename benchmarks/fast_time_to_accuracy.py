@@ -5,7 +5,7 @@ same machine load. Both are evaluated on the held-out images every `--eval-every
 (evaluation time is not counted). The target is the exact run's final held-out mask AP; the
 fast run's time to accuracy is its training time up to its first evaluation within 1 AP point
 of it. Prints wall and CPU times of both; the last line is the ratio fast-to-target / exact.
-Usage: python benchmarks/fast_time_to_accuracy.py [--iters 300] [--eval-every 30] [--work DIR]
+Usage: python benchmarks/fast_time_to_accuracy.py [--iters 300] [--eval-every 30] [--threads T] [--work DIR]
 """
 
 from __future__ import annotations
@@ -64,7 +64,11 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=300)
     parser.add_argument("--val-images", type=int, default=50)
     parser.add_argument("--work", default="/tmp/fast_time_to_accuracy")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: torch's); 1 measures compute alone on a loaded machine")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     work = Path(args.work)
     train_ann = write_synthetic_dataset(work / "train", args.train_images, seed=1, size=128)  # as the demo

@@ -91,7 +91,7 @@ def pool_sparse(pooler: MultiLevelRoIAlign) -> None:
 
 def run_in_fp32(module: nn.Module) -> None:
     """`module` computes in fp32 with autocast off; its tensor inputs (also inside lists) are
-    cast to fp32 and made contiguous."""
+    cast to fp32."""
     plain = module.forward
 
     def forward(*args):
@@ -107,7 +107,7 @@ def _fp32(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_fp32(v) for v in value)
     if isinstance(value, torch.Tensor) and value.is_floating_point():
-        return value.float().contiguous()
+        return value.float()  # the layout stays: fp32 convolutions run channels-last too
     return value
 
 
