@@ -1,6 +1,7 @@
 """Solver settings resolved when a run starts, once the training set's size is known.
 
-`solver.epochs > 0` sets max_iter to that many passes over the training images.
+`solver.epochs > 0` sets max_iter to that many passes over the training images. An optimiser
+step takes ims_per_batch x accumulate images (the batch below).
 
 `solver.recipe=finetune` (the default of `maskrcnn_effl0_fpn`) fine-tunes a pretrained trunk on a
 small dataset without tuning. It fills the solver fields that are still at their defaults (a

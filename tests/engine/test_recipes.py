@@ -15,6 +15,9 @@ def test_epochs_set_max_iter():
     resolve_solver(solver, num_images=121)
     assert solver.max_iter == 76  # ceil(2.5 * 121 / 4) = ceil(75.6)
     assert solver.base_lr == 0.02 and solver.schedule == "multistep"  # no recipe: untouched
+    accumulated = SolverConfig(epochs=2.5, ims_per_batch=2, accumulate=2)  # 4 images per step
+    resolve_solver(accumulated, num_images=121)
+    assert accumulated.max_iter == 76
 
 
 def test_finetune_recipe_scales_with_batch_data_and_run_length():
@@ -26,9 +29,9 @@ def test_finetune_recipe_scales_with_batch_data_and_run_length():
     assert lr_factor(0, solver) == pytest.approx(0.01)
     assert lr_factor(60, solver) == pytest.approx(0.5 * (1 + math.cos(math.pi * 60 / 1000)))
     assert lr_factor(1000, solver) == pytest.approx(0.0)
-    short = SolverConfig(recipe="finetune", max_iter=200, ims_per_batch=8)
+    short = SolverConfig(recipe="finetune", max_iter=200, ims_per_batch=4, accumulate=2)
     resolve_solver(short, num_images=5000)
-    assert (short.base_lr, short.warmup_iters) == (0.08, 20)  # a tenth of a short run
+    assert (short.base_lr, short.warmup_iters) == (0.08, 20)  # 8 images per step; a tenth of the run
 
 
 def test_finetune_recipe_keeps_values_given_explicitly():
