@@ -56,6 +56,12 @@ def _shape_mask(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
     radius = rng.uniform(0.07, 0.22) * size
     cx, cy = rng.uniform(0.1, 0.9, size=2) * size
     angle = rng.uniform(0, 2 * np.pi)
+    return shape_mask(kind, radius, cx, cy, angle, size)
+
+
+def shape_mask(kind: int, radius: float, cx: float, cy: float, angle: float, size: int) -> np.ndarray:
+    """(size, size) bool mask of a circle (1), triangle (2) or square (3) of circumradius
+    `radius` centred at (cx, cy), rotated by `angle` radians."""
     grid = np.arange(size) + 0.5  # pixel centres
     dx, dy = grid[None, :] - cx, grid[:, None] - cy  # (1, W), (H, 1)
     if kind == 1:
