@@ -139,3 +139,35 @@ def test_bad_tile_arguments_are_user_errors(tile, overlap):
     image, _ = _scene()
     with pytest.raises(UserError, match="tile"):
         predict_tiled(_colour_detector(), image, tile, overlap)
+
+
+def test_predict_command_with_tiles_writes_the_merged_detections(tmp_path):
+    import json
+    import warnings
+
+    from PIL import Image
+
+    import maskrcnn
+    from maskrcnn.cli import main
+    from maskrcnn.weights import save_weights
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = maskrcnn.load_model("maskrcnn_r18_fpn", precision=None, min_size=64, max_size=64, num_classes=3,
+                                    box_detections_per_img=5, class_names=["__background__", "a", "b"])
+    save_weights(built, tmp_path / "tiny.safetensors")
+    pixels = np.random.default_rng(1).integers(0, 255, (80, 100, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    code = main(["predict", str(tmp_path / "big.png"), "--model", "maskrcnn_r18_fpn", "--weights",
+                 str(tmp_path / "tiny.safetensors"), "--out", str(tmp_path / "out"), "--score-thresh", "0",
+                 "--tile", "64", "--tile-overlap", "16"])
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    model = maskrcnn.load_model("maskrcnn_r18_fpn", weights=tmp_path / "tiny.safetensors", box_score_thresh=0.0)
+    image = torch.from_numpy(pixels).permute(2, 0, 1) / 255.0
+    expected = predict_tiled(lambda tiles: [model.predict(t)[0] for t in tiles], image, 64, 16)
+    assert len(results) == len(expected) > 0
+    boxes = np.array([r["bbox"] for r in results])
+    boxes[:, 2:] += boxes[:, :2]
+    np.testing.assert_allclose(boxes, expected.boxes.numpy(), atol=1e-3)
+    assert all(r["segmentation"]["size"] == [80, 100] for r in results)
