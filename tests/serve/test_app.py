@@ -90,6 +90,17 @@ def test_score_thresh_keeps_what_scores_at_least_that(client):
     assert client.post("/v1/predict?score_thresh=high", content=png).status_code == 422
 
 
+def test_requests_cannot_go_below_the_models_floor(model):
+    png = _png(seed=1)
+    scores = sorted(float(s) for s in model.predict(_tensor(png))[0].scores)
+    floor = scores[len(scores) // 2]
+    with TestClient(create_app(_served(model, min_score_thresh=floor))) as client:
+        answer = client.post("/v1/predict?score_thresh=0.0", content=png).json()
+        assert client.get("/health").json()["min_score_thresh"] == floor
+    assert answer["score_thresh"] == floor
+    assert sorted(i["score"] for i in answer["instances"]) == pytest.approx([s for s in scores if s >= floor])
+
+
 def test_tile_query_runs_the_tiled_merge(client, model):
     png = _png(120, 150, seed=2)
     answer = client.post("/v1/predict?tile=96&tile_overlap=32", content=png).json()
