@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PENNFUDAN = ROOT.parent / "shared" / "data" / "pennfudan" / "PNGImages"
 # a seeded 2-class ResNet-18 FPN: random scores sit near 0.5, so each image gets up to 10
-# detections with masks and the whole pipeline (masks, RLE) runs; inputs at 320 px
-DEFAULT_SET = ["num_classes=2", "box_detections_per_img=10", "input.min_size=[320]", "input.max_size=480"]
+# detections with masks and the whole pipeline (masks, RLE) runs; inputs at 256 px
+DEFAULT_SET = ["num_classes=2", "box_detections_per_img=10", "input.min_size=[256]", "input.max_size=384"]
 
 
 def main() -> int:
@@ -155,7 +155,7 @@ def _free_port() -> int:
 def _row(run: dict) -> str:
     return (f"max_batch {run['max_batch']}: {run['completed']} ok, {run['errors']} errors, "
             f"p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, {run['throughput']:.2f} img/s "
-            f"({run['wall_s']:.0f} s)")
+            f"({run['wall_s']:.0f} s)" + (f"; errors like {run['error_examples']}" if run["errors"] else ""))
 
 
 if __name__ == "__main__":

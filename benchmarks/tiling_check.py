@@ -99,9 +99,9 @@ def scene(rng, width: int, height: int, tile: int, overlap: int, count: int):
         cx, cy = rng.uniform(radius + 8, width - radius - 8), rng.uniform(radius + 8, height - radius - 8)
         where = rng.integers(4)  # 0: anywhere, 1: on an x cut, 2: on a y cut, 3: on a corner
         if where in (1, 3):
-            cx = float(np.clip(rng.choice(x_cuts) + rng.uniform(-radius / 2, radius / 2), radius + 8, width - radius - 8))
+            cx = _near_cut(rng, x_cuts, radius, width)
         if where in (2, 3):
-            cy = float(np.clip(rng.choice(y_cuts) + rng.uniform(-radius / 2, radius / 2), radius + 8, height - radius - 8))
+            cy = _near_cut(rng, y_cuts, radius, height)
         if any(np.hypot(cx - px, cy - py) < radius + pr + 10 for px, py, pr in centres):
             continue
         kind = int(rng.integers(1, 4))
@@ -114,6 +114,12 @@ def scene(rng, width: int, height: int, tile: int, overlap: int, count: int):
     pixels = torch.from_numpy(np.clip(image, 0, 255).astype(np.uint8)).permute(2, 0, 1).float() / 255
     cut = [_is_cut(m, xs, ys, tile) for m in masks]
     return pixels, np.stack(masks), np.array(kinds), np.array(cut)
+
+
+def _near_cut(rng, cuts, radius, length) -> float:
+    """A coordinate within radius / 2 of a random tile cut, keeping the shape 8 px inside the image."""
+    offset = rng.choice(cuts) + rng.uniform(-radius / 2, radius / 2)
+    return float(np.clip(offset, radius + 8, length - radius - 8))
 
 
 def _place(kind, rng, radius, cx, cy, width, height) -> np.ndarray:

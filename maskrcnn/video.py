@@ -33,14 +33,21 @@ def annotate_video(predict, source, out_dir, category_ids=()) -> tuple[int, int]
     av = _import_av()
     source, out_dir = Path(source), Path(out_dir)
     container = _open(av, source)
-    counts = []
+    counts = {}
+
+    def write_video(video):
+        def write_lines(lines):
+            counts["done"] = _annotate(av, container, source.name, predict, category_ids, video, lines)
+
+        atomic_write(out_dir / f"{source.stem}.jsonl", write_lines)
+
     try:
-        atomic_write(out_dir / f"{source.stem}.mp4", lambda video: atomic_write(
-            out_dir / f"{source.stem}.jsonl", lambda lines: counts.append(
-                _annotate(av, container, source.name, predict, category_ids, video, lines))))
+        atomic_write(out_dir / f"{source.stem}.mp4", write_video)
+    except av.error.FFmpegError as exc:  # a corrupt frame part-way through
+        raise ImageError(f"{source}: cannot decode the video ({exc})") from exc
     finally:
         container.close()
-    return counts[0]
+    return counts["done"]
 
 
 def _annotate(av, container, name: str, predict, category_ids, video, lines) -> tuple[int, int]:
@@ -74,8 +81,8 @@ class _VideoWriter:
     def __init__(self, av, file, rate: Fraction, width: int, height: int):
         self.container = av.open(file, mode="w", format="mp4")
         codec = next(c for c in CODECS if c in av.codecs_available)
-        # crf 18: thin box lines and label text stay legible at small sizes
-        self.stream = self.container.add_stream(codec, rate=rate, options={"crf": "18"} if codec == "libx264" else {})
+        options = {"crf": "18"} if codec == "libx264" else {}  # thin lines and label text stay legible
+        self.stream = self.container.add_stream(codec, rate=rate, options=options)
         self.stream.width, self.stream.height = width + width % 2, height + height % 2
         self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.time_base = 1 / Fraction(rate)
