@@ -58,6 +58,7 @@ def main() -> int:
         out = predict_tiled(counted, image, args.tile, args.overlap)
     seconds = time.perf_counter() - start
     report = evaluate(out, truth, kinds, cut)
+    report.update(untiled_reference(model, image, truth, args.tile))
     report.update(image=[args.width, args.height], tile=args.tile, overlap=args.overlap, tiles=len(parts),
                   tile_detections=sum(parts), seconds=seconds, weights=str(weights),
                   score_thresh=args.score_thresh)
@@ -185,6 +186,26 @@ def evaluate(out, truth: np.ndarray, kinds: np.ndarray, cut: np.ndarray) -> dict
         "all_once_iou_0.9": bool(once.all() and (ious >= 0.9).all()),
         "per_shape": per_shape,
     }
+
+
+def untiled_reference(model, image, truth: np.ndarray, tile: int) -> dict:
+    """The same model on one tile centred on each shape (no cut, no merge): how good its masks
+    are, and how often it detects a whole shape twice itself (e.g. under two labels)."""
+    height, width = truth.shape[1:]
+    ious, twice = [], 0
+    for mask in truth:
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        y0 = int(np.clip((rows[0] + rows[-1]) // 2 - tile // 2, 0, height - tile))
+        x0 = int(np.clip((cols[0] + cols[-1]) // 2 - tile // 2, 0, width - tile))
+        with torch.inference_mode():
+            found = model.predict(image[:, y0:y0 + tile, x0:x0 + tile])[0]
+        t = mask[y0:y0 + tile, x0:x0 + tile]
+        overlaps = [float((t & p).sum() / (t | p).sum()) for p in found.masks.numpy()]
+        ious.append(max(overlaps, default=0.0))
+        twice += sum(iou >= 0.5 for iou in overlaps) > 1
+    ious = np.array(ious)
+    return {"untiled_iou_min": float(ious.min()), "untiled_iou_median": float(np.median(ious)),
+            "untiled_iou_at_least_0.9": int((ious >= 0.9).sum()), "untiled_detected_twice": int(twice)}
 
 
 if __name__ == "__main__":

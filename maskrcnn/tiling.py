@@ -3,12 +3,14 @@
 Tiles of `tile` x `tile` pixels step by `tile - overlap`; the last row and column sit flush with
 the image's edge. Each tile goes through the model like any image (choose `tile` near the
 model's input size so it is not scaled down). Where two tiles overlap they see the same pixels,
-so two detections of one object agree there: detections from different tiles with the same label
-whose masks (boxes, for models without masks) match inside the tiles' shared area with
-IoU >= `merge_iou` are one object, also transitively across many tiles; so is a sliver cut by
-its tile's edge that lies wholly in the shared area and touches the other tile's detection. Its mask takes each
-pixel from the tile that sees it farthest from a cut edge (a tile's prediction is worst where it
-lost context); its box is the union of the parts' boxes, its score their maximum.
+so two detections of one object agree there: detections from different tiles whose masks
+(boxes, for models without masks) match inside the tiles' shared area with IoU >= `merge_iou`
+are one object, also transitively across many tiles; so is a sliver cut by its tile's edge that
+lies wholly in the shared area and touches the other tile's detection. Labels need not agree: a
+tile that sees part of an object may call it something else, so the merged object takes the
+label and score of its best-scoring part. Its mask takes each pixel from the tile that sees it
+farthest from a cut edge (a tile's prediction is worst where it lost context); its box is the
+union of the parts' boxes.
 """
 
 from __future__ import annotations
@@ -121,8 +123,7 @@ def _group(parts: list[_Part], merge_iou: float, image_size) -> list[list[int]]:
                 continue
             for i in by_tile[a]:
                 for j in by_tile[b]:
-                    if parts[i].label == parts[j].label and _same_object(
-                            parts[i], parts[j], shared, merge_iou, image_size):
+                    if _same_object(parts[i], parts[j], shared, merge_iou, image_size):
                         root[find(i)] = find(j)
     groups: dict[int, list[int]] = {}
     for index in range(len(parts)):

@@ -47,10 +47,10 @@ def _colour(index):
     return (255, 120 + 20 * index, 200 - 20 * index)
 
 
-def _colour_detector(bleed=0, masks=True):
+def _colour_detector(bleed=0, masks=True, confused_when_cut=False):
     """Stub model: each shape's colour in the tile -> one detection. bleed > 0 adds a band of
     false mask pixels along the tile's edges next to the object, as a model that lost context
-    at a cut might."""
+    at a cut might; confused_when_cut gives a shape the tile cuts the other label, scoring less."""
 
     def predict(tiles):
         out = []
@@ -59,13 +59,18 @@ def _colour_detector(bleed=0, masks=True):
             found = []
             for index, (_, label, *_g) in enumerate(SHAPES):
                 mask = (rgb == _colour(index)).all(-1)
-                if mask.any():
-                    found.append((label, _with_bleed(mask, bleed) if bleed else mask))
-            boxes = torch.tensor([_box(m) for _, m in found], dtype=torch.float32).reshape(-1, 4)
-            fields = {"boxes": boxes, "scores": torch.full((len(found),), 0.9),
-                      "labels": torch.tensor([label for label, _ in found], dtype=torch.int64)}
+                if not mask.any():
+                    continue
+                cut = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+                if confused_when_cut and cut:
+                    found.append((3 - label, 0.6, mask))
+                else:
+                    found.append((label, 0.9, _with_bleed(mask, bleed) if bleed else mask))
+            boxes = torch.tensor([_box(m) for *_, m in found], dtype=torch.float32).reshape(-1, 4)
+            fields = {"boxes": boxes, "scores": torch.tensor([score for _, score, _ in found]).reshape(-1),
+                      "labels": torch.tensor([label for label, *_ in found], dtype=torch.int64)}
             if masks:
-                fields["masks"] = torch.from_numpy(np.stack([m for _, m in found]) if found
+                fields["masks"] = torch.from_numpy(np.stack([m for *_, m in found]) if found
                                                    else np.zeros((0, *tile.shape[1:]), bool))
             out.append(Instances(tile.shape[1:], ("bg", "a", "b"), **fields))
         return out
@@ -116,6 +121,18 @@ def test_each_shape_once_with_its_whole_mask(bleed):
     boxes = np.array([_box(t) for t in truth])
     if bleed == 0:
         np.testing.assert_allclose(out.boxes[best].numpy(), boxes)
+
+
+def test_a_part_the_tile_cuts_may_carry_another_label_the_best_part_names_the_object():
+    image, truth = _scene()
+    out = predict_tiled(_colour_detector(confused_when_cut=True), image, TILE, OVERLAP)
+    assert len(out) == len(SHAPES)
+    best = np.array([[_iou(t, p) for p in out.masks.numpy()] for t in truth]).argmax(1)
+    # the long rectangle is cut by every tile that sees it: its parts all carry the wrong label
+    expected = [label for _, label, *_ in SHAPES]
+    expected[1] = 3 - expected[1]
+    assert out.labels[best].tolist() == expected
+    assert out.scores[best].tolist() == pytest.approx([0.6 if i == 1 else 0.9 for i in range(len(SHAPES))])
 
 
 def test_boxes_only_models_merge_by_box():
