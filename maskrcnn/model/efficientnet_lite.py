@@ -65,10 +65,13 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad order: width first
-            k, s = self.kernel_size[0], self.stride[0]
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            # A traced graph (ONNX export) sees padded images, whose sizes every stride divides;
+            # tracing the remainder would freeze the export size's padding into the graph.
+            rest = 0 if torch.jit.is_tracing() else size % s
+            total = max(k - (rest or s), 0)  # = (ceil(size / s) - 1) * s + k - size
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads))
 

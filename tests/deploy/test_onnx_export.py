@@ -190,6 +190,19 @@ def test_keypoint_model(images, tmp_path):
     assert_matches(ref, out)
 
 
+def test_efficientnet_lite_model_matches_torch_at_other_sizes(images, tmp_path):
+    # TensorFlow "SAME" padding of the stride-2 convolutions must not freeze the export size
+    model = _model("maskrcnn_effl0_fpn", box_score_thresh=0.0, box_detections_per_img=20,
+                   rpn_post_nms_top_n_test=300)
+    _export(model, tmp_path / "effl0.onnx")  # (GroupNorm's batch-size check warns, harmlessly)
+    predictor = OnnxPredictor(tmp_path / "effl0.onnx")
+    for image in images:
+        assert tuple(predictor.resize(image).shape[-2:]) != EXPORT_SIZE
+        ref = model.predict(image)[0]
+        assert len(ref) == 20
+        assert_matches(ref, predictor.predict(image))
+
+
 def test_runner_score_thresh_filters_like_the_model(mask_export, images, mask_predictions):
     """A threshold raised in the runner (after NMS) keeps exactly what the model keeps with it
     before NMS: lower-scoring boxes never suppress higher ones, and the top-k are the best."""
