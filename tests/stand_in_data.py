@@ -30,9 +30,13 @@ from maskrcnn.data.transforms import COCO_KEYPOINT_NAMES
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
             [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 PERSON = {"id": 1, "name": "person", "supercategory": "person"}
-# non-contiguous ids, as COCO's: the id -> label mapping is not the identity
-INSTANCE_CATEGORIES = [PERSON, {"id": 44, "name": "disc", "supercategory": "shape"},
-                       {"id": 90, "name": "box", "supercategory": "shape"}]
+# (id, name, supercategory, corners, aspect): non-contiguous ids as COCO's, so the id -> label
+# mapping is not the identity; families of similar shapes, as COCO's supercategories
+SHAPES = [(3, "disc", "round", 24, 1.0), (7, "ellipse", "round", 24, 0.6), (13, "oval", "round", 24, 1.6),
+          (22, "square", "angular", 4, 1.0), (27, "diamond", "angular", 4, 1.5), (35, "triangle", "angular", 3, 1.0),
+          (41, "pentagon", "angular", 5, 1.0), (44, "hexagon", "angular", 6, 1.0), (62, "bar", "long", 4, 0.25),
+          (90, "plank", "long", 4, 0.4)]
+INSTANCE_CATEGORIES = [PERSON, *({"id": i, "name": n, "supercategory": f} for i, n, f, _, _ in SHAPES)]
 KEYPOINT_CATEGORIES = [{**PERSON, "keypoints": list(COCO_KEYPOINT_NAMES), "skeleton": SKELETON}]
 LIMBS = [(5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16)]  # joint pairs
 
@@ -55,7 +59,7 @@ KEYPOINT_SUBSETS = {
 # worst error is 3e-4..9e-4 px on 12 real Penn-Fudan images, and 4e-4..2e-3 on synthetic scenes.
 # With this seed the four parity scenes give 5e-4..7e-4, inside the real images' range.
 PENNFUDAN_SEED = 1
-INSTANCE_SUBSETS = {"val2017-32": (8, 1), "train2017-6": (4, 2), "train2017-16": (5, 3)}
+INSTANCE_SUBSETS = {"val2017-32": (8, 1), "train2017-6": (6, 2), "train2017-16": (6, 3)}
 
 
 def write_stand_in(root) -> Path:
@@ -103,13 +107,15 @@ def _segment(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
     return np.array([a + normal, b + normal, b - normal, a - normal])
 
 
-def _shape(rng, width: int, height: int, kind: str):
-    """A disc or a rotated square as one polygon."""
-    radius = rng.uniform(0.05, 0.2) * min(width, height)
-    centre = rng.uniform(0.15, 0.85, size=2) * [width, height]
-    corners = 24 if kind == "disc" else 4
-    angles = np.linspace(0, 2 * np.pi, corners, endpoint=False) + rng.uniform(0, np.pi)
-    return [(centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)).ravel().tolist()]
+def _shape(rng, width: int, height: int, corners: int, aspect: float):
+    """A rotated regular polygon (24 corners: a disc) stretched by `aspect`, as one polygon."""
+    radius = rng.uniform(0.03, 0.12) * min(width, height)
+    centre = rng.uniform(0.1, 0.9, size=2) * [width, height]
+    angles = np.linspace(0, 2 * np.pi, corners, endpoint=False)
+    points = np.stack([np.cos(angles), aspect * np.sin(angles)], 1) * radius
+    turn = rng.uniform(0, np.pi)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    return [(centre + points @ rotation.T).ravel().tolist()]
 
 
 def _rasterize(polygons: list[list[float]], width: int, height: int) -> np.ndarray:
@@ -199,7 +205,7 @@ def _write_coco(folder: Path, specs, rng, keypoints: bool) -> None:
         elif index == 1:
             objects = []  # an image without annotations stays in a dataset
         else:
-            objects = _things(rng, width, height)
+            objects = _things(rng, width, height, first=7 * index)
         pixels = _scene(rng, width, height, [o["polygons"] for o in objects])
         Image.fromarray(pixels).save(folder / "images" / file_name, quality=92)
         for obj in objects:
@@ -235,19 +241,24 @@ def _visibility(rng, points: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([np.where(inside[:, None], xy, 0), v[:, None]], axis=1)
 
 
-def _things(rng, width, height) -> list[dict]:
-    """2-6 non-overlapping people, discs and boxes."""
-    makers = {"person": lambda: _figure(rng, width, height, (0.2, 0.8)),
-              "disc": lambda: (_shape(rng, width, height, "disc"), None),
-              "box": lambda: (_shape(rng, width, height, "box"), None)}
+def _things(rng, width, height, first: int) -> list[dict]:
+    """8-16 non-overlapping people and shapes, their categories in turn from `first` on, so a few
+    images hold every category."""
     taken, objects = np.zeros((height, width), bool), []
-    for _ in range(int(rng.integers(2, 7))):
-        kind = str(rng.choice(list(makers)))
-        found = _place(width, height, makers[kind], taken)
+    for index in range(int(rng.integers(8, 17))):
+        category = INSTANCE_CATEGORIES[(first + index) % len(INSTANCE_CATEGORIES)]
+        found = _place(width, height, _maker(rng, width, height, category), taken)
         if found is not None:
-            category = next(c["id"] for c in INSTANCE_CATEGORIES if c["name"] == kind)
-            objects.append({"polygons": found[0], "category_id": category, "mask": found[2]})
+            objects.append({"polygons": found[0], "category_id": category["id"], "mask": found[2]})
     return objects
+
+
+def _maker(rng, width, height, category: dict):
+    """() -> (polygons, None) of one random object of `category`."""
+    if category is PERSON:
+        return lambda: _figure(rng, width, height, (0.15, 0.5))
+    corners, aspect = next((c, a) for i, _, _, c, a in SHAPES if i == category["id"])
+    return lambda: (_shape(rng, width, height, corners, aspect), None)
 
 
 def _annotation(obj: dict, ann_id: int, image_id: int, width: int, height: int) -> dict:

@@ -3,6 +3,7 @@ from the json on real data; every error listed with its file; the warnings fire 
 to trigger them."""
 
 import json
+import re
 import statistics
 
 import pytest
@@ -70,7 +71,10 @@ def test_penn_fudan(shared_data, tmp_path):
     code, report = _check(tmp_path / "pf.json", root, tmp_path / "out")
     assert code == 0 and report["errors"] == []
     _assert_stats_match(report, data)
-    assert report["stats"]["instances_per_class"] == {"person": 423}
+    # the count the dataset's PASCAL annotation files give (423 for the real Penn-Fudan)
+    pascal = [re.search(r"Objects with ground truth : (\d+)", p.read_text())[1]
+              for p in (root / "Annotation").glob("*.txt")]
+    assert report["stats"]["instances_per_class"] == {"person": sum(map(int, pascal))}
     assert (tmp_path / "out" / "overlays.png").is_file()
 
 
