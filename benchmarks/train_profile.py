@@ -2,7 +2,7 @@
 Penn-Fudan at 512 px, the set-up of train_vs_torchvision.py), per stage and per operator.
 
 Forward stages are timed by module hooks, the optimiser by its step hooks; backward is the rest
-of the step. Usage: python benchmarks/train_profile.py --mode exact|fast [--iters 2] [--size 512]
+of the step. Usage: python benchmarks/train_profile.py --mode exact|fast [--iters 2] [--size 512] [--threads T]
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=("exact", "fast"), default="exact")
     parser.add_argument("--iters", type=int, default=2, help="profiled steps (after one warm-up)")
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     _, _, trainer = build_pair(args.size, args.mode)
     model = trainer.model
