@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 from ..cli import add_set_option
 from ..config import parse_overrides
@@ -32,7 +33,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--plain", action="store_true",
                         help="also measure the model as built (no folding, NCHW, fp32): the 'before'")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
-    parser.add_argument("--onnx", metavar="FILE", help="also measure this .onnx with ONNX Runtime")
+    parser.add_argument("--onnx", metavar="FILE", nargs="+", default=[],
+                        help="also measure these .onnx files (fp32 or int8) with ONNX Runtime")
     parser.add_argument("--max-images", type=int, default=4, help="use the first N images")
     parser.add_argument("--repeats", type=int, default=2, help="passes over the images")
     parser.add_argument("--score-thresh", type=float, default=0.0,
@@ -82,11 +84,13 @@ def build_runners(args) -> list[Runner]:
                                    precision=precision, compile=args.compile, **overrides)
             runners.append(Runner(f"{prefix} {precision or 'plain'}",
                                   _torch_runner(model, torch.device(args.device)), our_stage_spans(model)))
-    if args.onnx:
+    for path in args.onnx:
         from ..deploy.onnx_runner import OnnxPredictor
 
-        predictor = OnnxPredictor(args.onnx)
-        runners.append(Runner("onnxruntime", lambda image: len(predictor.predict(image))))
+        predictor = OnnxPredictor(path)
+        kind = "int8" if "quantization" in predictor.info else "fp32"
+        runners.append(Runner(f"onnxruntime {kind} {Path(path).name}",
+                              (lambda p: lambda image: len(p.predict(image)))(predictor)))
     return runners
 
 

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..fileio import check_output_file
 
 FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -25,6 +26,13 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--format", default="onnx", help="export format (only: onnx)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16; default 17)")
+    parser.add_argument("--quantize", choices=QUANTIZE, help="int8: static QDQ quantisation for "
+                        "onnxruntime (int8 per-channel weights, uint8 activations; output layers "
+                        "stay float); needs --calibration-images")
+    parser.add_argument("--calibration-images", metavar="DIR",
+                        help="images (a folder or files) whose activation ranges calibrate --quantize")
+    parser.add_argument("--calibration-count", type=int, default=16, metavar="N",
+                        help="use the first N calibration images (default 16)")
     add_set_option(parser, "config overrides passed to load_model, e.g. box_score_thresh=0.3 "
                            "min_size=600")
     parser.set_defaults(run=run)
@@ -38,6 +46,7 @@ def run(args) -> int:
     if args.format not in FORMATS:
         raise UserError(f"unsupported --format '{args.format}' (supported: {', '.join(FORMATS)})")
     out = check_output_file(args.out)  # before the minutes of tracing
+    calibration = _calibration_files(args)
     if args.weights is not None:
         resolve_weights(args.weights)  # a missing file or unknown source name fails before any work
     overrides = parse_overrides(args.set)
@@ -46,9 +55,46 @@ def run(args) -> int:
             warnings.filterwarnings("ignore", message=".*no weights given.*")
         model = load_model(args.model, weights=args.weights, **overrides)
     start = time.perf_counter()
-    meta = export_onnx(model, out, opset=args.opset)
+    if calibration:
+        meta = _export_int8(model, out, args.opset, calibration)
+    else:
+        meta = export_onnx(model, out, opset=args.opset)
     size_mb = out.stat().st_size / 1e6
-    print(f"wrote {out} ({size_mb:.1f} MB, opset {args.opset}, outputs: {', '.join(meta['outputs'])}) "
+    kind = f", int8 with {len(meta['quantization']['float_nodes'])} float layers" if calibration else ""
+    print(f"wrote {out} ({size_mb:.1f} MB, opset {args.opset}{kind}, outputs: {', '.join(meta['outputs'])}) "
           f"in {time.perf_counter() - start:.1f} s"
           + ("; random weights (no --weights given)" if args.weights is None else ""))
     return 0
+
+
+def _calibration_files(args) -> list[Path]:
+    """The calibration images --quantize needs (checked before any work); [] without it."""
+    from .predict import collect_images
+
+    if args.quantize is None:
+        if args.calibration_images:
+            raise UserError("--calibration-images only applies with --quantize int8")
+        return []
+    if not args.calibration_images:
+        raise UserError("--quantize int8 needs --calibration-images DIR (a few images like those "
+                        "the model will see)")
+    if args.calibration_count < 1:
+        raise UserError(f"--calibration-count must be at least 1, got {args.calibration_count}")
+    return collect_images([args.calibration_images])[: args.calibration_count]
+
+
+def _export_int8(model, out: Path, opset: int, files: list[Path]) -> dict:
+    """Export float to a temporary file, then quantise it with `files` as calibration."""
+    import tempfile
+
+    from ..data.images import read_image
+    from ..deploy.onnx_export import export_onnx
+    from ..deploy.onnx_runner import OnnxPredictor
+    from ..deploy.quantize import output_layer_keys, quantize_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        export_onnx(model, float_path, opset=opset)
+        resize = OnnxPredictor(float_path).resize  # the runner's resize: calibrate on what it feeds
+        images = (resize(read_image(f)) for f in files)
+        return quantize_onnx(float_path, out, images, output_layer_keys(model))

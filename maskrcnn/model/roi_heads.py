@@ -119,8 +119,9 @@ class RoIHeads(nn.Module):
 
     # -- inference --------------------------------------------------------------------------
     def _infer(self, features, proposals, image_sizes):
-        # RoIAlign reads fp32 NCHW maps (no-op unless the fast path made them bf16 / channels-last)
-        features = [f.float().contiguous() for f in features]
+        # RoIAlign reads fp32 (or float64) NCHW maps: a no-op unless the fast path made them bf16 /
+        # channels-last; float64 stays float64 for the exactness referee (tests/model/exactness.py)
+        features = [(f if f.dtype == torch.float64 else f.float()).contiguous() for f in features]
         logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, proposals)))
         dets = detect_boxes(logits, deltas, proposals, image_sizes, self.coder, self.cfg.box)
         results = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
