@@ -30,8 +30,7 @@ def test_no_less_exact_than_torchvision(kind, seed, shared_data):
     ref, plain = build_pair(kind, seed, image, **size)
     truth = run_ours(float64_model(plain), image)
     cut = score_cut(truth, ref.roi_heads.score_thresh, size["box_detections_per_img"])
-    assert truth.boxes.dtype == torch.float64 and len(truth) > 0
-    assert float(truth.scores.max()) > cut + 0.1, "the reference detects too little"
+    assert truth.boxes.dtype == torch.float64 and len(truth) == size["box_detections_per_img"]
 
     theirs = compare(truth, run_torchvision(ref, image), cut)
     assert theirs.matched >= len(truth) - 2 and theirs.worst("box") > 0  # fp32 is not float64
