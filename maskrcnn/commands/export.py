@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 from ..cli import add_set_option
 from ..config import parse_overrides
