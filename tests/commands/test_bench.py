@@ -37,9 +37,9 @@ def test_bench_rejects_bad_counts(images, capsys):
     assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
-def test_bench_measures_several_presets_in_one_run(tmp_path, capsys):
+def test_bench_measures_several_presets_in_one_run(images, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--model", "maskrcnn_effl0_fpn", "maskrcnn_r18_fpn", "--images", str(PENNFUDAN),
+    code = main(["bench", "--model", "maskrcnn_effl0_fpn", "maskrcnn_r18_fpn", "--images", str(images),
                  "--size", "96", "--max-images", "1", "--repeats", "1", "--precision", "fp32", "--score-thresh", "0.5",
                  "--json", str(out)])
     assert code == 0
@@ -47,6 +47,6 @@ def test_bench_measures_several_presets_in_one_run(tmp_path, capsys):
     assert runners == ["maskrcnn_effl0_fpn fp32", "maskrcnn_r18_fpn fp32"]
     assert "maskrcnn_effl0_fpn fp32" in capsys.readouterr().out
     argv = ["bench", "--model", "maskrcnn_effl0_fpn", "maskrcnn_r18_fpn", "--weights", str(out),
-            "--images", str(PENNFUDAN)]
+            "--images", str(images)]
     assert main(argv) == 2
     assert "--weights fits one --model" in capsys.readouterr().err
