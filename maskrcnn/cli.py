@@ -12,6 +12,7 @@ and decides what the user sees when something goes wrong:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -107,21 +108,18 @@ class _OneLine(logging.Formatter):
         return f"{self.prefix}: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
 
 
-class _one_line_log:
+@contextlib.contextmanager
+def _one_line_log(prefix: str):
     """The package's log warnings as `maskrcnn CMD: warning: ...` on stderr while a command runs."""
-
-    def __init__(self, prefix: str):
-        self.handler = logging.StreamHandler(sys.stderr)
-        self.handler.setFormatter(_OneLine(prefix))
-        self.handler.setLevel(logging.WARNING)
-        self.logger = logging.getLogger("maskrcnn")
-
-    def __enter__(self):
-        self.handler.setStream(sys.stderr)  # the stream of this moment (pytest swaps it)
-        self.logger.addHandler(self.handler)
-
-    def __exit__(self, *exc):
-        self.logger.removeHandler(self.handler)
+    handler = logging.StreamHandler(sys.stderr)  # the stream of this moment (pytest swaps it)
+    handler.setFormatter(_OneLine(prefix))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("maskrcnn")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _write_crash_log(command: str, argv: list[str]) -> Path | None:

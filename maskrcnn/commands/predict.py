@@ -66,7 +66,10 @@ def collect_images(inputs: list[str]) -> list[Path]:
             raise ImageError(f"{path}: no such image file or folder")
     if not paths:
         raise UserError(f"no images found in {', '.join(inputs)}")
-    return list({p.resolve(): p for p in reversed(paths)}.values())[::-1]  # first of duplicates
+    unique = {}
+    for path in paths:  # a file given twice (or inside a folder also given) is done once
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def overlay_names(paths: list[Path]) -> dict[Path, Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from PIL import Image
 from reliability_helpers import SMALL, read_json, run_cli, write_png
 
-from maskrcnn.commands.predict import overlay_names
+from maskrcnn.commands.predict import collect_images, overlay_names
 
 
 def test_same_stem_and_same_name_in_two_folders(tmp_path, tiny_weights, capsys):
@@ -37,3 +37,10 @@ def test_names_are_unique_and_stay_under_out():
         "a/b.png.png", "x/a/b.png.png", "c.jpg.png", "c.png.png", "d1/img/q.jpg.png", "d2/img/q.jpg.png",
         "q.jpg.png"]
     assert not any(n.is_absolute() or ".." in n.parts for n in names.values())
+
+
+def test_an_image_given_twice_is_done_once_in_first_place(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / name, 4, 4)
+    paths = collect_images([str(tmp_path / "c.png"), str(tmp_path), str(tmp_path / "a.png")])
+    assert [p.name for p in paths] == ["c.png", "a.png", "b.png"]
