@@ -22,6 +22,7 @@ from .errors import ConfigError
 @dataclass
 class BackboneConfig:
     arch: str = "resnet"  # "resnet" (depth, groups, width) | "efficientnet_lite0" .. "efficientnet_lite4"
+    kind: str = "fpn"  # "fpn": trunk + FPN, P2..P6 | "c4": trunk cut after conv4 (stride 16), res5 per RoI
     depth: int = 50  # 18, 34, 50, 101, 152
     groups: int = 1  # ResNeXt cardinality (32 or 64)
     width_per_group: int = 64  # ResNeXt bottleneck width (4 for 32x4d / 64x4d)
@@ -84,7 +85,7 @@ class RoIAlignConfig:
 
 @dataclass
 class BoxHeadConfig:
-    head: str = "2fc"  # "2fc" (v1) | "4conv1fc" (v2)
+    head: str = "2fc"  # "2fc" (v1) | "4conv1fc" (v2) | "avgpool" (C4: average of res5's 7x7 output)
     norm: str = "none"  # "none" | "bn" (v2 conv layers)
     pooler_resolution: int = 7
     fc_dim: int = 1024
@@ -105,9 +106,15 @@ class BoxHeadConfig:
 @dataclass
 class MaskHeadConfig:
     enabled: bool = True
-    pooler_resolution: int = 14
-    conv_dims: tuple[int, ...] = (256, 256, 256, 256)
+    pooler_resolution: int = 14  # FPN; C4 heads read res5's output of the box pooler's RoIs
+    resolution: int = 28  # mask size m (m x m); the FCN upsamples its input by m / input size
+    head: str = "fcn"  # "fcn" | "mlp" (the paper's fc mask head, Table 2e)
+    conv_dims: tuple[int, ...] = (256, 256, 256, 256)  # fcn: one 3x3 conv per entry
+    deconv_dim: int = 0  # fcn: channels of the upsampling deconv; 0 = as its input (C4: 256)
+    mlp_dims: tuple[int, ...] = (1024, 1024)  # mlp: hidden fc widths
     norm: str = "none"  # "none" | "bn" (v2)
+    loss: str = "sigmoid"  # "sigmoid" (per-class binary, the paper's) | "softmax" (over classes per pixel)
+    class_agnostic: bool = False  # one mask for every class
     loss_weight: float = 1.0
 
 
@@ -137,6 +144,7 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_pooler: str = "roialign"  # "roialign" | "roipool" | "roiwarp" (paper Table 2c)
     roi_align: RoIAlignConfig = field(default_factory=RoIAlignConfig)
     box: BoxHeadConfig = field(default_factory=BoxHeadConfig)
     mask: MaskHeadConfig = field(default_factory=MaskHeadConfig)

@@ -15,6 +15,12 @@ class ImageList:
     image_sizes: list[tuple[int, int]]
 
 
+def split_per_image(x: torch.Tensor, counts: list) -> list[torch.Tensor]:
+    """Rows of a batch (sum(counts), ...) back per image. A single image takes all the rows, so
+    that a traced graph does not freeze its row count."""
+    return [x] if len(counts) == 1 else list(x.split(counts))
+
+
 class Instances:
     """Per-instance fields of one image, all of the same length N.
 

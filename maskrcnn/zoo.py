@@ -50,6 +50,22 @@ def _resnet_fpn(name: str, depth: int, groups: int = 1, width: int = 64) -> Conf
     return cfg
 
 
+def maskrcnn_c4(name: str, depth: int) -> Config:
+    """The paper's ResNet-C4 model (Fig. 4 left, the backbone of its Table 2 ablations): trunk up
+    to conv4 (stride 16), a one-map RPN with all 15 anchors (32-512 x 3 ratios) per cell, RoIs
+    pooled 14 x 14 -> res5 -> 7 x 7 x 2048, averaged for the box branch and upsampled (deconv
+    2x2/2 to 14 x 14 x 256, 1x1 conv) into 14 x 14 masks. 64 sampled RoIs per image and 300
+    test proposals, as in the paper."""
+    cfg = _resnet_fpn(name, depth)
+    m = cfg.model
+    m.backbone.kind = "c4"
+    m.rpn.pre_nms_topk_train, m.rpn.pre_nms_topk_test = 12000, 6000  # one level holds every anchor
+    m.rpn.post_nms_topk_test = 300
+    m.box.head, m.box.pooler_resolution, m.box.batch_size_per_image = "avgpool", 14, 64
+    m.mask.conv_dims, m.mask.deconv_dim, m.mask.resolution = (), 256, 14
+    return cfg
+
+
 def keypointrcnn_r50_fpn() -> Config:
     """torchvision's keypointrcnn_resnet50_fpn: person boxes + 17 COCO keypoints, no masks; its
     released weights run FrozenBN with eps 0; trains at a random short side in 640..800."""
@@ -133,6 +149,9 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "maskrcnn_r101_fpn": lambda: _resnet_fpn("maskrcnn_r101_fpn", 101),
     "maskrcnn_x101_32x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_32x4d_fpn", 101, 32, 4),
     "maskrcnn_x101_64x4d_fpn": lambda: _resnet_fpn("maskrcnn_x101_64x4d_fpn", 101, 64, 4),
+    "maskrcnn_x101_32x8d_fpn": lambda: _resnet_fpn("maskrcnn_x101_32x8d_fpn", 101, 32, 8),
+    "maskrcnn_r50_c4": lambda: maskrcnn_c4("maskrcnn_r50_c4", 50),
+    "maskrcnn_r101_c4": lambda: maskrcnn_c4("maskrcnn_r101_c4", 101),
     "msrcnn_r50_fpn": lambda: msrcnn("msrcnn_r50_fpn", 50),
     "msrcnn_r101_fpn": lambda: msrcnn("msrcnn_r101_fpn", 101),
     "msrcnn_x101_64x4d_fpn": lambda: msrcnn("msrcnn_x101_64x4d_fpn", 101, 64, 4),

@@ -131,7 +131,7 @@ def test_prepared_model_refuses_training_and_saving(tmp_path):
         warnings.simplefilter("ignore")
         fast = maskrcnn.load_model("maskrcnn_r18_fpn", precision="bf16", **TINY)
     assert fast.backbone.trunk.layer1[0].conv1.weight.dtype == torch.bfloat16
-    assert fast.roi_heads.box_predictor.cls_score.weight.dtype == torch.float32  # output layers
+    assert fast.roi_heads.box_head.cls_score.weight.dtype == torch.float32  # output layers
     with pytest.raises(RuntimeError, match="prepared for inference"):
         fast.train()
     with pytest.raises(ValueError, match=r"w\.pt: this model was prepared for inference"):

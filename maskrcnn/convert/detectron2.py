@@ -22,7 +22,7 @@ normalised float tensor), and pastes masks with its own bilinear grid sampling. 
 by a fixed factor 2 where ours upsamples to the lateral's size: the same on inputs padded to a
 multiple of 32, as both pad. Training keeps this package's loss normalisation (detectron2 divides
 the RPN losses by the sampling budget, 256 per image, rather than the anchors sampled). C4
-checkpoints (`roi_heads.res5`) are refused: this package has no C4 model yet.
+checkpoints (`roi_heads.res5`) are refused: their mapping onto `maskrcnn_r50_c4` is not written yet.
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ _RULES = [
     (r"^proposal_generator\.rpn_head\.objectness_logits\.", "rpn.head.objectness."),
     (r"^proposal_generator\.rpn_head\.anchor_deltas\.", "rpn.head.deltas."),
     (r"^roi_heads\.box_head\.fc(\d)\.", lambda m: f"roi_heads.box_head.fcs.{int(m[1]) - 1}."),
-    (r"^roi_heads\.box_predictor\.", "roi_heads.box_predictor."),
+    (r"^roi_heads\.box_predictor\.", "roi_heads.box_head."),
     (r"^roi_heads\.mask_head\.mask_fcn(\d)\.", lambda m: f"roi_heads.mask_head.convs.{int(m[1]) - 1}.conv."),
     (r"^roi_heads\.mask_head\.deconv\.", "roi_heads.mask_head.deconv."),
     (r"^roi_heads\.mask_head\.predictor\.", "roi_heads.mask_head.logits."),
 ]
 # Buffers detectron2 may save that are config here (pixel mean/std, anchors), not weights.
 _NOT_WEIGHTS = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.)")
-_PER_CLASS_ROWS = {"roi_heads.box_predictor.bbox_pred.": 4, "roi_heads.mask_head.logits.": 1}
+_PER_CLASS_ROWS = {"roi_heads.box_head.bbox_pred.": 4, "roi_heads.mask_head.logits.": 1}
 _CLS = "roi_heads.box_predictor.cls_score.weight"
 _CONV2 = "backbone.bottom_up.res2.0.conv2.weight"
 
@@ -72,8 +72,8 @@ def is_detectron2_state_dict(state) -> bool:
 def convert_detectron2(state: dict[str, torch.Tensor], source: str = "checkpoint") -> tuple[dict, dict]:
     """-> (state dict in our layout, config dict for `config_from_checkpoint`)."""
     if any(k.startswith("roi_heads.res5.") for k in state):
-        raise CheckpointError(f"{source}: a detectron2 C4 checkpoint (roi_heads.res5); this package "
-                              "has no C4 model yet, use an FPN checkpoint")  # fmt: skip
+        raise CheckpointError(f"{source}: a detectron2 C4 checkpoint (roi_heads.res5); converting "
+                              "those is not supported yet, use an FPN checkpoint")  # fmt: skip
     if _CLS not in state or _CONV2 not in state:
         raise CheckpointError(f"{source}: a detectron2 checkpoint without a ResNet trunk and a box "
                               f"predictor ({_CONV2}, {_CLS})")  # fmt: skip
@@ -86,7 +86,7 @@ def convert_detectron2(state: dict[str, torch.Tensor], source: str = "checkpoint
             unknown.append(key)
             continue
         new = rename_key(key, _RULES)
-        if new.startswith("roi_heads.box_predictor.cls_score."):
+        if new.startswith("roi_heads.box_head.cls_score."):
             value = torch.cat([value[-1:], value[:-1]])  # background last -> first
         prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
         if prefix is not None:

@@ -29,8 +29,8 @@ _RULES = [
     (r"^rpn_head\.rpn_cls\.", "rpn.head.objectness."),
     (r"^rpn_head\.rpn_reg\.", "rpn.head.deltas."),
     (r"^roi_head\.bbox_head\.shared_fcs\.(\d+)\.", r"roi_heads.box_head.fcs.\1."),
-    (r"^roi_head\.bbox_head\.fc_cls\.", "roi_heads.box_predictor.cls_score."),
-    (r"^roi_head\.bbox_head\.fc_reg\.", "roi_heads.box_predictor.bbox_pred."),
+    (r"^roi_head\.bbox_head\.fc_cls\.", "roi_heads.box_head.cls_score."),
+    (r"^roi_head\.bbox_head\.fc_reg\.", "roi_heads.box_head.bbox_pred."),
     (r"^roi_head\.mask_head\.convs\.(\d+)\.conv\.", r"roi_heads.mask_head.convs.\1.conv."),
     (r"^roi_head\.mask_head\.upsample\.", "roi_heads.mask_head.deconv."),
     (r"^roi_head\.mask_head\.conv_logits\.", "roi_heads.mask_head.logits."),
@@ -40,7 +40,7 @@ _RULES = [
 ]
 # our key prefix -> rows per class in that layer
 _PER_CLASS_ROWS = {
-    "roi_heads.box_predictor.bbox_pred.": 4,
+    "roi_heads.box_head.bbox_pred.": 4,
     "roi_heads.mask_head.logits.": 1,
     "roi_heads.maskiou_head.iou.": 1,
 }
@@ -65,7 +65,7 @@ def convert_mmdet(checkpoint: dict, source: str = "checkpoint") -> tuple[dict[st
         if key.endswith("num_batches_tracked"):
             continue  # frozen statistics need no counter
         new = rename_key(key, _RULES)
-        if new.startswith("roi_heads.box_predictor.cls_score."):
+        if new.startswith("roi_heads.box_head.cls_score."):
             value = torch.cat([value[-1:], value[:-1]])  # background last -> first
         prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
         if prefix is not None:

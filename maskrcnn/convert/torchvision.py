@@ -28,6 +28,7 @@ _RULES = [
     (r"^roi_heads\.box_head\.(\d+)\.0\.", r"roi_heads.box_head.convs.\1.conv."),
     (r"^roi_heads\.box_head\.(\d+)\.1\.", r"roi_heads.box_head.convs.\1.norm."),
     (r"^roi_heads\.box_head\.5\.", "roi_heads.box_head.fcs.0."),
+    (r"^roi_heads\.box_predictor\.", "roi_heads.box_head."),
     # Mask head: mask_head.i.0 / .1 (new), mask_fcn{i+1} (old); predictor into the head
     (r"^roi_heads\.mask_head\.(\d+)\.0\.", r"roi_heads.mask_head.convs.\1.conv."),
     (r"^roi_heads\.mask_head\.(\d+)\.1\.", r"roi_heads.mask_head.convs.\1.norm."),

@@ -2,37 +2,31 @@
 
 The graph's contract (input, outputs, metadata) is documented in `maskrcnn.deploy.onnx_runner`,
 which runs it. In short: the graph takes one RGB image in [0, 1] already resized to the model's
-scale and does normalisation, padding, backbone, RPN (anchors, top-k, NMS per level), box head
-(decoding, clipping, NMS per class, top detections), mask, MaskIoU and keypoint heads. It returns
-boxes in the pixels of its input and 28x28 mask probabilities; resizing the image, mapping boxes
+scale and does normalisation, padding, backbone, RPN, box head and the instance heads. It returns
+boxes in the pixels of its input and M x M mask probabilities; resizing the image, mapping boxes
 back, pasting masks and decoding keypoint heatmaps are left to the runner.
 
-Why a wrapper instead of tracing `MaskRCNN.forward`: the eager code takes Python ints from tensor
-shapes (image sizes for clipping, `min(pre_k, n)` for top-k, `len()` for label grids), which a
-trace freezes at the export size. Here every such value is a tensor, so the graph is right at
-any input size, while the model's layers (backbone, RPN head, heads) are reused as they are. NMS
-is ONNX NonMaxSuppression with one class per level (RPN) or per object class (box head), which
-is exact per-class NMS without the coordinate-offset trick, and with a per-class output cap that
-keeps it fast with thousands of candidates.
+The graph is traced from the model's own code (`MaskRCNN.normalize`, `pad_batch`, `MaskRCNN.detect`):
+where the eager code would take a Python int from a tensor shape it has a tracing-aware form
+beside it (symbolic padding, `at_most` for top-k sizes, per-image splits, pooling every level,
+per-class NMS as ONNX NonMaxSuppression), so the graph is right at any input size, and a new
+head or backbone exports without export code of its own.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import nms
 
 from ..config import to_dict
 from ..errors import UserError
 from ..fileio import write_bytes_atomic
-from ..ops.poolers import assign_levels
+from ..model.detector import pad_batch
 
 FORMAT = "maskrcnn-onnx"
 FORMAT_VERSION = 1
@@ -41,7 +35,6 @@ CONFIG_KEY = "maskrcnn.config"  # JSON: the model's full config, for the record
 INPUT_NAME = "image"
 DEFAULT_OPSET = 17
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (aligned=True) came with opset 16
-_DROPPED = -1.0  # score given to candidates that must not enter NMS (valid scores are >= 0)
 
 
 class ExportError(UserError, ValueError):
@@ -127,7 +120,7 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
         },
         "outputs": outputs,
         "mask_threshold": 0.5,
-        "mask_resolution": 2 * m.mask.pooler_resolution if m.mask.enabled else None,
+        "mask_resolution": m.mask.resolution if m.mask.enabled else None,
         "num_keypoints": m.keypoint.num_keypoints if m.keypoint.enabled else None,
         "box": {"score_thresh": m.box.score_thresh, "nms_thresh": m.box.nms_thresh,
                 "detections_per_img": m.box.detections_per_img},
@@ -137,189 +130,20 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
 
 
 class ExportGraph(nn.Module):
-    """The traced module: `forward(image (1, 3, h, w))` -> the tuple named by `output_names`.
-
-    Reuses the model's layers; everything between them is written so that sizes stay tensors.
-    Runs eagerly too (same outputs, in the graph's conventions), which helps debugging.
-    """
+    """The traced module: `forward(image (1, 3, h, w))` -> the tuple named by `output_names`:
+    the model's normalisation and padding, then `MaskRCNN.detect` on a batch of one."""
 
     def __init__(self, model):
         super().__init__()
-        self.cfg = cfg = model.cfg
-        self.register_buffer("pixel_mean", model.pixel_mean.detach().clone()[None], persistent=False)
-        self.register_buffer("pixel_std", model.pixel_std.detach().clone()[None], persistent=False)
-        self.backbone = model.backbone
-        self.anchor_generator = model.rpn.anchor_generator
-        self.rpn_head = model.rpn.head
-        self.rpn_coder = model.rpn.coder
+        self.model = model
         heads = model.roi_heads
-        self.min_level = getattr(heads.box_pooler, "min_level", 2)
-        self.max_level = getattr(heads.box_pooler, "max_level", 5)
-        self.box_head, self.box_predictor, self.box_coder = heads.box_head, heads.box_predictor, heads.coder
-        self.mask_head = heads.mask_head if cfg.model.mask.enabled else None
-        self.maskiou_head = heads.maskiou_head if cfg.model.maskiou.enabled else None
-        self.keypoint_head = heads.keypoint_head if cfg.model.keypoint.enabled else None
-
-    @property
-    def output_names(self) -> list[str]:
-        names = ["boxes", "scores", "labels"]
-        if self.mask_head is not None:
-            names.append("mask_probs")
-        if self.maskiou_head is not None:
-            names.append("mask_scores")
-        if self.keypoint_head is not None:
-            names.append("keypoint_heatmaps")
-        return names
+        self.output_names = ["boxes", "scores", "labels"] + [
+            name for name, present in (("mask_probs", hasattr(heads, "mask_head")),
+                                       ("mask_scores", hasattr(heads, "maskiou_head")),
+                                       ("keypoint_heatmaps", hasattr(heads, "keypoint_head"))) if present]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        size = torch._shape_as_tensor(image)[2:]  # (h, w) int64; a Shape op in the graph
-        x = self._pad(self._normalize(image))
-        features = self.backbone(x)  # [P2..P6]
-        features = [f.float().contiguous() for f in features]
-        proposals = self._proposals(x, features, size)
-        features = features[: self.max_level - self.min_level + 1]
-        boxes, scores, labels = self._detect(features, proposals, size)
-        outputs = [boxes, scores, labels]
-        if self.mask_head is not None:
-            res = self.cfg.model.mask.pooler_resolution
-            pooled = self._pool(features, boxes, res)
-            logits = self.mask_head(pooled).float()  # (D, K+1, M, M)
-            m = logits.shape[-1]
-            picked = logits.gather(1, labels[:, None, None, None].expand(-1, 1, m, m))[:, 0]
-            outputs.append(picked.sigmoid())
-            if self.maskiou_head is not None:
-                iou = self.maskiou_head(pooled, picked).float()  # (D, K+1)
-                outputs.append(scores * iou.gather(1, labels[:, None])[:, 0])
-        if self.keypoint_head is not None:
-            res = self.cfg.model.keypoint.pooler_resolution
-            outputs.append(self.keypoint_head(self._pool(features, boxes, res)).float())
-        return tuple(outputs)
-
-    # -- pieces --------------------------------------------------------------------------------
-    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        inp = self.cfg.input  # same steps, in the same order, as MaskRCNN.normalize
-        if inp.channel_order == "BGR":
-            image = image.flip(1)
-        if inp.pixel_scale != 1.0:
-            image = image * inp.pixel_scale
-        return (image - self.pixel_mean) / self.pixel_std
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero-pad bottom/right to a multiple of size_divisibility (after normalising)."""
-        d = self.cfg.input.size_divisibility
-        if d <= 1:
-            return x
-        h, w = x.shape[-2:]  # tensors while tracing
-        return F.pad(x, (0, (w + d - 1) // d * d - w, 0, (h + d - 1) // d * d - h))
-
-    def _proposals(self, x, features, size) -> torch.Tensor:
-        """RPN.select_proposals for one image: top-k per level, clip, drop tiny / low boxes,
-        NMS per level, the best post_nms_topk_test overall -> (P, 4) in score order."""
-        cfg = self.cfg.model.rpn
-        anchors = self.anchor_generator(tuple(x.shape[-2:]), features)
-        logits, deltas = self.rpn_head(features)
-        boxes, scores, levels = [], [], []
-        for level, (anc, logit, delta) in enumerate(zip(anchors, logits, deltas)):
-            logit, delta = logit[0].float(), delta[0].float()
-            top, idx = logit.topk(_at_most(logit.shape[0], cfg.pre_nms_topk_test))
-            boxes.append(self.rpn_coder.decode(delta[idx], anc[idx])[:, 0])
-            scores.append(top.sigmoid())
-            levels.append(torch.full_like(idx, level))
-        boxes, scores, levels = _clip(torch.cat(boxes), size), torch.cat(scores), torch.cat(levels)
-        valid = _nonempty(boxes, cfg.min_box_size) & (scores >= cfg.score_thresh)
-        per_level = torch.stack([torch.where(valid & (levels == lv), scores, _DROPPED)
-                                 for lv in range(len(anchors))])  # (L, N)
-        kept = non_max_suppression(boxes[None], per_level[None], cfg.post_nms_topk_test, cfg.nms_thresh)
-        idx = kept[:, 2]
-        order = _top_indices(scores[idx], cfg.post_nms_topk_test)
-        return boxes[idx[order]]
-
-    def _detect(self, features, proposals, size):
-        """detect_boxes for one image -> boxes (D, 4), scores (D,), labels (D,) in score order."""
-        cfg = self.cfg.model.box
-        pooled = self._pool(features, proposals, cfg.pooler_resolution)
-        logits, deltas = self.box_predictor(self.box_head(pooled))
-        logits, deltas = logits.float(), deltas.float()
-        boxes = _clip(self.box_coder.decode(deltas, proposals), size)[:, 1:]  # (N, K, 4)
-        scores = F.softmax(logits, -1)[:, 1:]  # (N, K)
-        num_fg = scores.shape[1]  # a constant: the number of foreground classes
-        valid = (scores > cfg.score_thresh) & _nonempty(boxes, cfg.min_box_size)
-        masked = torch.where(valid, scores, _DROPPED)
-        # one NMS "batch" per class: boxes (K, N, 4), scores (K, 1, N)
-        kept = non_max_suppression(boxes.transpose(0, 1), masked.t()[:, None], cfg.detections_per_img,
-                                   cfg.nms_thresh)
-        flat = kept[:, 2] * num_fg + kept[:, 0]  # index into (N * K)
-        flat_scores = scores.reshape(-1)[flat]
-        flat = flat[_top_indices(flat_scores, cfg.detections_per_img)]
-        return boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat], flat % num_fg + 1
-
-    def _pool(self, features, boxes, resolution: int) -> torch.Tensor:
-        """MultiLevelRoIAlign for one image: (N, 4) boxes -> (N, C, R, R)."""
-        ra = self.cfg.model.roi_align
-        levels = assign_levels(boxes, self.min_level, self.max_level, ra.canonical_scale,
-                               ra.canonical_level)
-        rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
-        sampling = ra.sampling_ratio if ra.sampling_ratio > 0 else 0  # 0 = adaptive, as ONNX
-        pooled, order = [], []
-        for offset, feature in enumerate(features):
-            idx = torch.where(levels == offset)[0]
-            # torchvision's registered op, which exports as ONNX RoiAlign (the Python wrapper
-            # only adds a shape assertion that the tracer would warn about)
-            scale = 1.0 / math.pow(2, self.min_level + offset)
-            pooled.append(torch.ops.torchvision.roi_align(feature, rois[idx], scale, resolution, resolution,
-                                                          sampling, ra.aligned))
-            order.append(idx)
-        # pooled rows are grouped by level; put them back in box order
-        return torch.cat(pooled)[torch.argsort(torch.cat(order))]
-
-
-class _NonMaxSuppression(torch.autograd.Function):
-    """ONNX NonMaxSuppression; the eager forward (used while tracing) computes the same."""
-
-    @staticmethod
-    def forward(ctx, boxes, scores, max_per_class: int, iou_threshold: float, score_threshold: float):
-        rows = [boxes.new_zeros((0, 3), dtype=torch.int64)]
-        for b in range(scores.shape[0]):
-            for c in range(scores.shape[1]):
-                cand = torch.where(scores[b, c] > score_threshold)[0]
-                keep = cand[nms(boxes[b, cand], scores[b, c, cand], iou_threshold)[:max_per_class]]
-                rows.append(torch.stack([torch.full_like(keep, b), torch.full_like(keep, c), keep], 1))
-        return torch.cat(rows)
-
-    @staticmethod
-    def symbolic(g, boxes, scores, max_per_class, iou_threshold, score_threshold):
-        def const(value, dtype):
-            return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
-
-        return g.op("NonMaxSuppression", boxes, scores, const(max_per_class, torch.int64),
-                    const(iou_threshold, torch.float32), const(score_threshold, torch.float32))
-
-
-def non_max_suppression(boxes, scores, max_per_class: int, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS of each (batch b, class c): boxes (B, N, 4) xyxy, scores (B, C, N) -> (M, 3)
-    int64 rows (b, c, box index), each (b, c) in descending score order, at most `max_per_class`
-    per (b, c). Boxes scoring below 0 take no part."""
-    return _NonMaxSuppression.apply(boxes, scores, int(max_per_class), float(iou_threshold), _DROPPED / 2)
-
-
-def _at_most(n, k: int):
-    """min(n, k) for a size n that is an int eagerly and a 0-dim tensor while tracing."""
-    return torch.clamp(n, max=k) if torch.is_tensor(n) else min(n, k)
-
-
-def _top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k best scores (or all), best first."""
-    return scores.topk(_at_most(scores.shape[0], k)).indices
-
-
-def _clip(boxes: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-    """clip_boxes with the image size (h, w) as a tensor."""
-    h, w = size[0].to(boxes.dtype), size[1].to(boxes.dtype)
-    x = torch.minimum(boxes[..., 0::2].clamp(min=0), w)
-    y = torch.minimum(boxes[..., 1::2].clamp(min=0), h)
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
-
-
-def _nonempty(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
-    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
+        batch = pad_batch([self.model.normalize(image[0])], self.model.cfg.input.size_divisibility)
+        detections = self.model.detect(batch)[0]
+        return tuple(detections[name] for name in self.output_names)
 

@@ -14,8 +14,8 @@ Outputs, one row per detection, D = 0 .. detections_per_img, best score first:
 - `boxes`   float32 (D, 4)  x1, y1, x2, y2 in pixels of the graph's input (the resized image)
 - `scores`  float32 (D,)    class probability
 - `labels`  int64   (D,)    class index, 1 .. num_classes - 1 (0 is background)
-- `mask_probs` float32 (D, M, M), M = 28: mask probability of the detected class inside its box
-  (only if the model has a mask head)
+- `mask_probs` float32 (D, M, M), M = the metadata's `mask_resolution` (28; 14 for C4 models):
+  mask probability of the detected class inside its box (only if the model has a mask head)
 - `mask_scores` float32 (D,): score x predicted mask IoU, ranks masks (Mask Scoring R-CNN only)
 - `keypoint_heatmaps` float32 (D, K, 56, 56): keypoint logits over the box (keypoint models only)
 Which outputs exist is listed in the metadata's "outputs". With no detections every output has

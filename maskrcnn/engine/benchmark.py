@@ -39,13 +39,10 @@ def our_stage_spans(model) -> StageSpans:
     """Stages of `maskrcnn.MaskRCNN`; preprocess and postprocess are the time around them."""
     heads = model.roi_heads
     spans = {"backbone": (model.backbone, model.backbone), "rpn": (model.rpn, model.rpn),
-             "box head": (heads.box_pooler, heads.box_predictor)}
-    if hasattr(heads, "mask_head"):
-        spans["mask head"] = (heads.mask_pooler, heads.mask_head)
-    if hasattr(heads, "maskiou_head"):
-        spans["maskiou head"] = (heads.maskiou_head, heads.maskiou_head)
-    if hasattr(heads, "keypoint_head"):
-        spans["keypoint head"] = (heads.keypoint_pooler, heads.keypoint_head)
+             "box head": (heads.pooler, heads.box_head)}
+    # the pooler runs again before each head that pools: a span opens at the latest pooling
+    spans.update({f"{name} head": (heads.pooler if name != "maskiou" else head, head)
+                  for name, head in heads.instance_heads()})
     return spans
 
 

@@ -1,4 +1,5 @@
-"""ResNet / ResNeXt trunk with FrozenBatchNorm, and the FPN that turns C2..C5 into P2..P6."""
+"""ResNet / ResNeXt trunk with FrozenBatchNorm, and the FPN that turns C2..C5 into P2..P6; or the
+trunk cut after conv4 (C4, stride 16), whose conv5 runs per RoI (`res5_head.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from torchvision.models import resnet
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..config import BackboneConfig
+from ..errors import ConfigError
+
+KINDS = ("fpn", "c4")
 
 
 class ConvNorm(nn.Sequential):
@@ -39,42 +43,48 @@ def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}' (expected 'frozen_bn', 'bn' or 'gn')")
 
 
+def resnet_layers(cfg: BackboneConfig) -> resnet.ResNet:
+    """torchvision's ResNet / ResNeXt for `cfg` (depth, groups, width, norm; caffe-style strides)."""
+    eps = cfg.norm_eps if cfg.norm == "frozen_bn" else max(cfg.norm_eps, 1e-5)
+    norm = partial(make_norm, cfg.norm, eps=eps)
+    block, layers = _ARCH[cfg.depth]
+    net = resnet.ResNet(block, layers, groups=cfg.groups, width_per_group=cfg.width_per_group, norm_layer=norm)
+    if cfg.stride_in_1x1:
+        _move_stride_to_1x1([net.layer2, net.layer3, net.layer4])
+    return net
+
+
 class ResNetTrunk(nn.Module):
-    """torchvision's ResNet layout (conv1, bn1, layer1..4), returning C2..C5."""
+    """torchvision's ResNet layout (conv1, bn1, layer1..4), returning C2..C5 (C2..C4 for C4,
+    whose layer4 is the RoI stage's res5)."""
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        eps = cfg.norm_eps if cfg.norm == "frozen_bn" else max(cfg.norm_eps, 1e-5)
-        norm = partial(make_norm, cfg.norm, eps=eps)
-        block, layers = _ARCH[cfg.depth]
-        net = resnet.ResNet(
-            block, layers, groups=cfg.groups, width_per_group=cfg.width_per_group, norm_layer=norm
-        )
+        net = resnet_layers(cfg)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = (
-            net.layer1, net.layer2, net.layer3, net.layer4
-        )
-        if cfg.stride_in_1x1:
-            _move_stride_to_1x1(self)
-        expansion = block.expansion
-        self.out_channels = [64 * expansion * 2**i for i in range(4)]
+        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        if cfg.kind != "c4":
+            self.layer4 = net.layer4
+        self.stages = ["layer1", "layer2", "layer3"] + (["layer4"] if cfg.kind != "c4" else [])
+        expansion = _ARCH[cfg.depth][0].expansion
+        self.out_channels = [64 * expansion * 2**i for i in range(len(self.stages))]
         self.freeze(cfg.freeze_at)
 
     def freeze(self, freeze_at: int) -> None:
         """Stop gradients for the stem (1) and the first `freeze_at - 1` stages."""
-        stages = [[self.conv1, self.bn1], self.layer1, self.layer2, self.layer3, self.layer4]
+        stages = [[self.conv1, self.bn1]] + [[getattr(self, name)] for name in self.stages]
         for stage in stages[:freeze_at]:
-            for module in stage if isinstance(stage, list) else [stage]:
+            for module in stage:
                 for p in module.parameters():
                     p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c2, c3, c4, c5]
+        out = []
+        for name in self.stages:
+            x = getattr(self, name)(x)
+            out.append(x)
+        return out  # [C2, C3, C4(, C5)]
 
 
 _ARCH = {
@@ -86,9 +96,9 @@ _ARCH = {
 }
 
 
-def _move_stride_to_1x1(trunk: ResNetTrunk) -> None:
+def _move_stride_to_1x1(layers: list[nn.Module]) -> None:
     """Caffe-style (MSRA) bottlenecks downsample in the first 1x1 conv instead of the 3x3."""
-    for layer in (trunk.layer2, trunk.layer3, trunk.layer4):
+    for layer in layers:
         block = layer[0]
         if isinstance(block, resnet.Bottleneck):
             block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
@@ -134,18 +144,22 @@ class FPN(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Trunk + FPN: (B, 3, H, W) normalised images -> [P2, P3, P4, P5, P6]."""
-
-    strides = (4, 8, 16, 32, 64)
+    """(B, 3, H, W) normalised images -> trunk + FPN [P2, P3, P4, P5, P6], or C4 [C4]."""
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
+        if cfg.kind not in KINDS:
+            raise ConfigError(f"model.backbone.kind: unknown '{cfg.kind}' (expected one of {', '.join(KINDS)})")
+        if cfg.kind == "c4" and cfg.arch != "resnet":
+            raise ConfigError(f"model.backbone.kind: c4 needs a ResNet trunk (its conv5 runs per RoI), not '{cfg.arch}'")
         self.trunk = build_trunk(cfg)
-        self.fpn = FPN(self.trunk.out_channels, cfg.fpn_channels, cfg.fpn_norm, cfg.fpn_norm_eps)
-        self.out_channels = cfg.fpn_channels
-        self.channels_last = False  # set by the fast inference path
+        if cfg.kind == "c4":
+            self.fpn = None
+            self.out_channels, self.strides = self.trunk.out_channels[-1], (16,)
+        else:
+            self.fpn = FPN(self.trunk.out_channels, cfg.fpn_channels, cfg.fpn_norm, cfg.fpn_norm_eps)
+            self.out_channels, self.strides = cfg.fpn_channels, (4, 8, 16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(dtype=next(self.trunk.parameters()).dtype, memory_format=layout)
-        return self.fpn(self.trunk(x))
+        feats = self.trunk(x)
+        return feats[-1:] if self.fpn is None else self.fpn(feats)

@@ -1,4 +1,4 @@
-"""Box branch: RoI features -> class scores + per-class box deltas; its loss and post-processing."""
+"""Box branch: RoI features -> class scores + per-class box deltas; its targets, loss and detections."""
 
 from __future__ import annotations
 
@@ -8,53 +8,71 @@ from torch import nn
 
 from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nonempty, smooth_l1_sum
+from ..structures import split_per_image
 from .backbone import ConvNorm
-from .fast_inference import run_as
+
+BODIES = {"2fc": (0, 2), "4conv1fc": (4, 1), "avgpool": (0, 0)}  # (3x3 convs, fcs)
 
 
 class BoxHead(nn.Module):
-    """(N, C, R, R) pooled features -> (N, fc_dim): "2fc" (v1) or "4conv1fc" (v2)."""
+    """(N, C, R, R) RoI features -> class logits (N, K+1) and box deltas (N, 4 (K+1)); label 0 is
+    background. Body: "2fc" (v1), "4conv1fc" (v2) or "avgpool" (C4: the mean of res5's output)."""
 
-    def __init__(self, cfg: BoxHeadConfig, in_channels: int):
+    def __init__(self, cfg: BoxHeadConfig, in_channels: int, in_resolution: int, num_classes: int):
         super().__init__()
-        num_convs, num_fcs = {"2fc": (0, 2), "4conv1fc": (4, 1)}[cfg.head]
+        self.cfg = cfg
+        num_convs, num_fcs = BODIES[cfg.head]
         self.convs = nn.Sequential(
             *[
                 ConvNorm(in_channels if i == 0 else cfg.conv_dim, cfg.conv_dim, 3, norm=cfg.norm, relu=True)
                 for i in range(num_convs)
             ]
         )
-        dim = (cfg.conv_dim if num_convs else in_channels) * cfg.pooler_resolution**2
+        channels = cfg.conv_dim if num_convs else in_channels
+        dim = channels * in_resolution**2 if num_fcs else channels
         self.fcs = nn.ModuleList(nn.Linear(dim if i == 0 else cfg.fc_dim, cfg.fc_dim) for i in range(num_fcs))
+        out_dim = cfg.fc_dim if num_fcs else channels
+        self.cls_score = nn.Linear(out_dim, num_classes)
+        self.bbox_pred = nn.Linear(out_dim, num_classes * 4)
+        self.coder = BoxCoder(cfg.box_weights)
         for m in self.convs.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.fcs[0].weight.dtype)
-        x = self.convs(x).flatten(1)
-        for fc in self.fcs:
-            x = F.relu(fc(x))
-        return x
-
-
-class BoxPredictor(nn.Module):
-    """(N, D) -> class logits (N, K+1) and box deltas (N, 4 (K+1)); label 0 = background."""
-
-    def __init__(self, in_dim: int, num_classes: int):
-        super().__init__()
-        self.cls_score = nn.Linear(in_dim, num_classes)
-        self.bbox_pred = nn.Linear(in_dim, num_classes * 4)
         nn.init.normal_(self.cls_score.weight, std=0.01)
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(self.cls_score.weight.dtype)
+        x = self.features(x)
         return self.cls_score(x), self.bbox_pred(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, R, R) -> (N, D): what the class and box layers read."""
+        x = self.convs(x)
+        x = x.flatten(1) if len(self.fcs) else x.mean((2, 3))
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
+
+    def losses(self, x: torch.Tensor, rois, targets: list[dict]) -> dict[str, torch.Tensor]:
+        """Sampled RoIs' features (S, C, R, R) and their `SampledRoIs` -> weighted losses."""
+        logits, deltas = self(x)
+        box_targets = []
+        for boxes, matched, target in zip(rois.boxes, rois.matched, targets):
+            gt = target["boxes"][matched] if len(target["boxes"]) else boxes
+            box_targets.append(self.coder.encode(gt, boxes))  # (Si, 4)
+        labels = torch.cat(rois.labels)
+        losses = box_losses(logits, deltas, labels, torch.cat(box_targets), self.cfg.smooth_l1_beta)
+        return {k: v * self.cfg.loss_weight for k, v in losses.items()}
+
+    def detect(self, x: torch.Tensor, proposals: list[torch.Tensor], image_sizes) -> list[dict]:
+        """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)}."""
+        logits, deltas = self(x)
+        dets = detect_boxes(logits, deltas, proposals, image_sizes, self.coder, self.cfg)
+        return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
 
 
 def box_losses(
@@ -87,15 +105,18 @@ def detect_boxes(
     boxes = coder.decode(deltas, torch.cat(proposals))  # (N, K+1, 4)
     scores = F.softmax(logits, -1)  # (N, K+1)
     out = []
-    counts = [len(p) for p in proposals]
-    for img_boxes, img_scores, size in zip(boxes.split(counts), scores.split(counts), image_sizes):
+    counts = [p.shape[0] for p in proposals]
+    for img_boxes, img_scores, size in zip(split_per_image(boxes, counts), split_per_image(scores, counts), image_sizes):
         img_boxes = clip_boxes(img_boxes, size)[:, 1:].reshape(-1, 4)
-        labels = torch.arange(1, num_classes, device=logits.device).repeat(len(img_scores))
-        img_scores = img_scores[:, 1:].reshape(-1)
+        img_scores = img_scores[:, 1:]
+        labels = torch.arange(1, num_classes, device=logits.device).expand_as(img_scores).reshape(-1)
+        img_scores = img_scores.reshape(-1)
         keep = torch.where(img_scores > cfg.score_thresh)[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
         keep = torch.where(nonempty(img_boxes, cfg.min_box_size))[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img)
+        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img,
+                                num_classes=num_classes)
         out.append((img_boxes[keep], img_scores[keep], labels[keep]))
     return out
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +9,7 @@ from torch import nn
 from ..config import Config
 from ..structures import ImageList, Instances
 from .backbone import Backbone
+from .keypoint_head import decode_keypoints
 from .roi_heads import RoIHeads
 from .rpn import RPN
 
@@ -26,7 +25,7 @@ class MaskRCNN(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(inp.pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(inp.pixel_std).view(3, 1, 1), persistent=False)
         self.backbone = Backbone(cfg.model.backbone)
-        self.rpn = RPN(cfg.model.rpn, cfg.model.anchors, self.backbone.out_channels)
+        self.rpn = RPN(cfg.model.rpn, cfg.model.anchors, self.backbone.out_channels, len(self.backbone.strides))
         self.roi_heads = RoIHeads(cfg.model, self.backbone.out_channels)
         self.precision: str | None = None  # "fp32" / "bf16" once prepared for fast inference
 
@@ -47,13 +46,20 @@ class MaskRCNN(nn.Module):
             raise ValueError("training mode needs targets; call model.eval() for inference")
         generators = _generators(targets)
         batch, targets = self.preprocess(images, targets, generators)
-        features = self.backbone(batch.tensors)  # [P2..P6]
+        features = self.backbone(batch.tensors)  # [P2..P6] (FPN) or [C4]
         proposals, rpn_losses = self.rpn(batch, features, targets, generators)
-        detections, roi_losses = self.roi_heads(features[:4], proposals, batch.image_sizes, targets, generators)
+        detections, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, targets, generators)
         if self.training:
             return {**rpn_losses, **roi_losses}
         sizes = [tuple(img.shape[-2:]) for img in images]
         return self.postprocess(detections, batch.image_sizes, sizes, keep_mask_probs)
+
+    def detect(self, batch: ImageList) -> list[dict]:
+        """Inference on a normalised, padded batch -> per image the RoI heads' detections in
+        the batch's pixels (boxes, scores, labels, mask_probs, ...): the graph ONNX export traces."""
+        features = self.backbone(batch.tensors)
+        proposals, _ = self.rpn(batch, features)
+        return self.roi_heads(features, proposals, batch.image_sizes)[0]
 
     @torch.inference_mode()
     def predict(self, images, keep_mask_probs: bool = False, tile: int | None = None,
@@ -90,7 +96,7 @@ class MaskRCNN(nn.Module):
             image, target = _resize(image, min_size, inp.max_size, targets[i] if targets else None)
             resized.append(image)
             new_targets.append(target)
-        return _pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
+        return pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         if self.cfg.input.channel_order == "BGR":
@@ -121,8 +127,8 @@ class MaskRCNN(nn.Module):
                     fields["mask_probs"] = probs
             if "mask_scores" in det:
                 fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
-            if "keypoints" in det:
-                keypoints = det["keypoints"].clone()  # (D, K, 3) x, y, score
+            if "keypoint_heatmaps" in det:
+                keypoints = decode_keypoints(det["keypoint_heatmaps"], det["boxes"])  # (D, K, 3) x, y, score
                 keypoints[..., :2] *= _ratio(w, rw, h, rh, keypoints.device)[:2]
                 fields["keypoints"] = keypoints
             out.append(Instances((h, w), self.class_names, **fields))
@@ -166,14 +172,13 @@ def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | No
     return image, target
 
 
-def _pad_batch(images: list[torch.Tensor], divisor: int) -> ImageList:
-    """Zero-pad bottom/right to a common size that is a multiple of `divisor`."""
+def pad_batch(images: list[torch.Tensor], divisor: int) -> ImageList:
+    """Zero-pad bottom/right to a common size that is a multiple of `divisor`. Sizes stay
+    symbolic while tracing (one image), so an exported graph pads any input size."""
     h = max(img.shape[-2] for img in images)
     w = max(img.shape[-1] for img in images)
-    h, w = (int(math.ceil(s / divisor) * divisor) for s in (h, w))
-    batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
-    for i, img in enumerate(images):
-        batch[i, :, : img.shape[-2], : img.shape[-1]].copy_(img)
+    h, w = ((s + divisor - 1) // divisor * divisor for s in (h, w))
+    batch = torch.stack([F.pad(img, (0, w - img.shape[-1], 0, h - img.shape[-2])) for img in images])
     return ImageList(batch, [tuple(img.shape[-2:]) for img in images])
 
 

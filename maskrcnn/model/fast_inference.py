@@ -1,6 +1,8 @@
 """The fast inference path: frozen norms folded into convolutions, channels-last, bf16 features.
 
-`prepare_for_inference(model, precision)` rewrites a model in place for inference only:
+`prepare_for_inference(model, precision)` rewrites a built model in place, from outside (the
+model's modules know nothing of it: where layouts or dtypes must change between layers it adds
+forward pre-hooks), for inference only:
 - every FrozenBatchNorm2d (and eval-mode BatchNorm2d) directly after a convolution is folded
   into that convolution's weight and bias (one convolution instead of conv + 2 elementwise ops);
 - "bf16": the feature layers (trunk, FPN, RPN conv, box/mask/keypoint/MaskIoU head bodies) hold
@@ -45,7 +47,12 @@ def prepare_for_inference(
         set_feature_dtype(model, PRECISIONS[precision])
     if channels_last:
         model.to(memory_format=torch.channels_last)
-        model.backbone.channels_last = True
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = PRECISIONS[precision]
+    model.backbone.register_forward_pre_hook(lambda _, args: (args[0].to(dtype=dtype, memory_format=layout),))
+    # RoI pooling reads fp32 NCHW maps
+    model.roi_heads.register_forward_pre_hook(
+        lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
     if compile:
         model.backbone.compile(dynamic=True)
     model.precision = precision
@@ -98,16 +105,27 @@ def _fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> int:
 
 
 def set_feature_dtype(model: nn.Module, dtype: torch.dtype) -> None:
-    """Feature layers to `dtype`; output layers (named in `output_layers`) stay fp32."""
+    """Feature layers to `dtype`; output layers (named in `output_layers`) stay fp32. Every layer
+    of the RPN and RoI heads casts its input to its own dtype (pooled RoIs are fp32, features
+    reaching an fp32 output layer are not)."""
     for module in (model.backbone, model.rpn, model.roi_heads):
         module.to(dtype)
     for layer in output_layers(model):
         layer.float()
+    for part in (model.rpn, model.roi_heads):
+        for layer in part.modules():
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                layer.register_forward_pre_hook(_cast_input)
+
+
+def _cast_input(layer: nn.Module, args: tuple) -> tuple:
+    x, dtype = args[0], layer.weight.dtype
+    return args if x.dtype == dtype else (x.to(dtype), *args[1:])
 
 
 def output_layers(model: nn.Module) -> list[nn.Module]:
     heads = model.roi_heads
-    layers = [model.rpn.head.objectness, model.rpn.head.deltas, heads.box_predictor]
+    layers = [model.rpn.head.objectness, model.rpn.head.deltas, heads.box_head.cls_score, heads.box_head.bbox_pred]
     if hasattr(heads, "mask_head"):
         layers.append(heads.mask_head.logits)
     if hasattr(heads, "maskiou_head"):
@@ -115,9 +133,3 @@ def output_layers(model: nn.Module) -> list[nn.Module]:
     if hasattr(heads, "keypoint_head"):
         layers.append(heads.keypoint_head.deconv)
     return layers
-
-
-def run_as(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)` with x cast to the layer's parameter dtype (a no-op in fp32)."""
-    dtype = next(layer.parameters()).dtype
-    return layer(x if x.dtype == dtype else x.to(dtype))

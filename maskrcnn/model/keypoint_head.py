@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import KeypointHeadConfig
+from ..structures import split_per_image
 from .backbone import ConvNorm
 
 _CUBIC_A = -0.75  # the cubic convolution kernel PyTorch's bicubic resize uses
@@ -15,10 +16,15 @@ _DECODE_BUDGET = 1 << 24  # resized heatmap values per chunk (64 MB)
 
 
 class KeypointHead(nn.Module):
-    """(N, C, 14, 14) -> heatmap logits (N, K, 56, 56): 8 x conv3x3 512, deconv 4x4/2, bilinear x2."""
+    """(N, C, 14, 14) -> heatmap logits (N, K, 56, 56): 8 x conv3x3 512, deconv 4x4/2, bilinear x2.
+
+    Training returns its loss on the positive RoIs; inference adds `keypoint_heatmaps` (D, K, 56,
+    56), which `decode_keypoints` turns into keypoints after the model (and after an ONNX graph).
+    """
 
     def __init__(self, cfg: KeypointHeadConfig, in_channels: int):
         super().__init__()
+        self.cfg = cfg
         dims = [in_channels, *cfg.conv_dims]
         self.convs = nn.Sequential(*[ConvNorm(dims[i], dims[i + 1], 3, relu=True) for i in range(len(cfg.conv_dims))])
         self.deconv = nn.ConvTranspose2d(dims[-1], cfg.num_keypoints, 4, stride=2, padding=1)
@@ -28,9 +34,21 @@ class KeypointHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.convs(x.to(self.convs[0].conv.weight.dtype))
-        x = self.deconv(x.to(self.deconv.weight.dtype))  # (N, K, 28, 28)
+        x = self.deconv(self.convs(x))  # (N, K, 28, 28)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+    def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
+        """Positive RoIs' features (P, C, 14, 14) -> {"loss_keypoint"}."""
+        if any("keypoints" not in t for t in targets):
+            raise ValueError("the keypoint head is enabled: every target needs 'keypoints' (N, K, 3) x, y, visibility")
+        gt = [t["keypoints"] for t in targets]
+        loss = keypoint_loss(self(x), rois.boxes, rois.matched, gt)
+        return {"loss_keypoint": loss * self.cfg.loss_weight}
+
+    def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
+        heatmaps = self(x)  # (D, K, 56, 56)
+        for det, h in zip(detections, split_per_image(heatmaps, [d["labels"].shape[0] for d in detections])):
+            det["keypoint_heatmaps"] = h
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Mask branch: a small FCN per RoI predicting one m x m mask per class; its loss and inference."""
+"""Mask branch: per RoI one m x m mask per class (or one for all), its targets, loss and inference.
+
+`MaskHead` holds what every mask head shares (targets, the sigmoid or softmax loss, picking the
+class's mask); a variant only builds its layers: `FCNMaskHead` (the paper's) and `MLPMaskHead`
+(the fc head of the paper's Table 2e).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,89 @@ from torch import nn
 
 from ..config import MaskHeadConfig
 from ..ops.masks import mask_targets
+from ..structures import split_per_image
 from .backbone import ConvNorm
-from .fast_inference import run_as
 
 
 class MaskHead(nn.Module):
-    """(N, C, 14, 14) -> features (N, D, 14, 14) and logits (N, K+1, 28, 28)."""
+    """RoI features (N, C, R, R) -> mask logits (N, K+1, M, M), or (N, 1, M, M) class-agnostic.
 
-    def __init__(self, cfg: MaskHeadConfig, in_channels: int, num_classes: int):
+    Training: the positive RoIs' loss; their class's logits and GT crops go to `shared` (as
+    "mask_logits", "mask_targets") for the MaskIoU head. Inference: adds `mask_probs` (D, M, M)
+    of the detected class, and its logits to `shared`.
+    """
+
+    def __init__(self, cfg: MaskHeadConfig, num_classes: int):
         super().__init__()
+        self.cfg = cfg
+        self.resolution = cfg.resolution
+        self.out_channels = 1 if cfg.class_agnostic else num_classes
+
+    def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
+        logits = self(x)  # (P, K+1 | 1, M, M)
+        crops = [mask_targets(t["masks"], b, m, self.resolution) for t, b, m in zip(targets, rois.boxes, rois.matched)]
+        crops = torch.cat(crops)  # (P, M, M) GT cropped to each RoI, in [0, 1]
+        labels = torch.cat(rois.labels)
+        picked = self.pick(logits, labels)
+        shared["mask_logits"], shared["mask_targets"] = picked, crops
+        if self.cfg.loss == "softmax":
+            loss = softmax_mask_loss(logits, labels, crops)
+        else:
+            loss = sigmoid_mask_loss(picked, crops)
+        return {"loss_mask": loss * self.cfg.loss_weight}
+
+    def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
+        labels = torch.cat([d["labels"] for d in detections])
+        picked = self.pick(self(x), labels)  # (D, M, M)
+        shared["mask_logits"] = picked
+        for det, probs in zip(detections, split_per_image(picked.sigmoid(), [d["labels"].shape[0] for d in detections])):
+            det["mask_probs"] = probs
+
+    def pick(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, K+1 | 1, M, M) logits, (N,) classes -> (N, M, M) logits whose sigmoid is the
+        probability that a pixel belongs to the class's mask (for softmax masks: the class's
+        logit minus the log-sum-exp of the others, so sigmoid gives its softmax probability)."""
+        if self.cfg.class_agnostic:
+            return logits[:, 0]
+        index = labels[:, None, None, None].expand(-1, 1, *logits.shape[-2:])  # (N, 1, M, M)
+        own = logits.gather(1, index)[:, 0]
+        if self.cfg.loss != "softmax":
+            return own
+        others = logits.scatter(1, index, float("-inf")).logsumexp(1)
+        return own - others
+
+
+def sigmoid_mask_loss(picked: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """Per-pixel binary cross-entropy of the GT class's mask only (the paper's L_mask), averaged
+    over the positive RoIs' pixels. picked (P, M, M) logits, crops (P, M, M) targets in [0, 1]."""
+    if crops.numel() == 0:
+        return picked.sum() * 0
+    return F.binary_cross_entropy_with_logits(picked, crops)
+
+
+def softmax_mask_loss(logits: torch.Tensor, labels: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """The paper's Table 2b alternative: a (K+1)-way softmax per pixel, whose target is the RoI's
+    class where the GT crop is >= 0.5 and background (0) elsewhere. logits (P, K+1, M, M)."""
+    if crops.numel() == 0:
+        return logits.sum() * 0
+    target = torch.where(crops >= 0.5, labels[:, None, None], 0)  # (P, M, M)
+    return F.cross_entropy(logits, target)
+
+
+class FCNMaskHead(MaskHead):
+    """The paper's FCN: 3x3 convs at the RoI resolution R, a deconv with kernel and stride M / R
+    (2x2 / 2 for 14 -> 28), ReLU, 1x1 conv to the class logits."""
+
+    def __init__(self, cfg: MaskHeadConfig, in_channels: int, in_resolution: int, num_classes: int):
+        super().__init__(cfg, num_classes)
         dims = [in_channels, *cfg.conv_dims]
         self.convs = nn.Sequential(
             *[ConvNorm(dims[i], dims[i + 1], 3, norm=cfg.norm, relu=True) for i in range(len(cfg.conv_dims))]
         )
-        self.deconv = nn.ConvTranspose2d(dims[-1], dims[-1], 2, stride=2)
-        self.logits = nn.Conv2d(dims[-1], num_classes, 1)
+        factor = cfg.resolution // in_resolution
+        deconv_dim = cfg.deconv_dim or dims[-1]
+        self.deconv = nn.ConvTranspose2d(dims[-1], deconv_dim, factor, stride=factor)
+        self.logits = nn.Conv2d(deconv_dim, self.out_channels, 1)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -30,32 +103,27 @@ class MaskHead(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.deconv.weight.dtype)
-        return run_as(self.logits, F.relu(self.deconv(self.convs(x))))
+        return self.logits(F.relu(self.deconv(self.convs(x))))
 
 
-def mask_loss(
-    logits: torch.Tensor,
-    boxes: list[torch.Tensor],
-    matched: list[torch.Tensor],
-    labels: torch.Tensor,
-    gt_masks: list[torch.Tensor],
-) -> torch.Tensor:
-    """Per-pixel sigmoid BCE on the GT class's mask only, averaged over positive RoIs' pixels.
+class MLPMaskHead(MaskHead):
+    """The paper's Table 2e MLP: flatten the RoI features, fc layers with ReLU, and one fc to
+    every class's M x M logits."""
 
-    logits (P, K+1, M, M); per image positive boxes (Pi, 4) and their matched gt index (Pi,);
-    labels (P,) GT class per RoI; gt_masks per image (Gi, H, W).
-    """
-    size = logits.shape[-1]
-    targets = [mask_targets(m, b, i, size) for m, b, i in zip(gt_masks, boxes, matched)]
-    targets = torch.cat(targets)  # (P, M, M)
-    if targets.numel() == 0:
-        return logits.sum() * 0
-    picked = logits[torch.arange(len(labels), device=labels.device), labels]
-    return F.binary_cross_entropy_with_logits(picked, targets)
+    def __init__(self, cfg: MaskHeadConfig, in_channels: int, in_resolution: int, num_classes: int):
+        super().__init__(cfg, num_classes)
+        dims = [in_channels * in_resolution**2, *cfg.mlp_dims]
+        self.fcs = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(cfg.mlp_dims)))
+        self.logits = nn.Linear(dims[-1], self.out_channels * cfg.resolution**2)
+        for fc in self.fcs:
+            nn.init.kaiming_uniform_(fc.weight, a=1)
+            nn.init.zeros_(fc.bias)
+        nn.init.normal_(self.logits.weight, std=0.001)
+        nn.init.zeros_(self.logits.bias)
 
-
-def mask_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(N, K+1, M, M) logits, (N,) predicted labels -> (N, M, M) probabilities of that class."""
-    picked = logits[torch.arange(len(labels), device=labels.device), labels]
-    return picked.sigmoid()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        m = self.resolution
+        return self.logits(x).view(x.shape[0], self.out_channels, m, m)

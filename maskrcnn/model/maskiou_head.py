@@ -8,18 +8,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MaskIoUHeadConfig
-from ..ops.masks import mask_targets
+from ..structures import split_per_image
 
 
 class MaskIoUHead(nn.Module):
-    """RoI mask features (N, C, R, R) + predicted mask logits (N, 2R, 2R) -> IoU per class (N, K+1).
+    """RoI mask features (N, C, R, R) + predicted mask logits (N, M, M) -> IoU per class (N, K+1).
 
-    The mask is squashed to probabilities and max-pooled 2x2 to the features' resolution, so the
-    head sees where the mask branch put the object next to what the RoI looks like.
+    The mask is squashed to probabilities and max-pooled (M / R)x(M / R) to the features'
+    resolution, so the head sees where the mask branch put the object next to what the RoI looks
+    like. It reads the mask head's logits and GT crops from `shared` (see `MaskHead`): training
+    returns its loss, inference adds `mask_scores` (D,) = box score x predicted IoU.
     """
 
-    def __init__(self, cfg: MaskIoUHeadConfig, in_channels: int, num_classes: int, resolution: int = 14):
+    def __init__(self, cfg: MaskIoUHeadConfig, in_channels: int, num_classes: int, resolution: int = 14,
+                 mask_resolution: int = 28):
         super().__init__()
+        self.cfg = cfg
+        self.mask_pool = mask_resolution // resolution
         dims = [in_channels + 1] + [cfg.conv_dim] * 4
         # The last conv halves the resolution (14 -> 7) before the fcs, as in the paper.
         self.convs = nn.ModuleList(
@@ -38,15 +43,30 @@ class MaskIoUHead(nn.Module):
         nn.init.zeros_(self.iou.bias)
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-        mask = F.max_pool2d(mask_logits.sigmoid()[:, None], 2, 2)  # (N, 1, R, R)
+        mask = F.max_pool2d(mask_logits.sigmoid()[:, None], self.mask_pool, self.mask_pool)  # (N, 1, R, R)
         x = torch.cat([features, mask.to(features.dtype)], dim=1)  # (N, C + 1, R, R)
-        x = x.to(self.fcs[0].weight.dtype)
         for conv in self.convs:
             x = F.relu(conv(x))
         x = x.flatten(1)
         for fc in self.fcs:
             x = F.relu(fc(x))
-        return self.iou(x.to(self.iou.weight.dtype))
+        return self.iou(x)
+
+    def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
+        """Positive RoIs' mask features (P, C, R, R) -> {"loss_maskiou"}."""
+        logits, crops = shared["mask_logits"], shared["mask_targets"]  # (P, M, M) each
+        fractions = torch.cat([area_inside_fraction(t["masks"], b, m)
+                               for t, b, m in zip(targets, rois.boxes, rois.matched)])
+        iou_targets = maskiou_targets(logits, crops.to(logits.dtype), fractions.to(logits.dtype))
+        loss = maskiou_loss(self(x, logits), torch.cat(rois.labels), iou_targets)
+        return {"loss_maskiou": loss * self.cfg.loss_weight}
+
+    def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
+        labels = torch.cat([d["labels"] for d in detections])
+        iou_pred = self(x, shared["mask_logits"])  # (D, K+1)
+        scores = mask_scores(iou_pred, labels, torch.cat([d["scores"] for d in detections]))
+        for det, s in zip(detections, split_per_image(scores, [d["labels"].shape[0] for d in detections])):
+            det["mask_scores"] = s
 
 
 def area_inside_fraction(
@@ -92,20 +112,6 @@ def maskiou_targets(
     return overlap / (pred_area + gt_full_area - overlap).clamp(min=1e-6)
 
 
-def maskiou_train_targets(
-    mask_logits: torch.Tensor,
-    boxes: list[torch.Tensor],
-    matched: list[torch.Tensor],
-    gt_masks: list[torch.Tensor],
-) -> torch.Tensor:
-    """IoU targets for positive RoIs of a batch: mask_logits (P, M, M) of the GT class; per image
-    boxes (Pi, 4), matched GT index (Pi,), GT masks (Gi, H, W) -> (P,)."""
-    size = mask_logits.shape[-1]
-    crops = torch.cat([mask_targets(m, b, i, size) for m, b, i in zip(gt_masks, boxes, matched)])
-    fractions = torch.cat([area_inside_fraction(m, b, i) for m, b, i in zip(gt_masks, boxes, matched)])
-    return maskiou_targets(mask_logits, crops.to(mask_logits.dtype), fractions.to(mask_logits.dtype))
-
-
 def maskiou_loss(iou_pred: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean squared error of the GT class's predicted IoU over positive RoIs.
 
@@ -114,10 +120,10 @@ def maskiou_loss(iou_pred: torch.Tensor, labels: torch.Tensor, targets: torch.Te
     """
     if len(labels) == 0:
         return iou_pred.sum() * 0
-    picked = iou_pred[torch.arange(len(labels), device=labels.device), labels]
+    picked = iou_pred.gather(1, labels[:, None])[:, 0]
     return F.mse_loss(picked, targets)
 
 
 def mask_scores(iou_pred: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Rescored mask confidence: box class score x predicted IoU of the predicted class. (D,)"""
-    return scores * iou_pred[torch.arange(len(labels), device=labels.device), labels]
+    return scores * iou_pred.gather(1, labels[:, None])[:, 0]

@@ -1,78 +1,127 @@
-"""Second stage: sample RoIs (training), pool them, and run the box and mask heads."""
+"""The RoI stage as a thin frame: sample RoIs once (training), pick the positives once, pool, and
+call each enabled head, which owns its targets, loss and inference (box_head.py, mask_head.py,
+maskiou_head.py, keypoint_head.py).
+
+FPN and C4 differ only in what a head reads: FPN pools each head's resolution from P2..P5;
+C4 pools 14 x 14 from its one map and runs the shared res5 head (res5_head.py) once per RoI.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..ops.boxes import BoxCoder, Matcher, match_boxes, sample_balanced
-from ..ops.poolers import MultiLevelRoIAlign
-from .box_head import BoxHead, BoxPredictor, box_losses, detect_boxes
-from .keypoint_head import KeypointHead, decode_keypoints, keypoint_loss
-from .mask_head import MaskHead, mask_loss, mask_probs
-from .maskiou_head import MaskIoUHead, mask_scores, maskiou_loss, maskiou_train_targets
+from ..ops.boxes import Matcher, match_boxes, sample_balanced
+from ..ops.poolers import POOLERS, RoIPooler
+from .box_head import BODIES, BoxHead
+from .keypoint_head import KeypointHead
+from .mask_head import FCNMaskHead, MLPMaskHead
+from .maskiou_head import MaskIoUHead
+from .res5_head import Res5Head
+
+INSTANCE_HEADS = ("mask", "maskiou", "keypoint")  # run in this order on positives / detections
+
+
+@dataclass
+class SampledRoIs:
+    """RoIs of a batch with their ground truth, per image."""
+
+    boxes: list[torch.Tensor]  # (Si, 4) xyxy
+    labels: list[torch.Tensor]  # (Si,) class, 0 = background
+    matched: list[torch.Tensor]  # (Si,) index of the matched GT instance (0 for background)
+
+    def positives(self) -> tuple[SampledRoIs, torch.Tensor]:
+        """The foreground RoIs, and their rows (P,) in the concatenation of all images' RoIs."""
+        keep = [torch.where(labels > 0)[0] for labels in self.labels]
+        starts = torch.tensor([0] + [len(b) for b in self.boxes[:-1]]).cumsum(0).tolist()
+        rows = torch.cat([k + s for k, s in zip(keep, starts)])
+        pick = [[x[k] for x, k in zip(field, keep)] for field in (self.boxes, self.labels, self.matched)]
+        return SampledRoIs(*pick), rows
 
 
 class RoIHeads(nn.Module):
     def __init__(self, cfg: ModelConfig, channels: int):
         super().__init__()
+        check_roi_config(cfg)
         self.cfg = cfg
-        align = cfg.roi_align
-
-        def pooler(resolution):
-            return MultiLevelRoIAlign(
-                resolution, align.sampling_ratio, align.aligned,
-                canonical_scale=align.canonical_scale, canonical_level=align.canonical_level,
-            )  # fmt: skip
-
-        self.box_pooler = pooler(cfg.box.pooler_resolution)
-        self.box_head = BoxHead(cfg.box, channels)
-        self.box_predictor = BoxPredictor(cfg.box.fc_dim, cfg.num_classes)
-        self.coder = BoxCoder(cfg.box.box_weights)
-        self.matcher = Matcher(cfg.box.fg_iou_thresh, cfg.box.bg_iou_thresh, allow_low_quality=False)
+        box, align = cfg.box, cfg.roi_align
+        self.matcher = Matcher(box.fg_iou_thresh, box.bg_iou_thresh, allow_low_quality=False)
+        levels = (4, 4) if cfg.backbone.kind == "c4" else (2, 5)  # C4: one map at stride 16
+        self.pooler = RoIPooler(align.sampling_ratio, align.aligned, *levels, align.canonical_scale,
+                                align.canonical_level, kind=cfg.roi_pooler)
+        # what each head pools, and the (channels, size) of what it reads
+        self.resolutions = {"box": box.pooler_resolution, "mask": cfg.mask.pooler_resolution,
+                            "maskiou": cfg.mask.pooler_resolution, "keypoint": cfg.keypoint.pooler_resolution}
+        sizes = dict(self.resolutions)
+        self.res5 = None
+        if cfg.backbone.kind == "c4":
+            self.res5 = Res5Head(cfg.backbone)
+            channels = self.res5.out_channels
+            self.resolutions = dict.fromkeys(self.resolutions, box.pooler_resolution)
+            sizes = dict.fromkeys(sizes, box.pooler_resolution // 2)  # res5 halves it
+        self.box_head = BoxHead(box, channels, sizes["box"], cfg.num_classes)
         if cfg.mask.enabled:
-            self.mask_pooler = pooler(cfg.mask.pooler_resolution)
-            self.mask_head = MaskHead(cfg.mask, channels, cfg.num_classes)
+            mask_head = MLPMaskHead if cfg.mask.head == "mlp" else FCNMaskHead
+            self.mask_head = mask_head(cfg.mask, channels, sizes["mask"], cfg.num_classes)
         if cfg.maskiou.enabled:
-            if not cfg.mask.enabled:
-                raise ConfigError("model.maskiou.enabled needs model.mask.enabled: it scores the mask head's masks")
-            self.maskiou_head = MaskIoUHead(cfg.maskiou, channels, cfg.num_classes, cfg.mask.pooler_resolution)
+            self.maskiou_head = MaskIoUHead(cfg.maskiou, channels, cfg.num_classes, sizes["mask"], cfg.mask.resolution)
         if cfg.keypoint.enabled:
-            self.keypoint_pooler = pooler(cfg.keypoint.pooler_resolution)
             self.keypoint_head = KeypointHead(cfg.keypoint, channels)
 
     def forward(self, features, proposals, image_sizes, targets=None, generators=None):
-        """features [P2..P5]; proposals per image (Ni, 4) -> (detections, losses).
+        """features [P2..P5] or [C4]; proposals per image (Ni, 4) -> (detections, losses).
 
-        Detections per image: dict with boxes (D, 4), scores (D,), labels (D,), mask_probs (D, M, M),
-        keypoints (D, K, 3) x, y, score.
+        Detections per image: dict with boxes (D, 4), scores (D,), labels (D,) and what the
+        instance heads add: mask_probs (D, M, M), mask_scores (D,), keypoint_heatmaps (D, K, 56, 56).
         """
         if self.training:
-            return [], self._train(features, proposals, targets, generators)
-        return self._infer(features, proposals, image_sizes), {}
+            return [], self._losses(features, proposals, targets, generators)
+        return self._detect(features, proposals, image_sizes), {}
 
-    # -- training ---------------------------------------------------------------------------
-    def _train(self, features, proposals, targets, generators):
-        rois, labels, matched, box_targets = self.sample_rois(proposals, targets, generators)
-        logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, rois)))
-        losses = box_losses(logits, deltas, torch.cat(labels), torch.cat(box_targets), self.cfg.box.smooth_l1_beta)
-        losses = {k: v * self.cfg.box.loss_weight for k, v in losses.items()}
-        if self.cfg.mask.enabled:
-            losses.update(self._train_mask(features, rois, labels, matched, targets))
-        if self.cfg.keypoint.enabled:
-            losses.update(self._train_keypoint(features, rois, labels, matched, targets))
+    def instance_heads(self):
+        """(name, head) of the enabled heads that run on positives / detections, in order."""
+        return [(name, getattr(self, f"{name}_head")) for name in INSTANCE_HEADS if hasattr(self, f"{name}_head")]
+
+    def roi_features(self, features, boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        """What the heads read for per-image boxes: (N, C, R, R) pooled, or res5's (N, 2048, R/2, R/2)."""
+        x = self.pooler(features, boxes, resolution)
+        return x if self.res5 is None else self.res5(x)
+
+    def _losses(self, features, proposals, targets, generators) -> dict[str, torch.Tensor]:
+        rois = self.sample(proposals, targets, generators)
+        box_x = self.roi_features(features, rois.boxes, self.resolutions["box"])
+        losses = self.box_head.losses(box_x, rois, targets)
+        pos, rows = rois.positives()
+        # features per pooled resolution, read by every head that pools alike
+        pooled = {self.resolutions["box"]: box_x[rows]} if self.res5 is not None else {}
+        shared = {}
+        for name, head in self.instance_heads():
+            r = self.resolutions[name]
+            if r not in pooled:
+                pooled[r] = self.roi_features(features, pos.boxes, r)
+            losses.update(head.losses(pooled[r], pos, targets, shared))
         return losses
 
-    def sample_rois(self, proposals, targets, generators):
-        """GT boxes join the proposals; match at IoU 0.5; sample 1:3 positives:negatives.
+    def _detect(self, features, proposals, image_sizes) -> list[dict]:
+        box_x = self.roi_features(features, proposals, self.resolutions["box"])
+        detections = self.box_head.detect(box_x, proposals, image_sizes)
+        boxes = [d["boxes"] for d in detections]
+        pooled, shared = {}, {}
+        for name, head in self.instance_heads():
+            r = self.resolutions[name]
+            if r not in pooled:
+                pooled[r] = self.roi_features(features, boxes, r)
+            head.infer(pooled[r], detections, shared)
+        return detections
 
-        Returns per image: rois (Si, 4), labels (Si,) (0 = background), matched gt (Si,),
-        box regression targets (Si, 4).
-        """
+    def sample(self, proposals, targets, generators) -> SampledRoIs:
+        """GT boxes join the proposals; match at IoU 0.5; sample 1:3 positives:negatives."""
         box_cfg = self.cfg.box
-        out = ([], [], [], [])
+        out = SampledRoIs([], [], [])
         gens = generators or [None] * len(proposals)
         for props, target, gen in zip(proposals, targets, gens):
             gt_boxes, gt_labels = target["boxes"], target["labels"]
@@ -84,68 +133,27 @@ class RoIHeads(nn.Module):
             labels = torch.where(matches == Matcher.BETWEEN, -1, labels)
             pos, neg = sample_balanced(labels, box_cfg.batch_size_per_image, box_cfg.positive_fraction, gen)
             keep = torch.where(pos | neg)[0]
-            props, labels, matched = props[keep], labels[keep], matched[keep]
-            gt = gt_boxes[matched] if len(gt_boxes) else props
-            for store, value in zip(out, (props, labels, matched, self.coder.encode(gt, props))):
-                store.append(value)
+            out.boxes.append(props[keep])
+            out.labels.append(labels[keep])
+            out.matched.append(matched[keep])
         return out
 
-    def _train_mask(self, features, rois, labels, matched, targets):
-        pos = [torch.where(lab > 0)[0] for lab in labels]
-        pos_rois = [r[p] for r, p in zip(rois, pos)]
-        pos_matched = [m[p] for m, p in zip(matched, pos)]
-        pos_labels = torch.cat([lab[p] for lab, p in zip(labels, pos)])
-        pooled = self.mask_pooler(features, pos_rois)  # (P, C, 14, 14)
-        logits = self.mask_head(pooled)
-        gt_masks = [t["masks"] for t in targets]
-        loss = mask_loss(logits, pos_rois, pos_matched, pos_labels, gt_masks)
-        losses = {"loss_mask": loss * self.cfg.mask.loss_weight}
-        if self.cfg.maskiou.enabled:
-            picked = logits[torch.arange(len(pos_labels), device=logits.device), pos_labels]  # (P, 28, 28)
-            iou_targets = maskiou_train_targets(picked, pos_rois, pos_matched, gt_masks)
-            loss = maskiou_loss(self.maskiou_head(pooled, picked), pos_labels, iou_targets)
-            losses["loss_maskiou"] = loss * self.cfg.maskiou.loss_weight
-        return losses
 
-    def _train_keypoint(self, features, rois, labels, matched, targets):
-        pos = [torch.where(lab > 0)[0] for lab in labels]
-        pos_rois = [r[p] for r, p in zip(rois, pos)]
-        logits = self.keypoint_head(self.keypoint_pooler(features, pos_rois))  # (P, K, 56, 56)
-        if any("keypoints" not in t for t in targets):
-            raise ValueError("the keypoint head is enabled: every target needs 'keypoints' (N, K, 3) x, y, visibility")
-        gt = [t["keypoints"] for t in targets]
-        loss = keypoint_loss(logits, pos_rois, [m[p] for m, p in zip(matched, pos)], gt)
-        return {"loss_keypoint": loss * self.cfg.keypoint.loss_weight}
-
-    # -- inference --------------------------------------------------------------------------
-    def _infer(self, features, proposals, image_sizes):
-        # RoIAlign reads fp32 (or float64) NCHW maps: a no-op unless the fast path made them bf16 /
-        # channels-last; float64 stays float64 for the exactness referee (tests/model/exactness.py)
-        features = [(f if f.dtype == torch.float64 else f.float()).contiguous() for f in features]
-        logits, deltas = self.box_predictor(self.box_head(self.box_pooler(features, proposals)))
-        dets = detect_boxes(logits, deltas, proposals, image_sizes, self.coder, self.cfg.box)
-        results = [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
-        if self.cfg.mask.enabled:
-            boxes = [r["boxes"] for r in results]
-            pooled = self.mask_pooler(features, boxes)  # (D, C, 14, 14)
-            mask_logits = self.mask_head(pooled)
-            labels = torch.cat([r["labels"] for r in results])
-            probs = mask_probs(mask_logits, labels)
-            for r, p in zip(results, probs.split([len(b) for b in boxes])):
-                r["mask_probs"] = p
-            if self.cfg.maskiou.enabled:
-                self._infer_maskiou(pooled, mask_logits, labels, results)
-        if self.cfg.keypoint.enabled:
-            boxes = [r["boxes"] for r in results]
-            heatmaps = self.keypoint_head(self.keypoint_pooler(features, boxes))  # (D, K, 56, 56)
-            for r, h in zip(results, heatmaps.split([len(b) for b in boxes])):
-                r["keypoints"] = decode_keypoints(h, r["boxes"])  # (Di, K, 3) x, y, score
-        return results
-
-    def _infer_maskiou(self, pooled, mask_logits, labels, results):
-        """Adds `mask_scores` (D,) = box score x predicted IoU of the predicted class."""
-        picked = mask_logits[torch.arange(len(labels), device=labels.device), labels]  # (D, 28, 28)
-        iou_pred = self.maskiou_head(pooled, picked)
-        scores = mask_scores(iou_pred, labels, torch.cat([r["scores"] for r in results]))
-        for r, s in zip(results, scores.split([len(r["labels"]) for r in results])):
-            r["mask_scores"] = s
+def check_roi_config(cfg: ModelConfig) -> None:
+    """Combinations of RoI-stage fields that cannot be built, as one-line ConfigErrors."""
+    mask, c4 = cfg.mask, cfg.backbone.kind == "c4"
+    choices = {"model.roi_pooler": (cfg.roi_pooler, POOLERS), "model.box.head": (cfg.box.head, tuple(BODIES)),
+               "model.mask.head": (mask.head, ("fcn", "mlp")), "model.mask.loss": (mask.loss, ("sigmoid", "softmax"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: unknown '{value}' (expected one of {', '.join(allowed)})")
+    if cfg.maskiou.enabled and not mask.enabled:
+        raise ConfigError("model.maskiou.enabled needs model.mask.enabled: it scores the mask head's masks")
+    if mask.class_agnostic and mask.loss == "softmax":
+        raise ConfigError("model.mask.class_agnostic needs model.mask.loss=sigmoid: a softmax over one class is constant")
+    if c4 and cfg.keypoint.enabled:
+        raise ConfigError("model.keypoint.enabled: the C4 model has no keypoint head; use an FPN preset")
+    mask_input = cfg.box.pooler_resolution // 2 if c4 else mask.pooler_resolution
+    if mask.enabled and mask.head == "fcn" and mask.resolution % mask_input:
+        raise ConfigError(f"model.mask.resolution {mask.resolution} must be a multiple of the mask head's "
+                          f"input size {mask_input} (the deconv upsamples by a whole factor)")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from ..config import AnchorConfig, RPNConfig
+from ..errors import ConfigError
 from ..ops.boxes import (
     BoxCoder,
     Matcher,
+    at_most,
+    batched_nms_first,
     clip_boxes,
     match_boxes,
     nonempty,
@@ -18,16 +20,24 @@ from ..ops.boxes import (
     smooth_l1_sum,
 )
 from .backbone import ConvNorm
-from .fast_inference import run_as
 
 
 class AnchorGenerator(nn.Module):
-    """One anchor size per pyramid level, several aspect ratios at every feature-map cell."""
+    """Anchors at every feature-map cell: one size per pyramid level (FPN), or every size on the
+    one map (C4), each in several aspect ratios (size-major, ratio-minor)."""
 
-    def __init__(self, cfg: AnchorConfig):
+    def __init__(self, cfg: AnchorConfig, num_levels: int = 5):
         super().__init__()
+        if num_levels == 1:
+            sizes = [cfg.sizes]
+        elif num_levels == len(cfg.sizes):
+            sizes = [(size,) for size in cfg.sizes]
+        else:
+            raise ConfigError(f"model.anchors.sizes: {len(cfg.sizes)} sizes for {num_levels} feature "
+                              "levels (give one per level, or any number for a single map)")
         self.cell_anchors = [
-            self._cell_anchors(size, cfg.aspect_ratios, cfg.round_base) for size in cfg.sizes
+            torch.cat([self._cell_anchors(size, cfg.aspect_ratios, cfg.round_base) for size in level])
+            for level in sizes
         ]
 
     @property
@@ -79,10 +89,10 @@ class RPNHead(nn.Module):
         logits, deltas = [], []
         for feat in features:
             t = self.convs(feat)
-            obj = run_as(self.objectness, t)  # (B, A, H, W)
+            obj = self.objectness(t)  # (B, A, H, W)
             b, a, h, w = obj.shape
             logits.append(obj.permute(0, 2, 3, 1).reshape(b, -1))
-            d = run_as(self.deltas, t).view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)
+            d = self.deltas(t).view(b, a, 4, h, w).permute(0, 3, 4, 1, 2)
             deltas.append(d.reshape(b, -1, 4))
         return logits, deltas
 
@@ -90,23 +100,23 @@ class RPNHead(nn.Module):
 class RPN(nn.Module):
     """Proposals per image; in training also the objectness and box-regression losses."""
 
-    def __init__(self, cfg: RPNConfig, anchors: AnchorConfig, channels: int):
+    def __init__(self, cfg: RPNConfig, anchors: AnchorConfig, channels: int, num_levels: int = 5):
         super().__init__()
         self.cfg = cfg
-        self.anchor_generator = AnchorGenerator(anchors)
+        self.anchor_generator = AnchorGenerator(anchors, num_levels)
         self.head = RPNHead(channels, self.anchor_generator.num_anchors_per_cell, cfg.num_convs, cfg.norm)
         self.coder = BoxCoder(cfg.box_weights)
         self.matcher = Matcher(cfg.fg_iou_thresh, cfg.bg_iou_thresh, allow_low_quality=True)
 
     def forward(self, images, features, targets=None, generators=None):
-        """images: ImageList; features: [P2..P6] -> (proposals per image (Ni, 4), losses)."""
+        """images: ImageList; features: [P2..P6] or [C4] -> (proposals per image (Ni, 4), losses)."""
         anchors = self.anchor_generator(tuple(images.tensors.shape[-2:]), features)
         logits, deltas = self.head(features)
         num_per_level = [a.shape[0] for a in anchors]
         anchors = torch.cat(anchors)  # (A_total, 4)
         logits, deltas = torch.cat(logits, 1), torch.cat(deltas, 1)  # (B, A_total), (B, A_total, 4)
-        boxes = self.coder.decode(deltas.detach().reshape(-1, 4), anchors.repeat(len(logits), 1))
-        boxes = boxes.view(len(logits), -1, 4)
+        boxes = self.coder.decode(deltas.detach().reshape(-1, 4), anchors.repeat(logits.shape[0], 1))
+        boxes = boxes.view(logits.shape[0], -1, 4)
         proposals = self.select_proposals(boxes, logits.detach(), num_per_level, images.image_sizes)
         losses = {}
         if self.training:
@@ -120,19 +130,21 @@ class RPN(nn.Module):
         post_k = cfg.post_nms_topk_train if self.training else cfg.post_nms_topk_test
         top_idx, levels, start = [], [], 0
         for level, n in enumerate(num_per_level):
-            idx = logits[:, start : start + n].topk(min(pre_k, n), dim=1).indices + start
+            idx = logits[:, start : start + n].topk(at_most(n, pre_k), dim=1).indices + start
             top_idx.append(idx)
-            levels.append(torch.full((idx.shape[1],), level, device=idx.device))
+            levels.append(torch.full_like(idx[0], level))
             start += n
         top_idx, levels = torch.cat(top_idx, 1), torch.cat(levels)  # (B, K), (K,)
-        rows = torch.arange(len(boxes), device=boxes.device)[:, None]
+        rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
         boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()
         out = []
-        for img_boxes, img_scores, size in zip(boxes, scores, image_sizes):
+        for i, size in enumerate(image_sizes):
+            img_boxes, img_scores = boxes[i], scores[i]
             img_boxes = clip_boxes(img_boxes, size)
             keep = nonempty(img_boxes, cfg.min_box_size) & (img_scores >= cfg.score_thresh)
             img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], levels[keep]
-            keep = batched_nms(img_boxes, img_scores, img_levels, cfg.nms_thresh)[:post_k]
+            keep = batched_nms_first(img_boxes, img_scores, img_levels, cfg.nms_thresh, post_k,
+                                     num_classes=len(num_per_level))
             out.append(img_boxes[keep])
         return out
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import batched_nms, box_iou, nms
 
 # Largest log-scale change a predicted delta may apply (a box can grow at most 1000/16 times).
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
@@ -120,10 +120,11 @@ def _randperm(n: int, device, generator) -> torch.Tensor:
 
 
 def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Clamp (..., 4) xyxy boxes to an (h, w) image."""
-    h, w = image_size
-    x = boxes[..., 0::2].clamp(min=0, max=w)
-    y = boxes[..., 1::2].clamp(min=0, max=h)
+    """Clamp (..., 4) xyxy boxes to an (h, w) image (ints, or 0-dim tensors while tracing)."""
+    h, w = (s.to(boxes.dtype) if torch.is_tensor(s) else torch.tensor(s, dtype=boxes.dtype, device=boxes.device)
+            for s in image_size)
+    x = torch.minimum(boxes[..., 0::2].clamp(min=0), w)
+    y = torch.minimum(boxes[..., 1::2].clamp(min=0), h)
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
@@ -144,7 +145,8 @@ def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torc
 
 
 def batched_nms_topk(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int,
+    num_classes: int | None = None,
 ) -> torch.Tensor:
     """`batched_nms(boxes, scores, classes, iou_thresh)[:k]`, without suppressing all N boxes.
 
@@ -152,9 +154,12 @@ def batched_nms_topk(
     so NMS over the best m boxes decides every one of them exactly as NMS over all N does; once
     that prefix yields k survivors, they are the k best of the full result. m starts at 4k and
     grows 4x until it does (or covers all boxes). With a score threshold of 0 and 90 classes this
-    turns ~90 NMS calls over 90,000 boxes into one over a few hundred.
+    turns ~90 NMS calls over 90,000 boxes into one over a few hundred. While tracing, classes must
+    lie in 0..num_classes-1.
     """
-    if torch.jit.is_tracing() or len(scores) <= 4 * k:
+    if torch.jit.is_tracing():
+        return nms_per_class_traced(boxes, scores, classes, num_classes, iou_thresh, k)
+    if len(scores) <= 4 * k:
         return batched_nms(boxes, scores, classes, iou_thresh)[:k]
     order = scores.argsort(descending=True)
     m = 4 * k
@@ -164,3 +169,62 @@ def batched_nms_topk(
         if len(keep) >= k or m >= len(order):
             return top[keep[:k]]
         m *= 4
+
+
+def batched_nms_first(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """`batched_nms(boxes, scores, classes, iou_thresh)[:k]`; while tracing, one NMS per class
+    0..num_classes-1."""
+    if torch.jit.is_tracing():
+        return nms_per_class_traced(boxes, scores, classes, num_classes, iou_thresh, k)
+    return batched_nms(boxes, scores, classes, iou_thresh)[:k]
+
+
+# -- the traced (ONNX) form of per-class NMS -----------------------------------------------------
+_NOT_A_CANDIDATE = -1.0  # score of a (box, class) pair that is not a candidate (scores are >= 0)
+
+
+def nms_per_class_traced(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, num_classes: int, iou_thresh: float,
+    k: int,
+) -> torch.Tensor:
+    """Per-class greedy NMS as one ONNX NonMaxSuppression: boxes (N, 4), scores (N,) >= 0, classes
+    (N,) in 0..num_classes-1 -> indices of the k best survivors, best first. Exact per-class NMS
+    (no coordinate offsets), and each class stops after k survivors, which keeps it fast with
+    thousands of candidates."""
+    rows = torch.arange(num_classes, device=classes.device)[:, None]
+    per_class = torch.where(classes[None] == rows, scores[None], _NOT_A_CANDIDATE)  # (C, N)
+    kept = _NonMaxSuppression.apply(boxes[None], per_class[None], int(k), float(iou_thresh),
+                                    _NOT_A_CANDIDATE / 2)[:, 2]  # (M,) box indices
+    best = scores[kept].topk(at_most(kept.shape[0], k)).indices
+    return kept[best]
+
+
+def at_most(n, k: int):
+    """min(n, k) for a size n that is an int eagerly and a 0-dim tensor while tracing."""
+    return torch.clamp(n, max=k) if torch.is_tensor(n) else min(n, k)
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """ONNX NonMaxSuppression; the eager forward (run while tracing) computes the same:
+    boxes (B, N, 4), scores (B, C, N) -> (M, 3) rows (b, c, box index), each (b, c) best first."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, max_per_class: int, iou_threshold: float, score_threshold: float):
+        rows = [boxes.new_zeros((0, 3), dtype=torch.int64)]
+        for b in range(scores.shape[0]):
+            for c in range(scores.shape[1]):
+                cand = torch.where(scores[b, c] > score_threshold)[0]
+                keep = cand[nms(boxes[b, cand], scores[b, c, cand], iou_threshold)[:max_per_class]]
+                rows.append(torch.stack([torch.full_like(keep, b), torch.full_like(keep, c), keep], 1))
+        return torch.cat(rows)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_per_class, iou_threshold, score_threshold):
+        def const(value, dtype):
+            return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
+
+        return g.op("NonMaxSuppression", boxes, scores, const(max_per_class, torch.int64),
+                    const(iou_threshold, torch.float32), const(score_threshold, torch.float32))

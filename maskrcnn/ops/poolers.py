@@ -1,4 +1,5 @@
-"""Multi-level RoIAlign: each RoI is pooled from the FPN level that matches its size (FPN eq. 1)."""
+"""RoI pooling: each RoI is pooled from the pyramid level that matches its size (FPN eq. 1) by
+RoIAlign, RoIPool or RoIWarp (the paper's Table 2c)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
-from torchvision.ops import roi_align
+from torchvision.ops import roi_align, roi_pool
 
 from .boxes import box_area
 
@@ -33,73 +34,117 @@ def assign_levels(
     return level.clamp(min=min_level, max=max_level).to(torch.int64) - min_level
 
 
-class MultiLevelRoIAlign(nn.Module):
-    """Pools (N, C, R, R) features for per-image boxes from levels P`min_level`..P`max_level`."""
+POOLERS = ("roialign", "roipool", "roiwarp")
+
+
+class RoIPooler(nn.Module):
+    """Pools (N, C, R, R) features for per-image boxes, each from the pyramid level P`min_level`..
+    P`max_level` that matches its size (one level for C4), with the paper's Table 2c RoI layers:
+
+    - "roialign": no quantisation, bilinear samples averaged per bin (RoIAlign);
+    - "roipool": RoI and bins quantised to the feature grid, max per bin (Fast R-CNN's RoIPool);
+    - "roiwarp": RoI quantised to the feature grid, then resampled bilinearly as RoIAlign does
+      (MNC's RoIWarp): alignment lost at the RoI's edges only.
+    """
 
     def __init__(
         self,
-        resolution: int,
         sampling_ratio: int,
         aligned: bool,
         min_level: int = 2,
         max_level: int = 5,
         canonical_scale: int = 224,
         canonical_level: int = 4,
+        kind: str = "roialign",
     ):
         super().__init__()
-        self.resolution = resolution
-        # torchvision's roi_align takes -1 for "adaptive" sampling, configs use 0 as in detectron2.
-        self.sampling_ratio = sampling_ratio if sampling_ratio > 0 else -1
+        if kind not in POOLERS:
+            raise ValueError(f"unknown RoI pooler '{kind}' (expected one of {', '.join(POOLERS)})")
+        self.kind = kind
+        # torchvision's roi_align reads 0 as "adaptive", as detectron2's configs do.
+        self.sampling_ratio = max(sampling_ratio, 0)
         self.aligned = aligned
         self.min_level, self.max_level = min_level, max_level
         self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
 
-    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
-        """features: [P2..P5] (B, C, Hl, Wl) at strides 2**level; boxes: per-image (Ni, 4)."""
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        """features: [P`min_level`..] (B, C, Hl, Wl) at strides 2**level; boxes: per-image (Ni, 4)."""
         rois = boxes_to_rois(boxes)  # (N, 5)
         levels = assign_levels(
             rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level
         )
+        num_levels = min(len(features), self.max_level - self.min_level + 1)
+        if torch.jit.is_tracing():
+            return self._pool_traced(features[:num_levels], rois, levels, resolution)
         channels = features[0].shape[1]
-        out = features[0].new_zeros((rois.shape[0], channels, self.resolution, self.resolution))
-        threads = _threads(features[0])
+        out = features[0].new_zeros((rois.shape[0], channels, resolution, resolution))
+        threads = _threads(features[0]) if self.kind == "roialign" else 1
         if torch.is_grad_enabled() and any(f.requires_grad for f in features):
-            return self._pool_recorded(features, rois, levels, out, threads)
+            return self._pool_recorded(features[:num_levels], rois, levels, resolution, out, threads)
         jobs = []  # (level offset, indices of its RoIs), levels split into chunks for threads
-        for offset in range(min(len(features), self.max_level - self.min_level + 1)):
+        for offset in range(num_levels):
             idx = torch.where(levels == offset)[0]
             parts = min(threads, max(len(idx) // MIN_ROIS_PER_THREAD, 1))
             jobs += [(offset, part) for part in idx.tensor_split(parts) if len(part)]
 
         def pool(job):
             offset, idx = job
-            return roi_align(
-                features[offset],
-                rois[idx],
-                output_size=self.resolution,
-                spatial_scale=1.0 / math.pow(2, self.min_level + offset),
-                sampling_ratio=self.sampling_ratio,
-                aligned=self.aligned,
-            )
+            return self._pool_level(features[offset], rois[idx], offset, resolution)
 
         for (_, idx), pooled in zip(jobs, _map(pool, jobs, threads)):
             out[idx] = pooled.to(out.dtype)
         return out
 
+    def _pool_level(self, feature: torch.Tensor, rois: torch.Tensor, offset: int, resolution: int):
+        """(K, 5) rois of one level -> (K, C, R, R)."""
+        scale = 1.0 / math.pow(2, self.min_level + offset)
+        if self.kind == "roipool":
+            return roi_pool(feature, rois, resolution, scale)
+        if self.kind == "roiwarp":
+            return roi_align(feature, quantize_rois(rois, scale), resolution, 1.0, self.sampling_ratio, False)
+        return roi_align(feature, rois, resolution, scale, self.sampling_ratio, self.aligned)
 
-    def _pool_recorded(self, features, rois, levels, out, threads):
-        """Training: one autograd node per level, each splitting its RoIs across threads."""
-        for offset in range(min(len(features), self.max_level - self.min_level + 1)):
+    def _pool_recorded(self, features, rois, levels, resolution, out, threads):
+        """Training: one autograd node per level, RoIAlign splitting its RoIs across threads."""
+        for offset in range(len(features)):
             idx = torch.where(levels == offset)[0]
             if len(idx) == 0:
                 continue
-            scale = 1.0 / math.pow(2, self.min_level + offset)
             parts = min(threads, max(len(idx) // MIN_ROIS_PER_THREAD, 1))
-            args = (features[offset], rois[idx], scale, self.resolution, self.sampling_ratio, self.aligned)
-            pooled = ThreadedRoIAlign.apply(*args, parts) if parts > 1 else roi_align(
-                args[0], args[1], self.resolution, scale, self.sampling_ratio, self.aligned)
+            if parts > 1:
+                scale = 1.0 / math.pow(2, self.min_level + offset)
+                args = (features[offset], rois[idx], scale, resolution, self.sampling_ratio, self.aligned)
+                pooled = ThreadedRoIAlign.apply(*args, parts)
+            else:
+                pooled = self._pool_level(features[offset], rois[idx], offset, resolution)
             out[idx] = pooled.to(out.dtype)
         return out
+
+    def _pool_traced(self, features, rois, levels, resolution):
+        """The traced (ONNX) form: every level pools its RoIs, however many there are at trace
+        time, with torchvision's registered ops (they export as RoiAlign / MaxRoiPool)."""
+        pooled, order = [], []
+        for offset, feature in enumerate(features):
+            idx = torch.where(levels == offset)[0]
+            scale = 1.0 / math.pow(2, self.min_level + offset)
+            if self.kind == "roipool":
+                level = torch.ops.torchvision.roi_pool(feature, rois[idx], scale, resolution, resolution)[0]
+            else:
+                level_rois, level_scale, aligned = rois[idx], scale, self.aligned
+                if self.kind == "roiwarp":
+                    level_rois, level_scale, aligned = quantize_rois(level_rois, scale), 1.0, False
+                level = torch.ops.torchvision.roi_align(feature, level_rois, level_scale, resolution,
+                                                        resolution, self.sampling_ratio, aligned)
+            pooled.append(level)
+            order.append(idx)
+        # rows are grouped by level; put them back in RoI order
+        return torch.cat(pooled)[torch.argsort(torch.cat(order))]
+
+
+def quantize_rois(rois: torch.Tensor, scale: float) -> torch.Tensor:
+    """(K, 5) rois in image pixels -> the same rois in feature cells, each coordinate rounded to
+    the nearest cell as RoIPool does (half away from zero for the non-negative coordinates)."""
+    return torch.cat([rois[:, :1], torch.floor(rois[:, 1:] * scale + 0.5)], dim=1)
 
 
 class ThreadedRoIAlign(torch.autograd.Function):

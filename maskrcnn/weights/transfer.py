@@ -29,13 +29,13 @@ from . import read_weights
 
 # our key prefix -> rows per class along dim 0
 CLASS_ROWS = {
-    "roi_heads.box_predictor.cls_score.": 1,
-    "roi_heads.box_predictor.bbox_pred.": 4,
+    "roi_heads.box_head.cls_score.": 1,
+    "roi_heads.box_head.bbox_pred.": 4,
     "roi_heads.mask_head.logits.": 1,
     "roi_heads.maskiou_head.iou.": 1,
 }
 KEYPOINT_PREDICTOR = "roi_heads.keypoint_head.deconv."
-_CLS = "roi_heads.box_predictor.cls_score.weight"
+_CLS = "roi_heads.box_head.cls_score.weight"
 _COUNTER = "num_batches_tracked"  # BatchNorm bookkeeping, not a weight
 
 

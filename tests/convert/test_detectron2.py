@@ -109,9 +109,9 @@ def test_model_zoo_pickle_loads_with_its_config_and_label_order(r50_pkl):
     same("roi_heads.box_head.fcs.1.weight", "roi_heads.box_head.fc2.weight")
     same("roi_heads.mask_head.convs.3.conv.weight", "roi_heads.mask_head.mask_fcn4.weight")
     same("roi_heads.mask_head.deconv.weight", "roi_heads.mask_head.deconv.weight")
-    cls, d2_cls = sd["roi_heads.box_predictor.cls_score.weight"], torch.from_numpy(d2["roi_heads.box_predictor.cls_score.weight"])
+    cls, d2_cls = sd["roi_heads.box_head.cls_score.weight"], torch.from_numpy(d2["roi_heads.box_predictor.cls_score.weight"])
     assert torch.equal(cls[0], d2_cls[80]) and torch.equal(cls[1:], d2_cls[:80])  # background first
-    deltas = sd["roi_heads.box_predictor.bbox_pred.weight"]
+    deltas = sd["roi_heads.box_head.bbox_pred.weight"]
     assert torch.equal(deltas[4:], torch.from_numpy(d2["roi_heads.box_predictor.bbox_pred.weight"]))
     assert not deltas[:4].any()
     logits = sd["roi_heads.mask_head.logits.bias"]

@@ -120,11 +120,11 @@ def test_r50_weights_moved_and_background_rows(r50):
             "roi_heads.maskiou_head.fcs.1.weight": "roi_head.mask_iou_head.fcs.1.weight"}  # fmt: skip
     for our_key, key in same.items():
         assert torch.equal(ours[our_key], sd[key]), our_key
-    cls, cls_b = ours["roi_heads.box_predictor.cls_score.weight"], ours["roi_heads.box_predictor.cls_score.bias"]
+    cls, cls_b = ours["roi_heads.box_head.cls_score.weight"], ours["roi_heads.box_head.cls_score.bias"]
     assert torch.equal(cls[0], sd["roi_head.bbox_head.fc_cls.weight"][80])  # background: last -> 0
     assert torch.equal(cls[1:], sd["roi_head.bbox_head.fc_cls.weight"][:80])
     assert torch.equal(cls_b[0], sd["roi_head.bbox_head.fc_cls.bias"][80])
-    reg = ours["roi_heads.box_predictor.bbox_pred.weight"]
+    reg = ours["roi_heads.box_head.bbox_pred.weight"]
     assert reg.shape == (324, 1024) and reg[:4].eq(0).all()
     assert torch.equal(reg[4:], sd["roi_head.bbox_head.fc_reg.weight"])
     logits = ours["roi_heads.mask_head.logits.weight"]
@@ -138,7 +138,8 @@ def test_r50_heads_compute_what_mmdetection_computes(r50):
     with torch.no_grad():
         ours = model.roi_heads.maskiou_head(feats, mask_logits)  # (5, 81)
         x = torch.randn(5, 1024)
-        logits, deltas = model.roi_heads.box_predictor(x)
+        box = model.roi_heads.box_head
+        logits, deltas = box.cls_score(x), box.bbox_pred(x)
     torch.testing.assert_close(ours[:, 1:], mmdet_maskiou_forward(sd, feats, mask_logits))
     mm_probs = F.softmax(F.linear(x, sd["roi_head.bbox_head.fc_cls.weight"], sd["roi_head.bbox_head.fc_cls.bias"]), -1)
     order = list(range(1, 81)) + [0]  # our label l is mmdetection's l - 1; background last
@@ -183,7 +184,7 @@ def test_class_agnostic_regression_is_repeated_for_every_class():
     sd = mmdet_ms_rcnn_state(50, num_classes=3, make=_meta_tensor)
     sd["roi_head.bbox_head.fc_reg.weight"], sd["roi_head.bbox_head.fc_reg.bias"] = torch.randn(4, 1024), torch.randn(4)
     state, _ = convert_mmdet({"meta": {}, "state_dict": sd})
-    reg = state["roi_heads.box_predictor.bbox_pred.weight"]  # (4 (K+1), 1024)
+    reg = state["roi_heads.box_head.bbox_pred.weight"]  # (4 (K+1), 1024)
     assert reg.shape == (16, 1024)
     assert all(torch.equal(reg[4 * k: 4 * k + 4], sd["roi_head.bbox_head.fc_reg.weight"]) for k in range(4))
 

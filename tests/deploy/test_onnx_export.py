@@ -202,6 +202,20 @@ def test_efficientnet_lite_model_matches_torch_at_other_sizes(images, tmp_path):
     assert_matches(ref, predictor.predict(images[0]))
 
 
+def test_c4_model(images, tmp_path):
+    """The C4 model exports with no export code of its own: one-map RPN, res5 per RoI, 14 x 14
+    masks (a ResNet-18 C4 keeps it quick)."""
+    model = _model("maskrcnn_r50_c4", box_score_thresh=0.0, box_detections_per_img=20,
+                   rpn_post_nms_top_n_test=100, model__backbone__depth=18)
+    _export(model, tmp_path / "c4.onnx")
+    predictor = OnnxPredictor(tmp_path / "c4.onnx")
+    raw = predictor.run_graph(predictor.resize(images[1]))
+    assert raw["mask_probs"].shape == (20, 14, 14)
+    ref, out = model.predict(images[1])[0], predictor.predict(images[1])
+    assert len(ref) == 20
+    assert_matches(ref, out)
+
+
 def test_runner_score_thresh_filters_like_the_model(mask_export, images, mask_predictions):
     """A threshold raised in the runner (after NMS) keeps exactly what the model keeps with it
     before NMS: lower-scoring boxes never suppress higher ones, and the top-k are the best."""

@@ -117,7 +117,7 @@ def test_resume_from_another_models_checkpoint_names_the_keys(tmp_path):
     msg = str(err.value)
     # 4 classes vs 3: the classifier has one more row, the box and mask predictors one more class
     assert "four.pt" in msg and "shape mismatches" in msg
-    assert "roi_heads.box_predictor.cls_score.weight: checkpoint (4, 64) vs model (3, 64)" in msg
+    assert "roi_heads.box_head.cls_score.weight: checkpoint (4, 64) vs model (3, 64)" in msg
 
 
 class Quadratic(nn.Module):

@@ -15,8 +15,8 @@ from maskrcnn.model.maskiou_head import (
     mask_scores,
     maskiou_loss,
     maskiou_targets,
-    maskiou_train_targets,
 )
+from maskrcnn.ops.masks import mask_targets
 from maskrcnn.zoo import get_preset
 
 
@@ -80,7 +80,9 @@ def test_train_targets_instance_half_inside_proposal():
     everything = _square_logits(slice(None), slice(None))  # 784 px, overlap 392
     empty = torch.full((28, 28), -5.0)
     logits = torch.stack([exact, everything, empty])  # (3, 28, 28)
-    targets = maskiou_train_targets(logits, [box.repeat(3, 1)], [match.repeat(3)], [masks])
+    boxes, matched = box.repeat(3, 1), match.repeat(3)
+    crops = mask_targets(masks, boxes, matched, 28)  # the mask head's targets, which it shares
+    targets = maskiou_targets(logits, crops, area_inside_fraction(masks, boxes, matched))
     # exact: 392 / (392 + 784 - 392) = 0.5, not the 1.0 an uncorrected crop would give;
     # everything: 392 / (784 + 784 - 392) = 1/3; empty: 0.
     torch.testing.assert_close(targets, torch.tensor([0.5, 1 / 3, 0.0]))

@@ -7,7 +7,7 @@ import math
 import torch
 from torchvision.ops import roi_align
 
-from maskrcnn.ops.poolers import MultiLevelRoIAlign, ThreadedRoIAlign, assign_levels, boxes_to_rois
+from maskrcnn.ops.poolers import RoIPooler, ThreadedRoIAlign, assign_levels, boxes_to_rois
 
 
 def _inputs(seed=0, n=300):
@@ -31,18 +31,18 @@ def _reference(features, boxes, pooler):
 
 def test_inference_pooling_is_identical_to_one_call_per_level():
     features, boxes = _inputs()
-    pooler = MultiLevelRoIAlign(7, 2, aligned=False)
+    pooler = RoIPooler(2, aligned=False)
     with torch.inference_mode():
-        got = pooler(features, boxes)
+        got = pooler(features, boxes, 7)
     assert torch.equal(got, _reference(features, boxes, pooler))
 
 
 def test_training_pooling_forward_identical_and_gradients_close():
     features, boxes = _inputs(seed=1)
-    pooler = MultiLevelRoIAlign(7, 0, aligned=True)
+    pooler = RoIPooler(0, aligned=True)
     leaves = [f.clone().requires_grad_() for f in features]
     ref_leaves = [f.clone().requires_grad_() for f in features]
-    out, ref = pooler(leaves, boxes), _reference(ref_leaves, boxes, pooler)
+    out, ref = pooler(leaves, boxes, 7), _reference(ref_leaves, boxes, pooler)
     assert torch.equal(out, ref)
     weight = torch.randn_like(ref)
     grads = torch.autograd.grad((out * weight).sum(), leaves)
@@ -63,3 +63,31 @@ def test_threaded_function_splits_forward_and_backward():
     gb, = torch.autograd.grad(b.sum(), feature)
     assert math.isclose(ga.sum().item(), gb.sum().item(), rel_tol=1e-5)
     torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-5)
+
+
+# -- the paper's Table 2c RoI layers on a 4 x 4 map whose value at (y, x) is 4y + x --------------
+GRID = torch.arange(16.0).view(1, 1, 4, 4)
+# (0.6, 0.4) - (2.4, 2.6) in cells of a stride-2 level: (1.2, 0.8) - (4.8, 5.2) in pixels
+BOX = [torch.tensor([[1.2, 0.8, 4.8, 5.2]])]
+
+
+def _pooled(kind: str) -> list:
+    pooler = RoIPooler(2, aligned=False, min_level=1, max_level=1, kind=kind)
+    return pooler([GRID], BOX, 2)[0, 0].tolist()
+
+
+def test_roipool_quantises_roi_and_bins_and_takes_the_max():
+    """RoI rounded to cells x 1..2, y 0..3 (2 x 4 cells): bins of 1 x 2 cells; max of
+    rows 0-1 / 2-3 in columns 1 and 2."""
+    assert _pooled("roipool") == [[5.0, 6.0], [13.0, 14.0]]
+
+
+def test_roiwarp_quantises_the_roi_then_samples_bilinearly():
+    """RoI rounded to x 1..2, y 0..3; bins of 0.5 x 1.5 cells sampled at their centres
+    (x 1.25, 1.75; y 0.75, 2.25): on a linear map each bin's mean is its centre's value."""
+    assert _pooled("roiwarp") == [[4.25, 4.75], [10.25, 10.75]]
+
+
+def test_roialign_keeps_the_exact_roi():
+    """Bins of 0.9 x 1.1 cells from (0.6, 0.4): centres x 1.05, 1.95; y 0.95, 2.05."""
+    torch.testing.assert_close(torch.tensor(_pooled("roialign")), torch.tensor([[4.85, 5.75], [9.25, 10.15]]))

@@ -64,7 +64,8 @@ def _person_model(seed=0):
 def test_torchvision_coco_weights_start_a_person_model(torchvision_file):
     path, tv = torchvision_file
     model = _person_model()
-    before = {k: v.clone() for k, v in model.roi_heads.box_predictor.state_dict().items()}
+    box = model.roi_heads.box_head
+    before = {k: v.clone() for k, v in box.state_dict().items()}
     report = init_from_weights(model, str(path))
     torch.manual_seed(1)
     x = torch.rand(1, 3, 64, 96)
@@ -76,9 +77,9 @@ def test_torchvision_coco_weights_start_a_person_model(torchvision_file):
         tv_obj = tv.rpn.head(tv_feats[:1])[0][0]  # (1, A, H, W)
         torch.testing.assert_close(obj[0], tv_obj.permute(0, 2, 3, 1).reshape(1, -1), rtol=1e-4, atol=1e-5)
         pooled = torch.randn(5, 256, 7, 7)
-        hidden = model.roi_heads.box_head(pooled)
+        hidden = box.features(pooled)
         torch.testing.assert_close(hidden, tv.roi_heads.box_head(pooled), rtol=1e-4, atol=1e-5)
-        scores, deltas = model.roi_heads.box_predictor(hidden)
+        scores, deltas = box.cls_score(hidden), box.bbox_pred(hidden)
         tv_scores, tv_deltas = tv.roi_heads.box_predictor(hidden)
         fresh_scores = hidden @ before["cls_score.weight"].T + before["cls_score.bias"]
         fresh_deltas = hidden @ before["bbox_pred.weight"].T + before["bbox_pred.bias"]
@@ -145,7 +146,7 @@ def test_file_class_names_from_config_or_known_coco_label_spaces():
     from maskrcnn.zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
 
     def cls(rows, **extra):
-        return {"roi_heads.box_predictor.cls_score.weight": torch.zeros(rows, 8), **extra}
+        return {"roi_heads.box_head.cls_score.weight": torch.zeros(rows, 8), **extra}
 
     assert file_class_names(cls(91), None) == COCO_CLASS_NAMES  # torchvision's COCO ids
     assert file_class_names(cls(81), None) == COCO80_CLASS_NAMES
