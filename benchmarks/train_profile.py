@@ -14,8 +14,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from train_vs_torchvision import build_pair, pennfudan_batches
 
-STAGES = ("backbone.trunk", "backbone.fpn", "rpn", "roi_heads.box_pooler", "roi_heads.box_head",
-          "roi_heads.mask_pooler", "roi_heads.mask_head")  # fmt: skip
+STAGES = ("backbone.trunk", "backbone.fpn", "rpn", "roi_heads.pooler", "roi_heads.box_head",
+          "roi_heads.mask_head")  # fmt: skip
 
 
 def label(module: torch.nn.Module, name: str) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from ..ops.poolers import MultiLevelRoIAlign, assign_levels, boxes_to_rois
+from ..ops.poolers import RoIPooler, assign_levels, boxes_to_rois
 from ..ops.roi_align_sparse import roi_align_sparse
 from .fast_inference import conv_norm_pairs, output_layers
 
@@ -33,19 +33,17 @@ def prepare_for_training(model: nn.Module, channels_last: bool = True) -> nn.Mod
         conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
         if isinstance(conv, nn.Conv2d) and isinstance(norm, FrozenBatchNorm2d):
             fold_frozen_norm(conv, norm)
-    heads = model.roi_heads
-    poolers = [getattr(heads, name) for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
-               if hasattr(heads, name)]  # fmt: skip
     for module in output_layers(model):
         run_in_fp32(module)
-    for pooler in poolers:
-        if pooler.sampling_ratio > 0:
-            pool_sparse(pooler)
-        else:  # adaptive sampling: torchvision's kernel
-            run_in_fp32(pooler)
+    pooler = model.roi_heads.pooler
+    if pooler.kind == "roialign" and pooler.sampling_ratio > 0:
+        pool_sparse(pooler)
+    else:  # adaptive sampling, RoIPool, RoIWarp: torchvision's kernels
+        run_in_fp32(pooler)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-        model.backbone.channels_last = True
+        model.backbone.register_forward_pre_hook(
+            lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
     return model
 
 
@@ -68,11 +66,10 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def pool_sparse(pooler: MultiLevelRoIAlign) -> None:
+def pool_sparse(pooler: RoIPooler) -> None:
     """The pooler's per-level RoIAlign computed by `roi_align_sparse`, in fp32."""
-    res = pooler.resolution
 
-    def forward(features: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
+    def forward(features: list[torch.Tensor], boxes: list[torch.Tensor], res: int) -> torch.Tensor:
         rois = boxes_to_rois(boxes)  # (N, 5)
         levels = assign_levels(rois[:, 1:], pooler.min_level, pooler.max_level, pooler.canonical_scale,
                                pooler.canonical_level)  # fmt: skip
