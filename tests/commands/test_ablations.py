@@ -24,8 +24,10 @@ SWITCHES = {
                                                  "model.mask.head=mlp"]),
     "roiwarp+agnostic+56+2convs": ("maskrcnn_r18_fpn", ["model.roi_pooler=roiwarp", "model.mask.class_agnostic=true",
                                                         "model.mask.resolution=56", "model.mask.conv_dims=[8,8]"]),
-    "c4+mask14": ("maskrcnn_r50_c4", ["model.backbone.depth=18", "model.mask.deconv_dim=16",
-                                      "model.rpn.pre_nms_topk_test=200"]),
+    # the C4 layout on a ResNet-18 (maskrcnn_r50_c4's fields): one-map RPN, res5 per RoI, 14 x 14 masks
+    "c4+mask14": ("maskrcnn_r18_fpn", ["model.backbone.kind=c4", "model.box.head=avgpool",
+                                       "model.box.pooler_resolution=14", "model.mask.conv_dims=[]",
+                                       "model.mask.deconv_dim=16", "model.mask.resolution=14"]),
 }  # fmt: skip
 
 

@@ -286,14 +286,14 @@ def test_accumulating_two_batches_of_one_equals_one_batch_of_two():
         cfg = tiny_maskrcnn_cfg(*common, *batch)
         torch.manual_seed(0)
         model = build_model(cfg)
-        sample_rois = model.roi_heads.sample_rois
+        sample = model.roi_heads.sample
 
-        def counting(proposals, targets, generators, sample_rois=sample_rois):
-            out = sample_rois(proposals, targets, generators)
-            counts.extend((len(lab), int((lab > 0).sum())) for lab in out[1])  # (sampled, positive)
+        def counting(proposals, targets, generators, sample=sample):
+            out = sample(proposals, targets, generators)
+            counts.extend((len(lab), int((lab > 0).sum())) for lab in out.labels)  # (sampled, positive)
             return out
 
-        model.roi_heads.sample_rois = counting
+        model.roi_heads.sample = counting
         trainers.append(make_trainer(model, cfg, samples, [LossRecorder()]))
     start = {k: v.clone() for k, v in trainers[0].model.state_dict().items()}
     for trainer in trainers:
