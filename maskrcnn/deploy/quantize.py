@@ -30,7 +30,7 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 def output_layer_keys(model) -> list[str]:
     """'parent/leaf/' for each compute layer of the model's output layers, as the ONNX exporter
-    names their nodes ('/.../box_predictor/cls_score/Gemm')."""
+    names their nodes ('/.../box_head/cls_score/Gemm')."""
     from ..model.fast_inference import output_layers
 
     wanted = {id(m) for layer in output_layers(model) for m in layer.modules()}
