@@ -88,7 +88,7 @@ def _print(kind, table, args) -> None:
     print(f"\n{kind}: worst error vs float64 over {args.seeds} seeds at {args.size} px "
           "(in brackets: worst per-image ratio to torchvision's error)")
     print(f"{'runner':12s}" + "".join(f"{q:>22s}" for q in QUANTITIES)
-          + f"{'lost':>6s}{'kp moved':>9s}{'fails 2x':>9s}")
+          + f"{'lost':>6s}{'kp moved':>9s}{'fails':>9s}")
     for name, row in table.items():
         cells = "".join(f"{row['worst'][q]:>12.2e} ({row['ratio'][q]:5.2f}x)" for q in QUANTITIES)
         print(f"{name:12s}{cells}{row['lost']:>6d}{row['flips']:>9d}{row['failed']:>9d}")
