@@ -51,7 +51,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import CheckpointError, UserError
 from ..structures import Instances
@@ -119,6 +118,8 @@ class OnnxPredictor:
 
     @torch.inference_mode()
     def _predict(self, image: torch.Tensor, keep_mask_probs: bool) -> Instances:
+        from ..model.detector import scale_ratio
+
         h, w = image.shape[-2:]
         resized = self.resize(image.float())
         rh, rw = resized.shape[-2:]
@@ -126,7 +127,7 @@ class OnnxPredictor:
         if self.score_thresh is not None:
             keep = out["scores"] > self.score_thresh
             out = {k: v[keep] for k, v in out.items()}
-        ratio = _ratio(w, rw, h, rh)
+        ratio = scale_ratio(w, rw, h, rh, image.device)
         fields = {"boxes": out["boxes"] * ratio, "scores": out["scores"], "labels": out["labels"]}
         if "mask_probs" in out:
             from ..ops.masks import paste_masks
@@ -146,19 +147,10 @@ class OnnxPredictor:
         return Instances((h, w), self.class_names, **fields)
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) -> (3, h, w) at the model's scale, as MaskRCNN.preprocess resizes."""
-        from ..model.detector import resized_size
+        """(3, H, W) -> (3, h, w) at the model's scale: MaskRCNN.preprocess's own resize."""
+        from ..model.detector import resize
 
-        size = resized_size(*image.shape[-2:], self.min_size, self.max_size)
-        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-
-
-def _ratio(w: int, rw: int, h: int, rh: int) -> torch.Tensor:
-    """Per-coordinate scale from resized to input pixels, in float32 as the model computes it."""
-    f32 = torch.float32
-    rx = torch.tensor(w, dtype=f32) / torch.tensor(rw, dtype=f32)
-    ry = torch.tensor(h, dtype=f32) / torch.tensor(rh, dtype=f32)
-    return torch.stack([rx, ry, rx, ry])
+        return resize(image, self.min_size, self.max_size, None)[0]
 
 
 def _env_threads() -> int | None:

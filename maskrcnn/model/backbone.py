@@ -14,6 +14,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from ..config import BackboneConfig
 from ..errors import ConfigError
+from .weight_init import init_layers
 
 KINDS = ("fpn", "c4")
 
@@ -125,11 +126,7 @@ class FPN(nn.Module):
         self.output = nn.ModuleList(
             ConvNorm(channels, channels, 3, norm=norm, eps=eps) for _ in in_channels
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=1)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_layers(self, "xavier")
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """[C2..C5] -> [P2..P6], each (B, channels, H/stride, W/stride)."""

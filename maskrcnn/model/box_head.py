@@ -10,6 +10,7 @@ from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nonempty, smooth_l1_sum
 from ..structures import split_per_image
 from .backbone import ConvNorm
+from .weight_init import init_layers
 
 BODIES = {"2fc": (0, 2), "4conv1fc": (4, 1), "avgpool": (0, 0)}  # (3x3 convs, fcs)
 
@@ -35,15 +36,9 @@ class BoxHead(nn.Module):
         self.cls_score = nn.Linear(out_dim, num_classes)
         self.bbox_pred = nn.Linear(out_dim, num_classes * 4)
         self.coder = BoxCoder(cfg.box_weights)
-        for m in self.convs.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        init_layers(self.convs, "msra")
+        init_layers(self.cls_score, "normal", std=0.01)
+        init_layers(self.bbox_pred, "normal", std=0.001)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.features(x)

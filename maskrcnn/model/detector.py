@@ -93,7 +93,7 @@ class MaskRCNN(nn.Module):
                 raise ValueError(f"image {i}: expected a (3, H, W) tensor, got {tuple(image.shape)}")
             image = self.normalize(image)
             min_size = self._pick_min_size(generators[i] if generators else None)
-            image, target = _resize(image, min_size, inp.max_size, targets[i] if targets else None)
+            image, target = resize(image, min_size, inp.max_size, targets[i] if targets else None)
             resized.append(image)
             new_targets.append(target)
         return pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
@@ -118,7 +118,7 @@ class MaskRCNN(nn.Module):
 
         out = []
         for det, (rh, rw), (h, w) in zip(detections, resized_sizes, input_sizes):
-            fields = {"boxes": det["boxes"] * _ratio(w, rw, h, rh, det["boxes"].device),
+            fields = {"boxes": det["boxes"] * scale_ratio(w, rw, h, rh, det["boxes"].device),
                       "scores": det["scores"], "labels": det["labels"]}  # fmt: skip
             if "mask_probs" in det:
                 probs = paste_masks(det["mask_probs"], fields["boxes"], (h, w))
@@ -129,13 +129,13 @@ class MaskRCNN(nn.Module):
                 fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
             if "keypoint_heatmaps" in det:
                 keypoints = decode_keypoints(det["keypoint_heatmaps"], det["boxes"])  # (D, K, 3) x, y, score
-                keypoints[..., :2] *= _ratio(w, rw, h, rh, keypoints.device)[:2]
+                keypoints[..., :2] *= scale_ratio(w, rw, h, rh, keypoints.device)[:2]
                 fields["keypoints"] = keypoints
             out.append(Instances((h, w), self.class_names, **fields))
         return out
 
 
-def _ratio(w, rw, h, rh, device) -> torch.Tensor:
+def scale_ratio(w, rw, h, rh, device) -> torch.Tensor:
     """Per-coordinate scale back to the input size, in float32 as torchvision computes it."""
     f32 = torch.float32
     rx = torch.tensor(w, dtype=f32, device=device) / torch.tensor(rw, dtype=f32, device=device)
@@ -153,7 +153,7 @@ def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple
     return max(1, int(height * scale)), max(1, int(width * scale))
 
 
-def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None):
+def resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None):
     """Scale so the short side is `min_size` unless the long side would pass `max_size`."""
     h, w = image.shape[-2:]
     nh, nw = resized_size(h, w, min_size, max_size)
@@ -161,13 +161,13 @@ def _resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | No
     if target is None:
         return image, None
     target = dict(target)
-    target["boxes"] = target["boxes"] * _ratio(nw, w, nh, h, image.device)
+    target["boxes"] = target["boxes"] * scale_ratio(nw, w, nh, h, image.device)
     if "masks" in target:
         masks = F.interpolate(target["masks"][:, None].float(), size=(nh, nw))
         target["masks"] = masks[:, 0].byte()
     if "keypoints" in target:
         kp = target["keypoints"].clone()
-        kp[..., :2] *= _ratio(nw, w, nh, h, image.device)[:2]
+        kp[..., :2] *= scale_ratio(nw, w, nh, h, image.device)[:2]
         target["keypoints"] = kp
     return image, target
 

@@ -10,6 +10,7 @@ from torch import nn
 from ..config import KeypointHeadConfig
 from ..structures import split_per_image
 from .backbone import ConvNorm
+from .weight_init import init_layers
 
 _CUBIC_A = -0.75  # the cubic convolution kernel PyTorch's bicubic resize uses
 _DECODE_BUDGET = 1 << 24  # resized heatmap values per chunk (64 MB)
@@ -28,10 +29,7 @@ class KeypointHead(nn.Module):
         dims = [in_channels, *cfg.conv_dims]
         self.convs = nn.Sequential(*[ConvNorm(dims[i], dims[i + 1], 3, relu=True) for i in range(len(cfg.conv_dims))])
         self.deconv = nn.ConvTranspose2d(dims[-1], cfg.num_keypoints, 4, stride=2, padding=1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_layers(self, "msra")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.deconv(self.convs(x))  # (N, K, 28, 28)

@@ -15,6 +15,7 @@ from ..config import MaskHeadConfig
 from ..ops.masks import mask_targets
 from ..structures import split_per_image
 from .backbone import ConvNorm
+from .weight_init import init_layers
 
 
 class MaskHead(nn.Module):
@@ -96,11 +97,7 @@ class FCNMaskHead(MaskHead):
         deconv_dim = cfg.deconv_dim or dims[-1]
         self.deconv = nn.ConvTranspose2d(dims[-1], deconv_dim, factor, stride=factor)
         self.logits = nn.Conv2d(deconv_dim, self.out_channels, 1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_layers(self, "msra")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(F.relu(self.deconv(self.convs(x))))
@@ -115,11 +112,8 @@ class MLPMaskHead(MaskHead):
         dims = [in_channels * in_resolution**2, *cfg.mlp_dims]
         self.fcs = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(cfg.mlp_dims)))
         self.logits = nn.Linear(dims[-1], self.out_channels * cfg.resolution**2)
-        for fc in self.fcs:
-            nn.init.kaiming_uniform_(fc.weight, a=1)
-            nn.init.zeros_(fc.bias)
-        nn.init.normal_(self.logits.weight, std=0.001)
-        nn.init.zeros_(self.logits.bias)
+        init_layers(self.fcs, "xavier")
+        init_layers(self.logits, "normal", std=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import MaskIoUHeadConfig
 from ..structures import split_per_image
+from .weight_init import init_layers
 
 
 class MaskIoUHead(nn.Module):
@@ -33,14 +34,9 @@ class MaskIoUHead(nn.Module):
         fc_in = cfg.conv_dim * ((resolution + 1) // 2) ** 2
         self.fcs = nn.ModuleList([nn.Linear(fc_in, cfg.fc_dim), nn.Linear(cfg.fc_dim, cfg.fc_dim)])
         self.iou = nn.Linear(cfg.fc_dim, num_classes)
-        for conv in self.convs:
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-        for fc in self.fcs:
-            nn.init.kaiming_uniform_(fc.weight, a=1)
-            nn.init.zeros_(fc.bias)
-        nn.init.normal_(self.iou.weight, std=0.01)
-        nn.init.zeros_(self.iou.bias)
+        init_layers(self.convs, "msra")
+        init_layers(self.fcs, "xavier")
+        init_layers(self.iou, "normal", std=0.01)
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         mask = F.max_pool2d(mask_logits.sigmoid()[:, None], self.mask_pool, self.mask_pool)  # (N, 1, R, R)

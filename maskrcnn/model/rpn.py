@@ -20,6 +20,7 @@ from ..ops.boxes import (
     smooth_l1_sum,
 )
 from .backbone import ConvNorm
+from .weight_init import init_layers
 
 
 class AnchorGenerator(nn.Module):
@@ -78,11 +79,7 @@ class RPNHead(nn.Module):
         )
         self.objectness = nn.Conv2d(channels, num_anchors, 1)
         self.deltas = nn.Conv2d(channels, num_anchors * 4, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_layers(self, "normal", std=0.01)
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """-> per level objectness (B, Hl*Wl*A) and deltas (B, Hl*Wl*A, 4), anchor order."""
