@@ -68,7 +68,13 @@ def read_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict | No
         state = convert_imagenet_resnet(state)
     elif is_efficientnet_lite(state):
         state = convert_efficientnet_lite(state)
+    elif any(k.startswith(_OLD_BOX_PREDICTOR) for k in state):
+        # ours from before the box head held its own class and box layers
+        state = {k.replace(_OLD_BOX_PREDICTOR, "roi_heads.box_head.", 1): v for k, v in state.items()}
     return state, config
+
+
+_OLD_BOX_PREDICTOR = "roi_heads.box_predictor."
 
 
 def _load_file(path: Path) -> tuple[object, dict | None]:

@@ -51,3 +51,13 @@ def test_truncated_weights_stop_train_before_anything_is_written(tmp_path, capsy
 def test_missing_file_is_not_taken_for_a_source_name(tmp_path):
     with pytest.raises(CheckpointError, match="weights file not found"):
         read_weights(str(tmp_path / "model_final.pt"))
+
+
+def test_checkpoints_from_before_the_box_head_owned_its_layers_still_read(tmp_path):
+    """Our .pt files once named the box head's class / box layers roi_heads.box_predictor.*."""
+    w = torch.randn(3, 8)
+    torch.save({"model": {"roi_heads.box_predictor.cls_score.weight": w, "roi_heads.box_head.fcs.0.bias": w[0]},
+                "config": None}, tmp_path / "old.pt")
+    state, _ = read_weights(tmp_path / "old.pt")
+    assert set(state) == {"roi_heads.box_head.cls_score.weight", "roi_heads.box_head.fcs.0.bias"}
+    assert torch.equal(state["roi_heads.box_head.cls_score.weight"], w)
