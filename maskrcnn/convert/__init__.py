@@ -18,6 +18,16 @@ def rename_key(key: str, rules) -> str:
     return key
 
 
+def background_first(key: str, value: torch.Tensor, num_fg: int, per_class_rows: dict, where: str):
+    """A class-indexed layer of a background-last layout (mmdetection, detectron2) in ours: the
+    classifier's background row moved to the front; layers with `per_class_rows[prefix]` rows per
+    class get zero background rows (see add_background); any other layer as it is."""
+    if key.startswith("roi_heads.box_head.cls_score."):
+        return torch.cat([value[-1:], value[:-1]])
+    prefix = next((p for p in per_class_rows if key.startswith(p)), None)
+    return value if prefix is None else add_background(value, num_fg, per_class_rows[prefix], where)
+
+
 def add_background(value: torch.Tensor, num_fg: int, per_class: int, where: str) -> torch.Tensor:
     """(num_fg * per_class, ...) -> ((num_fg + 1) * per_class, ...) with zero background rows;
     a class-agnostic (per_class, ...) layer is repeated for all num_fg + 1 classes."""

@@ -33,7 +33,7 @@ import torch
 
 from ..config import Config, to_dict
 from ..errors import CheckpointError
-from . import add_background, rename_key
+from . import background_first, rename_key
 
 _TRUNK = r"^backbone\.bottom_up\."
 # (pattern, replacement) applied in order; the first match wins.
@@ -86,12 +86,7 @@ def convert_detectron2(state: dict[str, torch.Tensor], source: str = "checkpoint
             unknown.append(key)
             continue
         new = rename_key(key, _RULES)
-        if new.startswith("roi_heads.box_head.cls_score."):
-            value = torch.cat([value[-1:], value[:-1]])  # background last -> first
-        prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
-        if prefix is not None:
-            value = add_background(value, num_fg, _PER_CLASS_ROWS[prefix], f"{source}: {key}")
-        out[new] = value
+        out[new] = background_first(new, value, num_fg, _PER_CLASS_ROWS, f"{source}: {key}")
     if unknown:
         shown = ", ".join(unknown[:5]) + (f", ... ({len(unknown) - 5} more)" if len(unknown) > 5 else "")
         raise CheckpointError(f"{source}: detectron2 keys this package has no layer for: {shown}")

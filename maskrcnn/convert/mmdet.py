@@ -17,7 +17,7 @@ import torch
 
 from ..config import Config, to_dict
 from ..errors import CheckpointError
-from . import add_background, rename_key
+from . import background_first, rename_key
 
 # (pattern, replacement) applied in order; the first match wins. mmdetection's ResNet keeps
 # torchvision's names (conv1, bn1, layerN.i.convK/bnK, downsample.0/1).
@@ -65,12 +65,7 @@ def convert_mmdet(checkpoint: dict, source: str = "checkpoint") -> tuple[dict[st
         if key.endswith("num_batches_tracked"):
             continue  # frozen statistics need no counter
         new = rename_key(key, _RULES)
-        if new.startswith("roi_heads.box_head.cls_score."):
-            value = torch.cat([value[-1:], value[:-1]])  # background last -> first
-        prefix = next((p for p in _PER_CLASS_ROWS if new.startswith(p)), None)
-        if prefix is not None:
-            value = add_background(value, num_fg, _PER_CLASS_ROWS[prefix], f"{source}: {key}")
-        out[new] = value
+        out[new] = background_first(new, value, num_fg, _PER_CLASS_ROWS, f"{source}: {key}")
     return out, to_dict(mmdet_config(state, checkpoint.get("meta") or {}, source))
 
 
