@@ -29,7 +29,7 @@ def add_parser(subparsers, name: str) -> None:
                         help="drop detections scoring below this (default: keep all)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="inference path: fp32 (norms folded, channels-last) or bf16 features")
+                        help="inference path: fp32 (norms folded) or bf16 features (channels-last)")
     add_set_option(parser, "model overrides passed to load_model, e.g. min_size=600 "
                            "model.box.nms_thresh=0.6")
     parser.add_argument("--format", choices=["coco", "cityscapes"], default="coco",

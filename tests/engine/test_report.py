@@ -176,9 +176,11 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
 
 
 def test_a_model_that_detects_nothing_still_gets_a_report(synth_ann, tmp_path):
-    (tmp_path / "none.json").write_text("[]")
-    assert main(["eval", "--results", str(tmp_path / "none.json"), "--data", str(synth_ann),
-                 "--images", str(synth_ann.parent / "images"), "--out", str(tmp_path), "--report"]) == 0
+    # an empty results *file* is refused (issue 18); a model that finds nothing is scored and reported
+    assert main(["eval", "--model", "maskrcnn_r18_fpn", "--score-thresh", "1.01",
+                 "--data", str(synth_ann), "--images", str(synth_ann.parent / "images"),
+                 "--out", str(tmp_path), "--report",
+                 "--set", "input.min_size=[64]", "input.max_size=96"]) == 0
     rows = json.loads((tmp_path / "per_class_ap.json").read_text())["bbox"]
     assert rows and all(r["AP"] == 0.0 for r in rows)
     sweep = json.loads((tmp_path / "score_sweep.json").read_text())
