@@ -66,6 +66,10 @@ def main(argv=None) -> int:
     prefix = f"maskrcnn {args.command}"
     with warnings.catch_warnings(), _one_line_log(prefix):
         warnings.showwarning = lambda message, *_, **__: _say(f"{prefix}: warning: {one_line(message)}")
+        # libraries' deprecation notices are for developers (Python hides them outside __main__;
+        # a test runner turns them on), not for the user of a command
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
         try:
             return int(args.run(args) or 0)
         except UserError as exc:
