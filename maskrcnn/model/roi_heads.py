@@ -23,6 +23,8 @@ from .mask_head import FCNMaskHead, MLPMaskHead
 from .maskiou_head import MaskIoUHead
 from .res5_head import Res5Head
 
+MASK_HEADS = {"fcn": FCNMaskHead, "mlp": MLPMaskHead}  # model.mask.head -> its class
+
 INSTANCE_HEADS = ("mask", "maskiou", "keypoint")  # run in this order on positives / detections
 
 
@@ -65,8 +67,7 @@ class RoIHeads(nn.Module):
             sizes = dict.fromkeys(sizes, box.pooler_resolution // 2)  # res5 halves it
         self.box_head = BoxHead(box, channels, sizes["box"], cfg.num_classes)
         if cfg.mask.enabled:
-            mask_head = MLPMaskHead if cfg.mask.head == "mlp" else FCNMaskHead
-            self.mask_head = mask_head(cfg.mask, channels, sizes["mask"], cfg.num_classes)
+            self.mask_head = MASK_HEADS[cfg.mask.head](cfg.mask, channels, sizes["mask"], cfg.num_classes)
         if cfg.maskiou.enabled:
             self.maskiou_head = MaskIoUHead(cfg.maskiou, channels, cfg.num_classes, sizes["mask"], cfg.mask.resolution)
         if cfg.keypoint.enabled:
@@ -143,7 +144,7 @@ def check_roi_config(cfg: ModelConfig) -> None:
     """Combinations of RoI-stage fields that cannot be built, as one-line ConfigErrors."""
     mask, c4 = cfg.mask, cfg.backbone.kind == "c4"
     choices = {"model.roi_pooler": (cfg.roi_pooler, POOLERS), "model.box.head": (cfg.box.head, tuple(BODIES)),
-               "model.mask.head": (mask.head, ("fcn", "mlp")), "model.mask.loss": (mask.loss, ("sigmoid", "softmax"))}
+               "model.mask.head": (mask.head, tuple(MASK_HEADS)), "model.mask.loss": (mask.loss, ("sigmoid", "softmax"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: unknown '{value}' (expected one of {', '.join(allowed)})")
