@@ -5,11 +5,14 @@ does (int8 calibrated on the first --calibration-count training images), evaluat
 the held-out images through `maskrcnn.deploy.OnnxPredictor`, and times them alternating image by
 image. Default: the `make demo` model (ResNet-18 FPN on synthetic shapes, 128 px). Usage:
   python benchmarks/int8_accuracy.py [--run runs/demo] [--calibration-count 16]
+  python benchmarks/int8_accuracy.py --run OUT --model maskrcnn_effl0_fpn --weights W --data VAL.json \
+      --images DIR --calibration-images DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -37,25 +40,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/demo", help="a `maskrcnn demo --out` folder")
     parser.add_argument("--model", default="maskrcnn_r18_fpn")
+    parser.add_argument("--weights", help="trained weights (default: RUN/model.safetensors)")
+    parser.add_argument("--data", help="held-out COCO json (default: RUN/data/val/annotations.json)")
+    parser.add_argument("--images", help="its images folder (default: beside --data)")
     parser.add_argument("--calibration-count", type=int, default=16)
+    parser.add_argument("--calibration-images", help="default: RUN/data/train/images")
     args = parser.parse_args()
     run = Path(args.run)
-    weights, ann = run / "model.safetensors", run / "data" / "val" / "annotations.json"
+    weights = Path(args.weights or run / "model.safetensors")
+    ann = Path(args.data or run / "data" / "val" / "annotations.json")
+    images = Path(args.images or ann.parent / "images")
     out = Path(tempfile.mkdtemp())
     common = ["export", "--model", args.model, "--weights", str(weights), "--format", "onnx"]
     cli([*common, "--out", str(out / "fp32.onnx")])
     cli([*common, "--out", str(out / "int8.onnx"), "--quantize", "int8", "--calibration-images",
-         str(run / "data" / "train" / "images"), "--calibration-count", str(args.calibration_count)])
+         str(args.calibration_images or run / "data" / "train" / "images"),
+         "--calibration-count", str(args.calibration_count)])
     cfg = load_model(args.model, weights=weights, precision=None).cfg
     rows = {}
     for name in ("fp32", "int8"):
         predictor = OnnxPredictor(out / f"{name}.onnx")
-        metrics = evaluate_model(_Evaluated(predictor, cfg), ann.parent / "images", ann, out / f"eval_{name}")
+        metrics = evaluate_model(_Evaluated(predictor, cfg), images, ann, out / f"eval_{name}")
         rows[name] = (metrics, predictor)
-    images = sorted((ann.parent / "images").iterdir())[:20]
+    timed = [images / i["file_name"] for i in json.loads(ann.read_text())["images"][:20]]
     times = {name: [] for name in rows}
     with torch.inference_mode():
-        for path in images * 2:
+        for path in timed * 2:
             for name, (_, predictor) in rows.items():
                 start = time.perf_counter()
                 predictor.predict(path)

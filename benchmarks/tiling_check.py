@@ -2,14 +2,15 @@
 trained on the shapes (the `maskrcnn demo` model): is each shape detected once, with mask IoU
 >= 0.9 against the truth?
 
-    python benchmarks/tiling_check.py                                  # trains the demo model first
-    python benchmarks/tiling_check.py --weights runs/demo/model.safetensors
+    python benchmarks/tiling_check.py            # trains the shapes model first (--train-iters)
+    python benchmarks/tiling_check.py --weights runs/demo/model.safetensors   # any shapes model
 
-The published run (results/tiling_check.json) used the demo model trained longer: `maskrcnn demo
---out runs/demo` (480 iterations in its budget here), then `cp -r runs/demo/run runs/demo_long;
-maskrcnn train --config runs/demo_long/config.yaml --data runs/demo/data/train/annotations.json
---images runs/demo/data/train/images --out runs/demo_long --resume --set solver.max_iter=900
-solver.steps=[800]` and `--weights runs/demo_long/model_final.pt`.
+The shapes model is the demo recipe (maskrcnn/commands/demo.py) trained longer (--train-iters,
+default 3000, vs the demo's few hundred), on more images (--train-images 1000) and with 56x56
+masks (`model.mask.resolution=56`, the paper's finer option): the shapes here are 36-52 px wide,
+so one 28x28 mask cell is up to 1.9 px and a triangle's corners round off by more than the
+0.9-IoU margin allows. The demo model itself (900 iterations, 28x28 masks) reached IoU >= 0.9 on
+59 of 80 shapes tiled and 62 of 80 untiled: the limit was its masks, not the merge.
 
 The image is drawn at the demo's scale (shapes of radius 18-26 px on a smooth colour texture,
 as the 128-px training images) but 4000x3000; shapes are kept apart so each truth mask is the
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,11 +43,10 @@ TRAINING_SIZE = 128  # the demo's image size: shape sizes and texture scale foll
 def main() -> int:
     args = parse_args()
     weights = Path(args.weights)
-    if not weights.is_file():
-        print(f"{weights} not found: training the demo model ({args.minutes:g} min budget)", flush=True)
-        subprocess.run([sys.executable, "-m", "maskrcnn", "demo", "--out", str(weights.parent),
-                        "--minutes", str(args.minutes)], check=True, cwd=ROOT)
     torch.set_num_threads(args.threads)
+    if not weights.is_file():
+        print(f"{weights} not found: training the shapes model ({args.train_iters} iterations)", flush=True)
+        train_shapes_model(weights.parent.parent, args.train_iters, args.train_images)
     rng = np.random.default_rng(args.seed)
     image, truth, kinds, cut = scene(rng, args.width, args.height, args.tile, args.overlap, args.shapes)
     Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(args.out_image)
@@ -76,10 +75,24 @@ def main() -> int:
     return 0 if report["all_once_iou_0.9"] else 1
 
 
+def train_shapes_model(out: Path, iters: int, images: int) -> None:
+    """The demo recipe, longer, on more images, with 56x56 masks -> OUT/run/model_final.pt."""
+    from maskrcnn.commands.demo import demo_config
+    from maskrcnn.config import apply_overrides
+    from maskrcnn.data.synthetic import write_synthetic_dataset
+    from maskrcnn.engine.trainer import train
+
+    train_ann = write_synthetic_dataset(out / "data", images, seed=1, size=TRAINING_SIZE)
+    cfg = demo_config(iters, train_ann)
+    apply_overrides(cfg, ["model.mask.resolution=56"])
+    train(cfg, out / "run", device="cpu")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default=str(ROOT / "runs" / "demo" / "model.safetensors"))
-    parser.add_argument("--minutes", type=float, default=10.0, help="demo training budget if it must train")
+    parser.add_argument("--weights", default=str(ROOT / "runs" / "tiling_model" / "run" / "model_final.pt"))
+    parser.add_argument("--train-iters", type=int, default=3000, help="shapes model training, if it must train")
+    parser.add_argument("--train-images", type=int, default=1000)
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--tile", type=int, default=256)
