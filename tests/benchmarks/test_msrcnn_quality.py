@@ -1,0 +1,83 @@
+"""benchmarks/msrcnn_quality.py: the smoke mode (MS R-CNN and Mask R-CNN fine-tuned 3 iterations on
+a few Penn-Fudan images) reports mask AP under both rankings as pycocotools scores the saved
+detections; the true IoUs and rank correlations against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools_reference import pycocotools_stats
+
+from maskrcnn.engine.evaluator import load_ground_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import msrcnn_quality as mq  # noqa: E402
+
+
+def test_smoke_scores_both_rankings_as_pycocotools_does(shared_data, tmp_path, monkeypatch):
+    work, out = tmp_path / "work", tmp_path / "msrcnn"
+    argv = ["--smoke", "--data", str(shared_data / "pennfudan"), "--work", str(work), "--out", str(out)]
+    assert mq.main(argv) == 0
+    report = json.loads(Path(f"{out}.json").read_text())
+    assert list(report["arms"]) == ["maskrcnn", "msrcnn"]
+    val_ann = work / "data" / "val.json"
+    for arm, entry in report["arms"].items():
+        (run,) = entry["runs"]
+        results = json.loads((work / f"{arm}-seed0" / "eval" / "results.json").read_text())
+        assert results and all(("mask_score" in r) == (arm == "msrcnn") for r in results)
+        q = run["quality"]
+        assert q["detections"] == len(results)
+        by_class = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
+        for ranking, dets in (("class_score", by_class), ("mask_score", results)):
+            reference = pycocotools_stats(val_ann, dets, "segm")[:3]
+            ours = [q[f"segm_by_{ranking}/{n}"] for n in ("AP", "AP50", "AP75")]
+            np.testing.assert_allclose(ours, reference, atol=1e-9, err_msg=f"{arm} by {ranking}")
+        assert run["metrics"]["bbox/AP"] == pytest.approx(pycocotools_stats(val_ann, results, "bbox")[0], abs=1e-9)
+        correlations = {k: v for k, v in q.items() if k.startswith(("pearson", "spearman"))}
+        scores = {"class_score", "pred_maskiou"} if arm == "msrcnn" else {"class_score"}
+        assert {k.split("/")[1] for k in correlations} == scores
+        assert all(v is None or -1 <= v <= 1 for v in correlations.values())
+    table = Path(f"{out}.md").read_text()
+    assert "| msrcnn | predicted MaskIoU |" in table and "| maskrcnn | class score |" in table
+    monkeypatch.setattr(mq.pa, "train", lambda *a, **k: pytest.fail("a finished arm was trained again"))
+    assert mq.main(argv) == 0
+
+
+def test_spearman_gives_ties_their_mean_rank():
+    x, y = np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0, 4.0])
+    # ranks (0, 1.5, 1.5, 3) and (0, 2, 1, 3): covariance 4.5, variances 4.5 and 5
+    assert mq.spearman(x, y) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    assert mq.pearson(np.array([1.0, 1.0]), np.array([0.0, 1.0])) is None  # constant: undefined
+
+
+def rle(mask: np.ndarray) -> dict:
+    encoded = mask_utils.encode(np.asfortranarray(mask))
+    return {"size": encoded["size"], "counts": encoded["counts"].decode()}
+
+
+def test_true_ious_take_the_best_ground_truth_of_the_detections_class(tmp_path):
+    square = np.zeros((20, 20), np.uint8)
+    square[0:10, 0:10] = 1  # GT 1, class 1: 100 px at the top left
+    other = np.zeros((20, 20), np.uint8)
+    other[10:20, 10:20] = 1  # GT 2, class 2: bottom right
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle(square), "area": 100.0,
+             "bbox": [0, 0, 10, 10], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "segmentation": rle(other), "area": 100.0,
+             "bbox": [10, 10, 10, 10], "iscrowd": 0}]  # fmt: skip
+    ann_file = tmp_path / "gt.json"
+    ann_file.write_text(json.dumps({"images": [{"id": 1, "width": 20, "height": 20, "file_name": "a.png"}],
+                                    "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    half = np.zeros((20, 20), np.uint8)
+    half[0:10, 0:5] = 1  # 50 of GT 1's 100 px
+    detections = [{"image_id": 1, "category_id": 1, "segmentation": rle(half), "bbox": [0, 0, 5, 10], "score": 0.9},
+                  {"image_id": 1, "category_id": 1, "segmentation": rle(other), "bbox": [10, 10, 10, 10], "score": 0.8}]
+    mask_iou, box_iou = mq.true_ious(detections, load_ground_truth(ann_file))
+    # the second detection covers GT 2 exactly, but GT 2 is of another class: no match
+    np.testing.assert_allclose(mask_iou, [0.5, 0.0])
+    np.testing.assert_allclose(box_iou, [0.5, 0.0])
