@@ -13,7 +13,8 @@ evaluation scored, WORK/ARM-seedS/eval/results.json) and the ground truth:
   score / class score) and (b) the class score, over all detections and over true positives;
 - mask AP (AP, AP50, AP75) of the same detections ranked by the class score and by the mask
   score (class score x predicted MaskIoU, MS R-CNN's ranking); box AP.
-Mean and sample standard deviation over seeds: OUT.json, OUT.md. Runs one arm and seed at a time;
+Mean and sample standard deviation over seeds: OUT.json, OUT.md; OUT.png plots the true mask
+IoU against each score for seed 0's detections. Runs one arm and seed at a time;
 finished ones (WORK/ARM-seedS.json) are not run again; `--minutes` becomes one iteration count
 from the plain arm's CPU seconds per iteration (see paper_ablations.py).
 
@@ -149,6 +150,39 @@ def markdown(summary: dict, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(work: Path, val_ann: Path, arms, path: Path, title: str) -> None:
+    """True mask IoU against each score of seed 0's detections, one panel per arm and score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gt = load_ground_truth(val_ann)
+    panels = []
+    for arm in arms:
+        results = json.loads((work / f"{arm}-seed0" / "eval" / "results.json").read_text())
+        mask_iou, box_iou = true_ious(results, gt)
+        tp = box_iou >= 0.5
+        panels.append((arm, "class score", [r["score"] for r in results], mask_iou, tp))
+        if results and "mask_score" in results[0]:
+            panels.append((arm, "predicted MaskIoU", [r["mask_score"] / r["score"] for r in results], mask_iou, tp))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    for ax, (arm, label, score, iou, tp) in zip(axes[0], panels):
+        score = np.asarray(score)
+        ax.scatter(score[~tp], iou[~tp], s=6, alpha=0.5, color="tab:gray", label="box IoU < 0.5")
+        ax.scatter(score[tp], iou[tp], s=6, alpha=0.6, color="tab:blue", label="true positive")
+        ax.set_xlabel(f"{arm}: {label}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("true mask IoU")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: both)")
@@ -177,6 +211,9 @@ def main(argv=None) -> int:
     pa.write_json_atomic(Path(f"{out}.json"), result)
     table = markdown(summary, header)
     pa.write_text_atomic(Path(f"{out}.md"), table)
+    with_seed0 = [arm for arm in found if found[arm][0]["seed"] == 0]
+    if with_seed0:
+        plot(work, data["val_ann"], with_seed0, Path(f"{out}.png"), f"{header.split(':')[0]}, seed 0's detections")
     print(table)
     return 0
 

@@ -45,6 +45,7 @@ def test_smoke_scores_both_rankings_as_pycocotools_does(shared_data, tmp_path, m
         assert all(v is None or -1 <= v <= 1 for v in correlations.values())
     table = Path(f"{out}.md").read_text()
     assert "| msrcnn | predicted MaskIoU |" in table and "| maskrcnn | class score |" in table
+    assert Path(f"{out}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setattr(mq.pa, "train", lambda *a, **k: pytest.fail("a finished arm was trained again"))
     assert mq.main(argv) == 0
 
