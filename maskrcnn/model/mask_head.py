@@ -53,17 +53,18 @@ class MaskHead(nn.Module):
             det["mask_probs"] = probs
 
     def pick(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(N, K+1 | 1, M, M) logits, (N,) classes -> (N, M, M) logits whose sigmoid is the
-        probability that a pixel belongs to the class's mask (for softmax masks: the class's
-        logit minus the log-sum-exp of the others, so sigmoid gives its softmax probability)."""
+        """(N, K+1 | 1, M, M) logits, (N,) classes -> (N, M, M) logits, positive where a pixel
+        belongs to the class's mask. Softmax masks: the class's logit minus the largest other
+        one, positive where the class wins the per-pixel softmax (the mask is the pixels
+        labelled with the class, as a per-RoI FCN labels them; a probability above 0.5 instead
+        would also demand that the class beat all the others together)."""
         if self.cfg.class_agnostic:
             return logits[:, 0]
         index = labels[:, None, None, None].expand(-1, 1, *logits.shape[-2:])  # (N, 1, M, M)
         own = logits.gather(1, index)[:, 0]
         if self.cfg.loss != "softmax":
             return own
-        others = logits.scatter(1, index, float("-inf")).logsumexp(1)
-        return own - others
+        return own - logits.scatter(1, index, float("-inf")).amax(1)
 
 
 def sigmoid_mask_loss(picked: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
