@@ -201,15 +201,16 @@ def main(argv=None) -> int:
           f"({args.size} px); work folder {work}", flush=True)
     run = functools.partial(pa.run_seed, analyse=functools.partial(analyse, val_ann=data["val_ann"]))
     pa.run_arms(arms, seeds, base, weights, work, iters, ARMS, run=run)
-    found = pa.collect(work, ARMS, seeds)
+    found, diverged = pa.collect(work, ARMS, seeds)
     summary = {arm: summarise(rows) for arm, rows in found.items()}
     header = (f"Mask Scoring R-CNN vs Mask R-CNN on Penn-Fudan ({pa.split(data)}): EfficientNet-Lite0 FPN "
               f"from ImageNet, {args.size} px, {iters} iterations per arm and seed, seeds 0..{args.seeds - 1}")
     result = {"size": args.size, "iters": iters, "seeds": list(seeds), "calibration": calibration,
               "switches": {a: ARMS[a] for a in found}, "threads": args.threads,
-              "arms": {arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()}}  # fmt: skip
+              "arms": {arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
+              "diverged": diverged}  # fmt: skip
     pa.write_json_atomic(Path(f"{out}.json"), result)
-    table = markdown(summary, header)
+    table = markdown(summary, header) + pa.diverged_note(diverged)
     pa.write_text_atomic(Path(f"{out}.md"), table)
     with_seed0 = [arm for arm in found if found[arm][0]["seed"] == 0]
     if with_seed0:

@@ -53,7 +53,7 @@ from pathlib import Path
 from maskrcnn.commands.convert_dataset import hold_out
 from maskrcnn.commands.demo import DEMO_OVERRIDES
 from maskrcnn.config import apply_overrides
-from maskrcnn.engine.trainer import train
+from maskrcnn.engine.trainer import NonFiniteLossError, train
 from maskrcnn.fileio import write_json_atomic, write_text_atomic
 from maskrcnn.zoo import get_preset
 
@@ -79,7 +79,7 @@ SWITCHES = {
     "c4": SHAPES_C4,
 }
 # c4 is not a default: conv5 on every RoI costs 26x the baseline's CPU time per iteration here
-# (7.0 vs 0.27 s: 256 RoIs of 14 x 14 per batch through ResNet-18's conv5), ~50 min per seed at
+# (7.0 vs 0.27 s: 256 RoIs of 14 x 14 per batch through ResNet-18's conv5), 40-50 min per seed at
 # the default budget's iteration count; run it with --arms c4 when there is time for it.
 DEFAULT_ARMS = {
     "shapes": ("baseline", "roipool", "roiwarp", "softmax", "class_agnostic", "mlp"),
@@ -209,11 +209,18 @@ def calibrate(base, weights, work: Path, minutes: float) -> dict:
 
 def run_seed(cfg, weights, work: Path, arm: str, seed: int, analyse=None) -> dict:
     """Train one arm with one seed, evaluate its final model; WORK/ARM-seedS.json when done.
-    `analyse(run_dir)` adds its dict to the result (from the saved detections, say)."""
+    `analyse(run_dir)` adds its dict to the result (from the saved detections, say). A run whose
+    loss became non-finite is finished too: its result says where it diverged."""
     run_dir = work / f"{arm}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run starts over
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    train(cfg, run_dir, device="cpu", weights=weights)
+    try:
+        train(cfg, run_dir, device="cpu", weights=weights)
+    except NonFiniteLossError as exc:
+        result = {"arm": arm, "seed": seed, "iters": cfg.solver.max_iter, "diverged": str(exc),
+                  "wall_seconds": time.perf_counter() - start_wall, "cpu_seconds": time.process_time() - start_cpu}
+        write_json_atomic(work / f"{arm}-seed{seed}.json", result)
+        return result
     for checkpoint in run_dir.glob("model_*.pt"):  # optimiser states: not needed once evaluated
         if checkpoint.name != "model_final.pt":
             checkpoint.unlink()
@@ -243,18 +250,28 @@ def run_arms(arms, seeds, base, weights, work: Path, iters: int, switches: dict,
                 continue
             print(f"[{arm} seed {seed}] training {iters} iterations", flush=True)
             result = run(run_config(base, switches[arm], seed, iters), weights, work, arm, seed)
+            if "diverged" in result:
+                print(f"[{arm} seed {seed}] diverged: {result['diverged']}", flush=True)
+                continue
             print(f"[{arm} seed {seed}] mask AP {100 * result['metrics']['segm/AP']:.1f}, box AP "
                   f"{100 * result['metrics']['bbox/AP']:.1f} ({result['wall_seconds'] / 60:.1f} min)", flush=True)
 
 
-def collect(work: Path, arms, seeds) -> dict[str, list[dict]]:
-    """{arm: [result per finished seed]} for the arms (in order) that have any."""
-    found = {}
+def collect(work: Path, arms, seeds) -> tuple[dict[str, list[dict]], list[dict]]:
+    """({arm: [result per evaluated seed]} for the arms (in order) that have any, [diverged runs])."""
+    found, diverged = {}, []
     for arm in arms:
         rows = [json.loads(p.read_text()) for s in seeds if (p := work / f"{arm}-seed{s}.json").is_file()]
-        if rows:
+        diverged += [r for r in rows if "diverged" in r]
+        if rows := [r for r in rows if "metrics" in r]:
             found[arm] = rows
-    return found
+    return found, diverged
+
+
+def diverged_note(diverged: list[dict]) -> str:
+    """Markdown paragraphs naming the runs that diverged (left out of the means)."""
+    return "".join(f"\nDiverged, left out of the means: {r['arm']} seed {r['seed']} ({r['diverged']})\n"
+                   for r in diverged)  # fmt: skip
 
 
 def summarise(rows: list[dict], names=METRICS) -> dict:
@@ -315,12 +332,13 @@ def plot(summary: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def report(found: dict, out: Path, meta: dict, header: str) -> dict:
+def report(found: dict, diverged: list[dict], out: Path, meta: dict, header: str) -> dict:
     """OUT.json, OUT.md, OUT.png from the finished runs."""
     summary = {arm: summarise(rows) for arm, rows in found.items()}
-    result = dict(meta, arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()})
+    result = dict(meta, arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
+                  diverged=diverged)  # fmt: skip
     write_json_atomic(Path(f"{out}.json"), result)
-    table = markdown(found, summary, header)
+    table = markdown(found, summary, header) + diverged_note(diverged)
     write_text_atomic(Path(f"{out}.md"), table)
     plot(summary, Path(f"{out}.png"), header.split(":")[0])  # "Table 2 ablations on DATASET (...)"
     print(table)
@@ -381,7 +399,7 @@ def main(argv=None) -> int:
     print(f"{args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations each "
           f"({args.size} px); work folder {work}", flush=True)
     run_arms(arms, seeds, base, weights, work, iters, SWITCHES)
-    found = collect(work, SWITCHES, seeds)
+    found, diverged = collect(work, SWITCHES, seeds)
     model = "ResNet-18 FPN from scratch (the demo's)" if args.dataset == "shapes" else \
         "EfficientNet-Lite0 FPN from ImageNet (maskrcnn_effl0_fpn)"
     header = (f"Table 2 ablations on {args.dataset} ({split(data)}): {model}, {args.size} px, {iters} iterations per arm "
@@ -390,7 +408,7 @@ def main(argv=None) -> int:
             "calibration": calibration, "base_config": str(work / "baseline-seed0" / "config.yaml"),
             "switches": {a: SWITCHES[a] for a in found}, "threads": args.threads,
             "machine": platform.processor() or platform.machine()}  # fmt: skip
-    report(found, out, meta, header)
+    report(found, diverged, out, meta, header)
     return 0
 
 

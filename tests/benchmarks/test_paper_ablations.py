@@ -1,6 +1,7 @@
 """benchmarks/paper_ablations.py: its smoke mode trains and evaluates two arms (baseline and C4 on
 synthetic shapes), reports what the saved detections score under pycocotools, and a second call
-trains nothing; the budget calibration is measured once per work folder."""
+trains nothing; a diverged run counts as finished and is reported apart; the budget calibration is
+measured once per work folder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pycocotools_reference import STATS, pycocotools_stats
+
+from maskrcnn.engine.trainer import NonFiniteLossError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import paper_ablations as pa  # noqa: E402
@@ -54,6 +57,21 @@ def test_smoke_reports_both_arms_and_resumes_without_training(tmp_path, monkeypa
     assert pa.main(argv) == 0
     assert {p.name: p.read_text() for p in work.glob("*-seed0.json")} == finished
     assert json.loads(Path(f"{out}.json").read_text())["arms"] == report["arms"]
+
+
+def test_a_diverged_run_is_finished_and_reported_apart(tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise NonFiniteLossError("non-finite loss at iteration 2: loss_mask=nan")
+
+    monkeypatch.setattr(pa, "train", diverge)
+    work, out = tmp_path / "work", tmp_path / "ablations"
+    argv = ["--dataset", "shapes", "--smoke", "--arms", "softmax", "--work", str(work), "--out", str(out)]
+    assert pa.main(argv) == 0
+    report = json.loads(Path(f"{out}.json").read_text())
+    assert report["arms"] == {} and [(r["arm"], r["seed"]) for r in report["diverged"]] == [("softmax", 0)]
+    assert "Diverged, left out of the means: softmax seed 0 (non-finite loss at iteration 2" in Path(f"{out}.md").read_text()
+    monkeypatch.setattr(pa, "train", lambda *a, **k: pytest.fail("a diverged run was trained again"))
+    assert pa.main(argv) == 0
 
 
 def test_calibration_is_measured_once_and_sets_the_iterations(tmp_path, monkeypatch):
