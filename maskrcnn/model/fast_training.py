@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..ops.poolers import RoIPooler, assign_levels, boxes_to_rois
-from ..ops.roi_align_sparse import roi_align_sparse
+from ..ops.roi_align_sparse import roi_align_sparse_levels
 from .fast_inference import conv_norm_pairs, output_layers
 
 
@@ -67,21 +67,17 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 def pool_sparse(pooler: RoIPooler) -> None:
-    """The pooler's per-level RoIAlign computed by `roi_align_sparse`, in fp32."""
+    """The pooler's RoIAlign over all its levels as one `roi_align_sparse_levels` product, in fp32."""
 
     def forward(features: list[torch.Tensor], boxes: list[torch.Tensor], res: int) -> torch.Tensor:
         rois = boxes_to_rois(boxes)  # (N, 5)
         levels = assign_levels(rois[:, 1:], pooler.min_level, pooler.max_level, pooler.canonical_scale,
                                pooler.canonical_level)  # fmt: skip
-        out = features[0].new_zeros((len(rois), features[0].shape[1], res, res), dtype=torch.float32)
+        features = features[: pooler.max_level - pooler.min_level + 1]
+        scales = [0.5 ** (pooler.min_level + offset) for offset in range(len(features))]
         with torch.autocast(features[0].device.type, enabled=False):
-            for offset in range(min(len(features), pooler.max_level - pooler.min_level + 1)):
-                idx = torch.where(levels == offset)[0]
-                if len(idx):
-                    scale = 0.5 ** (pooler.min_level + offset)
-                    out[idx] = roi_align_sparse(features[offset], rois[idx], res, scale, pooler.sampling_ratio,
-                                                pooler.aligned)  # fmt: skip
-        return out
+            return roi_align_sparse_levels(features, rois, levels, scales, res, pooler.sampling_ratio,
+                                           pooler.aligned)  # fmt: skip
 
     pooler.forward = forward
 

@@ -21,23 +21,45 @@ import torch
 def roi_align_sparse(feature: torch.Tensor, rois: torch.Tensor, resolution: int, scale: float,
                      sampling_ratio: int, aligned: bool) -> torch.Tensor:  # fmt: skip
     """feature (B, C, H, W), rois (R, 5) batch index + xyxy -> (R, C, resolution, resolution) fp32."""
-    b, c, h, w = feature.shape
+    levels = torch.zeros(len(rois), dtype=torch.int64, device=rois.device)
+    return roi_align_sparse_levels([feature], rois, levels, [scale], resolution, sampling_ratio, aligned)
+
+
+def roi_align_sparse_levels(features: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor,
+                            scales: list[float], resolution: int, sampling_ratio: int,
+                            aligned: bool) -> torch.Tensor:  # fmt: skip
+    """Each RoI pooled from its level: features [(B, C, Hl, Wl)], rois (R, 5), levels (R,) index
+    into features, scales per level -> (R, C, resolution, resolution) fp32, in RoI order.
+
+    One sparse product over the levels' pixels stacked as rows: no per-level pass, no scatter of
+    the levels' results back into RoI order (nor its backward)."""
+    b, c = features[0].shape[:2]
     if len(rois) == 0:
-        return feature.new_zeros((0, c, resolution, resolution), dtype=torch.float32)
-    cols, weights = _sampling_matrix(rois, h, w, resolution, scale, sampling_ratio, aligned)
-    flat = feature.permute(0, 2, 3, 1).reshape(b * h * w, c)  # a view when channels-last
-    pooled = _SparseProduct.apply(flat.float(), cols, weights, len(rois) * resolution**2)
+        return features[0].new_zeros((0, c, resolution, resolution), dtype=torch.float32)
+    # per level: height, width, scale and first row in the stacked pixels; gathered per RoI
+    sizes = [f.shape[-2:] for f in features]
+    pixels = [b * h * w for h, w in sizes]
+    starts = [sum(pixels[:i]) for i in range(len(pixels))]
+    table = torch.tensor([[h, w, s, o] for (h, w), s, o in zip(sizes, scales, starts)], dtype=torch.float64,
+                         device=rois.device)[levels]  # (R, 4)  fmt: skip
+    h, w = table[:, 0].long(), table[:, 1].long()
+    cols, weights = _sampling_matrix(rois, h, w, table[:, 2].float(), table[:, 3].long(), resolution,
+                                     sampling_ratio, aligned)  # fmt: skip
+    # (pixels, C) per level: a view of a channels-last map
+    flat = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, c).float() for f in features])
+    pooled = _SparseProduct.apply(flat, cols, weights, len(rois) * resolution**2)
     return pooled.view(len(rois), resolution, resolution, c).permute(0, 3, 1, 2)
 
 
-def _sampling_matrix(rois, h, w, res, scale, ratio, aligned):
-    """Column (b * H * W + y * W + x) and weight of every bilinear tap, bin by bin."""
+def _sampling_matrix(rois, h, w, scale, first, res, ratio, aligned):
+    """Column (first + b * H * W + y * W + x) and weight of every bilinear tap, bin by bin;
+    h, w, scale, first (R,) per RoI."""
     if ratio <= 0:
         raise ValueError("roi_align_sparse needs a fixed sampling ratio (> 0)")
     rois = rois.float()
     offset = 0.5 if aligned else 0.0
-    start = rois[:, 1:3] * scale - offset  # (R, 2) x, y
-    size = rois[:, 3:5] * scale - offset - start
+    start = rois[:, 1:3] * scale[:, None] - offset  # (R, 2) x, y
+    size = rois[:, 3:5] * scale[:, None] - offset - start
     if not aligned:
         size = size.clamp(min=1.0)  # torchvision forces malformed RoIs to 1x1
     step = size / res  # (R, 2) bin width, height
@@ -47,8 +69,8 @@ def _sampling_matrix(rois, h, w, res, scale, ratio, aligned):
     pos = (grid[:, None] + sub[None, :]).reshape(-1)  # (res * ratio,)
     xs = start[:, None, 0] + pos[None] * step[:, None, 0]  # (R, res * ratio)
     ys = start[:, None, 1] + pos[None] * step[:, None, 1]
-    x_lo, x_hi, x_frac, x_ok = _taps(xs, w)
-    y_lo, y_hi, y_frac, y_ok = _taps(ys, h)
+    x_lo, x_hi, x_frac, x_ok = _taps(xs, w[:, None])
+    y_lo, y_hi, y_frac, y_ok = _taps(ys, h[:, None])
     r = len(rois)
     # taps ordered (RoI, bin y, bin x, sample y, corner y, sample x, corner x): each bin's
     # 4 * ratio**2 taps are one contiguous row of the matrix
@@ -56,19 +78,21 @@ def _sampling_matrix(rois, h, w, res, scale, ratio, aligned):
     x_idx = torch.stack([x_lo, x_hi], -1).view(r, 1, res, 1, 1, ratio, 2)
     y_wt = (torch.stack([1 - y_frac, y_frac], -1) * y_ok[..., None]).view(r, res, 1, ratio, 2, 1, 1)
     x_wt = (torch.stack([1 - x_frac, x_frac], -1) * x_ok[..., None]).view(r, 1, res, 1, 1, ratio, 2)
-    image = rois[:, 0].long().view(r, 1, 1, 1, 1, 1, 1)
-    cols = ((image * h + y_idx) * w + x_idx).reshape(-1)
+    image = rois[:, 0].long()
+    base = (first + image * h * w).view(r, 1, 1, 1, 1, 1, 1)
+    cols = (base + y_idx * w.view(r, 1, 1, 1, 1, 1, 1) + x_idx).reshape(-1)
     weights = (y_wt * x_wt / (ratio * ratio)).reshape(-1)
     return cols, weights
 
 
-def _taps(coord: torch.Tensor, size: int):
-    """Low / high pixel, fraction towards high and validity of samples along one axis."""
+def _taps(coord: torch.Tensor, size: torch.Tensor):
+    """Low / high pixel, fraction towards high and validity of samples along one axis; size
+    (R, 1) per RoI."""
     ok = (coord >= -1.0) & (coord <= size)  # outside [-1, size]: the sample contributes 0
     coord = coord.clamp(min=0.0)
     low = coord.floor().long()
     at_edge = low >= size - 1
-    low = low.clamp(max=size - 1)
+    low = torch.minimum(low, size - 1)
     high = torch.where(at_edge, low, low + 1)
     frac = torch.where(at_edge, torch.zeros_like(coord), coord - low.float())
     return low, high, frac, ok.float()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from maskrcnn.ops.roi_align_sparse import roi_align_sparse
+from maskrcnn.ops.roi_align_sparse import roi_align_sparse, roi_align_sparse_levels
 
 
 def _rois(gen, n, h, w, stride):
@@ -34,6 +34,29 @@ def test_matches_torchvision_forward_and_backward(aligned, ratio):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # a pixel sums up to hundreds of taps, in another order than torchvision: float rounding
     torch.testing.assert_close(got_in.grad, want_in.grad, rtol=1e-5, atol=5e-5)
+
+
+def test_levels_in_one_product_match_torchvision_per_level():
+    """RoIs spread over three maps of different sizes: each pooled from its own level, in RoI
+    order, with every level's feature gradient."""
+    gen = torch.Generator().manual_seed(7)
+    sizes, scales = [(24, 32), (12, 16), (6, 8)], [1 / 4, 1 / 8, 1 / 16]
+    features = [torch.randn(2, 8, h, w, generator=gen) for h, w in sizes]
+    rois = _rois(gen, 60, 24, 32, stride=4)
+    levels = torch.randint(0, 3, (60,), generator=gen)
+    want_in = [f.clone().requires_grad_(True) for f in features]
+    want = torch.zeros(60, 8, 7, 7)
+    for level in range(3):
+        idx = torch.where(levels == level)[0]
+        want[idx] = roi_align(want_in[level], rois[idx], 7, scales[level], 2, True)
+    grad = torch.randn(want.shape, generator=gen)
+    (want * grad).sum().backward()
+    got_in = [f.clone().to(memory_format=torch.channels_last).requires_grad_(True) for f in features]
+    got = roi_align_sparse_levels(got_in, rois, levels, scales, 7, 2, True)
+    (got * grad).sum().backward()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_in, want_in):
+        torch.testing.assert_close(g.grad, w.grad, rtol=1e-5, atol=5e-5)
 
 
 def test_no_rois_and_adaptive_sampling():
