@@ -92,8 +92,8 @@ def exported(plain, images, calibration, int8: bool):
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     export_onnx(plain, path)
     if int8:
-        resize = OnnxPredictor(path).resize
-        quantize_onnx(path, path.with_name("int8.onnx"), (resize(read_image(f)) for f in calibration),
+        runner = OnnxPredictor(path)
+        quantize_onnx(path, path.with_name("int8.onnx"), (runner.graph_inputs([read_image(f)]) for f in calibration),
                       output_layer_keys(plain))
         path = path.with_name("int8.onnx")
     onnx = OnnxPredictor(path)

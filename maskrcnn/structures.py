@@ -9,15 +9,26 @@ import torch
 
 @dataclass
 class ImageList:
-    """A padded batch (B, C, Hp, Wp) plus each image's size (h, w) before padding."""
+    """A padded batch (B, C, Hp, Wp) plus each image's size (h, w) before padding (while
+    tracing a batch: a (B, 2) tensor)."""
 
     tensors: torch.Tensor
-    image_sizes: list[tuple[int, int]]
+    image_sizes: list[tuple[int, int]] | torch.Tensor
+
+
+@dataclass
+class BatchedBoxes:
+    """While tracing (ONNX export), where eager code keeps a list of per-image boxes: every
+    image's boxes in one tensor, grouped by image in batch order, with each box's image. The
+    traced graph then holds no per-image loop and runs a batch of any size."""
+
+    boxes: torch.Tensor  # (N, 4) xyxy
+    batch_index: torch.Tensor  # (N,) int64, non-decreasing
 
 
 def split_per_image(x: torch.Tensor, counts: list) -> list[torch.Tensor]:
-    """Rows of a batch (sum(counts), ...) back per image. A single image takes all the rows, so
-    that a traced graph does not freeze its row count."""
+    """Rows of a batch (sum(counts), ...) back per image. A single entry (one image, or a traced
+    batch's `BatchedBoxes`) takes all the rows, so that a traced graph does not freeze its row count."""
     return [x] if len(counts) == 1 else list(x.split(counts))
 
 

@@ -19,14 +19,19 @@ def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(
         name, help="export a model to ONNX (run it with: maskrcnn predict --backend onnxruntime)",
         description="Trace a model into one .onnx file that holds the weights and, as metadata, "
-                    "everything a runner needs (classes, input size, outputs). The graph takes any "
-                    "image size. Thresholds (box score, NMS, detections per image) are baked in: "
-                    "set them at export with --set, e.g. --set box_score_thresh=0.3.")
+                    "everything a runner needs (classes, input size, outputs). The graph takes a "
+                    "batch of any size of images of any size. Thresholds (box score, NMS, "
+                    "detections per image) are baked in: set them at export with --set, e.g. "
+                    "--set box_score_thresh=0.3.")
     parser.add_argument("--model", required=True, help="model preset, e.g. maskrcnn_r50_fpn")
     parser.add_argument("--weights", help="weights file (ours or torchvision's); omit for random weights")
     parser.add_argument("--format", default="onnx", help="export format (only: onnx)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16; default 17)")
+    parser.add_argument("--paste-masks", action="store_true",
+                        help="also paste masks at each image's full resolution inside the graph "
+                             "(output 'masks', beside the 28x28 'mask_probs'; for runners in other "
+                             "languages; the graph then takes 'original_sizes' too)")
     parser.add_argument("--quantize", choices=QUANTIZE, help="int8: static QDQ quantisation for "
                         "onnxruntime (int8 per-channel weights, uint8 activations; output layers "
                         "stay float); needs --calibration-images")
@@ -57,9 +62,9 @@ def run(args) -> int:
         model = load_model(args.model, weights=args.weights, **overrides)
     start = time.perf_counter()
     if calibration:
-        meta = _export_int8(model, out, args.opset, calibration)
+        meta = _export_int8(model, out, args.opset, calibration, args.paste_masks)
     else:
-        meta = export_onnx(model, out, opset=args.opset)
+        meta = export_onnx(model, out, opset=args.opset, paste_masks=args.paste_masks)
     size_mb = out.stat().st_size / 1e6
     kind = f", int8 with {len(meta['quantization']['float_nodes'])} float layers" if calibration else ""
     print(f"wrote {out} ({size_mb:.1f} MB, opset {args.opset}{kind}, outputs: {', '.join(meta['outputs'])}) "
@@ -84,7 +89,7 @@ def _calibration_files(args) -> list[Path]:
     return collect_images([args.calibration_images])[: args.calibration_count]
 
 
-def _export_int8(model, out: Path, opset: int, files: list[Path]) -> dict:
+def _export_int8(model, out: Path, opset: int, files: list[Path], paste_masks: bool) -> dict:
     """Export float to a temporary file, then quantise it with `files` as calibration."""
     import tempfile
 
@@ -95,7 +100,7 @@ def _export_int8(model, out: Path, opset: int, files: list[Path]) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
-        export_onnx(model, float_path, opset=opset)
-        resize = OnnxPredictor(float_path).resize  # the runner's resize: calibrate on what it feeds
-        images = (resize(read_image(f)) for f in files)
-        return quantize_onnx(float_path, out, images, output_layer_keys(model))
+        export_onnx(model, float_path, opset=opset, paste_masks=paste_masks)
+        runner = OnnxPredictor(float_path)  # calibrate on what the runner feeds
+        feeds = (runner.graph_inputs([read_image(f)]) for f in files)
+        return quantize_onnx(float_path, out, feeds, output_layer_keys(model))

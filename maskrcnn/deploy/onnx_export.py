@@ -1,16 +1,20 @@
-"""Export a `MaskRCNN` to ONNX: one traced graph from the resized image to per-detection outputs.
+"""Export a `MaskRCNN` to ONNX: one traced graph from a batch of resized images to per-detection outputs.
 
-The graph's contract (input, outputs, metadata) is documented in `maskrcnn.deploy.onnx_runner`,
-which runs it. In short: the graph takes one RGB image in [0, 1] already resized to the model's
-scale and does normalisation, padding, backbone, RPN, box head and the instance heads. It returns
-boxes in the pixels of its input and M x M mask probabilities; resizing the image, mapping boxes
-back, pasting masks and decoding keypoint heatmaps are left to the runner.
+The graph's contract (inputs, outputs, metadata) is documented in `maskrcnn.deploy.onnx_runner`,
+which runs it. In short: the graph takes a batch of RGB images in [0, 1], each already resized to
+the model's scale, stacked top-left in one (B, 3, H, W) tensor with their sizes beside, and does
+normalisation, padding, backbone, RPN, box head and the instance heads. It returns every image's
+detections concatenated, with the image of each (`batch_index`): boxes in the pixels of the
+graph's input and M x M mask probabilities. With `paste_masks` it also takes each image's size
+before resizing and returns masks pasted at that size. Resizing the images, mapping boxes back,
+(otherwise) pasting masks and decoding keypoint heatmaps are left to the runner.
 
-The graph is traced from the model's own code (`MaskRCNN.normalize`, `pad_batch`, `MaskRCNN.detect`):
-where the eager code would take a Python int from a tensor shape it has a tracing-aware form
-beside it (symbolic padding, `at_most` for top-k sizes, per-image splits, pooling every level,
-per-class NMS as ONNX NonMaxSuppression), so the graph is right at any input size, and a new
-head or backbone exports without export code of its own.
+The graph is traced from the model's own code (`MaskRCNN.normalize`, `pad_stacked_batch`,
+`MaskRCNN.detect`, `paste_masks`): where the eager code would take a Python int from a tensor
+shape or loop over images, it has a tracing-aware form beside it (symbolic padding, `at_most`
+for top-k sizes, `BatchedBoxes` for per-image lists, pooling every level, per-image per-class NMS
+as ONNX NonMaxSuppression), so the graph is right at any batch and input size, and a new head or
+backbone exports without export code of its own.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from torch import nn
 from ..config import to_dict
 from ..errors import UserError
 from ..fileio import write_bytes_atomic
-from ..model.detector import pad_batch
+from ..model.detector import pad_stacked_batch
+from ..ops.masks import paste_masks
 
 FORMAT = "maskrcnn-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: batched inputs and outputs (1: one image, no batch_index)
 METADATA_KEY = "maskrcnn"  # JSON: what a runner needs (see onnx_runner)
 CONFIG_KEY = "maskrcnn.config"  # JSON: the model's full config, for the record
 INPUT_NAME = "image"
+SIZES_NAME = "image_sizes"  # (B, 2) int64 h, w of each resized image inside the batch
+ORIGINAL_SIZES_NAME = "original_sizes"  # (B, 2) int64 H, W before resizing (with paste_masks)
+MASK_THRESHOLD = 0.5
 DEFAULT_OPSET = 17
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (aligned=True) came with opset 16
 
@@ -42,11 +50,12 @@ class ExportError(UserError, ValueError):
 
 
 def export_onnx(model, path: str | Path, *, opset: int = DEFAULT_OPSET,
-                sample_size: tuple[int, int] | None = None) -> dict:
+                sample_size: tuple[int, int] | None = None, paste_masks: bool = False) -> dict:
     """Trace `model` (a fp32 `MaskRCNN`) into an ONNX file at `path`, written atomically.
 
-    `sample_size` (h, w) is the size of the image traced (default: the model's short side by
-    about 4/3 of it); the graph runs at any size. Returns the metadata embedded in the file.
+    `sample_size` (h, w) is the size of the first of the two images traced (default: the model's
+    short side by about 4/3 of it); the graph runs at any batch and image size. `paste_masks`
+    adds full-resolution masks to the outputs. Returns the metadata embedded in the file.
     """
     try:
         import onnx
@@ -61,23 +70,28 @@ def export_onnx(model, path: str | Path, *, opset: int = DEFAULT_OPSET,
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path}: is a folder; --out names the .onnx file to write")
-    graph = ExportGraph(model).eval()
+    if paste_masks and not hasattr(model.roi_heads, "mask_head"):
+        raise ExportError(f"--paste-masks: {model.cfg.name} has no mask head")
+    graph = ExportGraph(model, paste_masks).eval()
     h, w = sample_size or default_sample_size(model.cfg)
-    sample = torch.rand((1, 3, h, w), generator=torch.Generator().manual_seed(0))
-    sample = sample.to(model.pixel_mean.device)
+    inputs = sample_inputs(h, w, paste_masks, model.pixel_mean.device)
     names = graph.output_names
-    dynamic = {INPUT_NAME: {2: "height", 3: "width"}, **{n: {0: "detections"} for n in names}}
+    dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, SIZES_NAME: {0: "batch"},
+               **({ORIGINAL_SIZES_NAME: {0: "batch"}} if paste_masks else {}),
+               **{n: {0: "detections"} for n in names}}
+    if paste_masks:
+        dynamic["masks"] = {0: "detections", 1: "original_height", 2: "original_width"}
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo=True, which cannot export
         # the data-dependent shapes here yet; its deprecation notice is not news to the user
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
-        torch.onnx.export(graph, (sample,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
+        torch.onnx.export(graph, inputs, buffer, dynamo=False, opset_version=opset,
+                          input_names=graph.input_names, output_names=names, dynamic_axes=dynamic,
                           do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
-    metadata = export_metadata(model.cfg, names, opset, (h, w))
+    metadata = export_metadata(model.cfg, graph.input_names, names, opset, (h, w))
     proto.doc_string = (f"{model.cfg.name} exported by maskrcnn; see the '{METADATA_KEY}' "
                         "metadata and maskrcnn/deploy/onnx_runner.py for pre/post-processing")
     for key, value in ((METADATA_KEY, metadata), (CONFIG_KEY, to_dict(model.cfg))):
@@ -87,13 +101,21 @@ def export_onnx(model, path: str | Path, *, opset: int = DEFAULT_OPSET,
     return metadata
 
 
+def sample_inputs(h: int, w: int, paste_masks: bool, device) -> tuple[torch.Tensor, ...]:
+    """What is traced: a batch of two random images, (h, w) and a smaller one padded beside it
+    (a batch of one would let the trace treat the batch size as 1)."""
+    image = torch.rand((2, 3, h, w), generator=torch.Generator().manual_seed(0), device=device)
+    sizes = torch.tensor([[h, w], [h * 3 // 4, w * 3 // 4]], device=device)
+    return (image, sizes, sizes * 2) if paste_masks else (image, sizes)
+
+
 def default_sample_size(cfg) -> tuple[int, int]:
     """A landscape image at the model's scale, (short side, ~4/3 of it within max_size)."""
     short = cfg.input.min_size[-1]
     return short, max(short, min(cfg.input.max_size, round(short * 4 / 3) + 5))
 
 
-def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
+def export_metadata(cfg, inputs: list[str], outputs: list[str], opset: int, sample_size) -> dict:
     import maskrcnn
 
     inp, m = cfg.input, cfg.model
@@ -104,9 +126,11 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
         "class_names": list(m.class_names),
         "category_ids": list(m.category_ids),
         "num_classes": m.num_classes,
+        "inputs": inputs,
         "input": {
             "name": INPUT_NAME,
-            "layout": "NCHW float32, batch 1, RGB in [0, 1]",
+            "layout": "NCHW float32, any batch size, RGB in [0, 1], each image top-left, its "
+                      "(h, w) in image_sizes",
             "min_size": inp.min_size[-1],
             "max_size": inp.max_size,
             "resize": "bilinear, align_corners=False, scale = min(min_size / min(h, w), "
@@ -119,7 +143,7 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
             "size_divisibility": inp.size_divisibility,
         },
         "outputs": outputs,
-        "mask_threshold": 0.5,
+        "mask_threshold": MASK_THRESHOLD,
         "mask_resolution": m.mask.resolution if m.mask.enabled else None,
         "num_keypoints": m.keypoint.num_keypoints if m.keypoint.enabled else None,
         "box": {"score_thresh": m.box.score_thresh, "nms_thresh": m.box.nms_thresh,
@@ -130,20 +154,41 @@ def export_metadata(cfg, outputs: list[str], opset: int, sample_size) -> dict:
 
 
 class ExportGraph(nn.Module):
-    """The traced module: `forward(image (1, 3, h, w))` -> the tuple named by `output_names`:
-    the model's normalisation and padding, then `MaskRCNN.detect` on a batch of one."""
+    """The traced module: `forward(image (B, 3, H, W), image_sizes (B, 2)[, original_sizes (B, 2)])`
+    -> the tuple named by `output_names`: the model's normalisation and padding, `MaskRCNN.detect`
+    on the batch, and with `paste_masks` the masks pasted at each image's original size."""
 
-    def __init__(self, model):
+    def __init__(self, model, paste_masks: bool = False):
         super().__init__()
         self.model = model
+        self.paste_masks = paste_masks
         heads = model.roi_heads
-        self.output_names = ["boxes", "scores", "labels"] + [
+        self.input_names = [INPUT_NAME, SIZES_NAME] + ([ORIGINAL_SIZES_NAME] if paste_masks else [])
+        self.output_names = ["boxes", "scores", "labels", "batch_index"] + [
             name for name, present in (("mask_probs", hasattr(heads, "mask_head")),
                                        ("mask_scores", hasattr(heads, "maskiou_head")),
-                                       ("keypoint_heatmaps", hasattr(heads, "keypoint_head"))) if present]
+                                       ("keypoint_heatmaps", hasattr(heads, "keypoint_head")),
+                                       ("masks", paste_masks)) if present]
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        batch = pad_batch([self.model.normalize(image[0])], self.model.cfg.input.size_divisibility)
-        detections = self.model.detect(batch)[0]
+    def forward(self, image: torch.Tensor, image_sizes: torch.Tensor,
+                original_sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        model = self.model
+        batch = pad_stacked_batch(model.normalize(image), image_sizes, model.cfg.input.size_divisibility)
+        detections = model.detect(batch)[0]
+        if self.paste_masks:
+            detections["masks"] = paste_original_size(detections, image_sizes, original_sizes)
         return tuple(detections[name] for name in self.output_names)
 
+
+def paste_original_size(detections: dict, image_sizes: torch.Tensor, original_sizes: torch.Tensor):
+    """Masks (D, H, W) bool at the largest original size (H, W) of the batch, each detection's
+    inside its own image's (zero beyond): what the runner does with `mask_probs`, in the graph."""
+    index = detections["batch_index"]
+    own = original_sizes[index]  # (D, 2) h, w
+    ratio = (own.float() / image_sizes[index].float()).flip(1).repeat(1, 2)  # (D, 4) x, y, x, y
+    largest = original_sizes.max(0).values
+    height, width = largest[0], largest[1]
+    probs = paste_masks(detections["mask_probs"], detections["boxes"] * ratio, (height, width))
+    rows = torch.arange(height, device=index.device)[None, :, None] < own[:, 0, None, None]
+    cols = torch.arange(width, device=index.device)[None, None, :] < own[:, 1, None, None]
+    return (probs > MASK_THRESHOLD) & rows & cols

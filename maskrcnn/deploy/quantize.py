@@ -7,9 +7,10 @@ float graph on real images (MinMax), resized exactly as the runner resizes them.
 fuses each DequantizeLinear -> Conv -> QuantizeLinear into an integer convolution (VNNI on x86).
 
 Kept float: the output layers (objectness, RPN deltas, class scores, box deltas, mask logits,
-keypoint heatmaps, MaskIoU), whose outputs rank and place the detections, and every op that is
-not a matrix product (RoiAlign, NMS, top-k, box decoding, FPN upsampling and sums). The float
-nodes are listed in the file's metadata (`quantization.float_nodes`).
+keypoint heatmaps, MaskIoU), whose outputs rank and place the detections, products of two
+activations (the mask pasting of `--paste-masks`), and every op that is not a matrix product
+(RoiAlign, NMS, top-k, box decoding, FPN upsampling and sums). The float matrix products are
+listed in the file's metadata (`quantization.float_nodes`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ def output_layer_keys(model) -> list[str]:
     return keys
 
 
-def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[torch.Tensor],
+def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[dict],
                   float_layer_keys: list[str]) -> dict:
     """Quantise the exported float model `src` into `dst` (written atomically).
 
-    calibration: (3, h, w) images already at the model's scale (at least one); float_layer_keys:
-    substrings naming the nodes to keep in float (`output_layer_keys`). Returns the metadata.
+    calibration: the graph's inputs for one or more batches of images (`OnnxPredictor(src)
+    .graph_inputs([image])`, at least one); float_layer_keys: substrings naming the nodes to
+    keep in float (`output_layer_keys`). Returns the metadata.
     """
     try:
         import onnx
@@ -58,21 +60,20 @@ def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[torch.
     proto = onnx.load(str(src))
     _inline_identities(proto)
     pattern = re.compile("|".join(re.escape(k.rstrip("/")) + r"(_\d+)?/" for k in float_layer_keys))
+    weights = {init.name for init in proto.graph.initializer}
     float_nodes = [n.name for n in proto.graph.node  # a layer run on 5 levels: 'objectness_4/Conv'
-                   if n.op_type in QUANTIZED_OPS and pattern.search(n.name)]
-    input_name = proto.graph.input[0].name
+                   if n.op_type in QUANTIZED_OPS and (pattern.search(n.name) or n.input[1] not in weights)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.images: Iterator[torch.Tensor] = iter(calibration)
+            self.feeds: Iterator[dict] = iter(calibration)
             self.seen = 0
 
         def get_next(self):
-            image = next(self.images, None)
-            if image is None:
-                return None
-            self.seen += 1
-            return {input_name: image[None].float().contiguous().numpy()}
+            feed = next(self.feeds, None)
+            if feed is not None:
+                self.seen += len(next(iter(feed.values())))
+            return feed
 
     reader = Reader()
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BoxHeadConfig
-from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nonempty, smooth_l1_sum
-from ..structures import split_per_image
+from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
+from ..structures import BatchedBoxes, split_per_image
 from .backbone import ConvNorm
 from .weight_init import init_layers
 
@@ -64,8 +64,11 @@ class BoxHead(nn.Module):
         return {k: v * self.cfg.loss_weight for k, v in losses.items()}
 
     def detect(self, x: torch.Tensor, proposals: list[torch.Tensor], image_sizes) -> list[dict]:
-        """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)}."""
+        """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)};
+        for a traced batch (`BatchedBoxes` proposals) one dict of every image's, with "batch_index"."""
         logits, deltas = self(x)
+        if isinstance(proposals, BatchedBoxes):
+            return [detect_boxes_traced(logits, deltas, proposals, image_sizes, self.coder, self.cfg)]
         dets = detect_boxes(logits, deltas, proposals, image_sizes, self.coder, self.cfg)
         return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
 
@@ -110,8 +113,30 @@ def detect_boxes(
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
         keep = torch.where(nonempty(img_boxes, cfg.min_box_size))[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img,
-                                num_classes=num_classes)
+        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img)
         out.append((img_boxes[keep], img_scores[keep], labels[keep]))
     return out
 
+
+def detect_boxes_traced(
+    logits: torch.Tensor,
+    deltas: torch.Tensor,
+    proposals: BatchedBoxes,
+    image_sizes: torch.Tensor,
+    coder: BoxCoder,
+    cfg: BoxHeadConfig,
+) -> dict[str, torch.Tensor]:
+    """`detect_boxes` for a traced batch: image_sizes (B, 2) -> every image's detections in one
+    dict, image by image, each best first; "batch_index" (D,) names the image of each."""
+    num_classes = logits.shape[1]
+    sizes = image_sizes[proposals.batch_index]  # (N, 2)
+    h, w = (sizes[:, i, None, None] for i in range(2))  # (N, 1, 1)
+    boxes = clip_boxes(coder.decode(deltas, proposals.boxes), (h, w))[:, 1:]  # (N, K, 4)
+    scores = F.softmax(logits, -1)[:, 1:]  # (N, K)
+    labels = torch.arange(1, num_classes, device=logits.device).expand_as(scores)
+    images = proposals.batch_index[:, None].expand_as(scores)
+    keep = (scores > cfg.score_thresh) & nonempty(boxes, cfg.min_box_size)
+    boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
+    keep = nms_per_image_traced(boxes, scores, labels - 1, images, image_sizes.shape[0], num_classes - 1,
+                                cfg.nms_thresh, cfg.detections_per_img)
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep], "batch_index": images[keep]}

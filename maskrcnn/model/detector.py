@@ -100,7 +100,7 @@ class MaskRCNN(nn.Module):
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         if self.cfg.input.channel_order == "BGR":
-            image = image.flip(0)
+            image = image.flip(-3)  # (3, H, W) or a batch (B, 3, H, W)
         if self.cfg.input.pixel_scale != 1.0:
             image = image * self.cfg.input.pixel_scale
         return (image - self.pixel_mean) / self.pixel_std
@@ -173,13 +173,28 @@ def resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | Non
 
 
 def pad_batch(images: list[torch.Tensor], divisor: int) -> ImageList:
-    """Zero-pad bottom/right to a common size that is a multiple of `divisor`. Sizes stay
-    symbolic while tracing (one image), so an exported graph pads any input size."""
-    h = max(img.shape[-2] for img in images)
-    w = max(img.shape[-1] for img in images)
-    h, w = ((s + divisor - 1) // divisor * divisor for s in (h, w))
+    """Zero-pad bottom/right to a common size that is a multiple of `divisor`."""
+    h = padded_size(max(img.shape[-2] for img in images), divisor)
+    w = padded_size(max(img.shape[-1] for img in images), divisor)
     batch = torch.stack([F.pad(img, (0, w - img.shape[-1], 0, h - img.shape[-2])) for img in images])
     return ImageList(batch, [tuple(img.shape[-2:]) for img in images])
+
+
+def pad_stacked_batch(images: torch.Tensor, image_sizes: torch.Tensor, divisor: int) -> ImageList:
+    """`pad_batch` for images already stacked (an exported graph's input): images (B, C, H, W)
+    whose image i fills its top-left image_sizes[i] = (h, w) -> each image zeroed outside its
+    size, the batch zero-padded to a multiple of `divisor`. Sizes stay symbolic while tracing."""
+    h, w = images.shape[-2:]
+    rows = torch.arange(h, device=images.device)[None, :, None] < image_sizes[:, 0, None, None]
+    cols = torch.arange(w, device=images.device)[None, None, :] < image_sizes[:, 1, None, None]
+    images = torch.where((rows & cols)[:, None], images, 0.0)
+    images = F.pad(images, (0, padded_size(w, divisor) - w, 0, padded_size(h, divisor) - h))
+    return ImageList(images, image_sizes)
+
+
+def padded_size(size, divisor: int):
+    """The multiple of `divisor` at or above `size` (an int, or a 0-dim tensor while tracing)."""
+    return (size + divisor - 1) // divisor * divisor
 
 
 def _generators(targets) -> list[torch.Generator] | None:

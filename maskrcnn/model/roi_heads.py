@@ -17,6 +17,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..ops.boxes import Matcher, match_boxes, sample_balanced
 from ..ops.poolers import POOLERS, RoIPooler
+from ..structures import BatchedBoxes
 from .box_head import BODIES, BoxHead
 from .keypoint_head import KeypointHead
 from .mask_head import FCNMaskHead, MLPMaskHead
@@ -87,7 +88,7 @@ class RoIHeads(nn.Module):
         """(name, head) of the enabled heads that run on positives / detections, in order."""
         return [(name, getattr(self, f"{name}_head")) for name in INSTANCE_HEADS if hasattr(self, f"{name}_head")]
 
-    def roi_features(self, features, boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+    def roi_features(self, features, boxes: list[torch.Tensor] | BatchedBoxes, resolution: int) -> torch.Tensor:
         """What the heads read for per-image boxes: (N, C, R, R) pooled, or res5's (N, 2048, R/2, R/2)."""
         x = self.pooler(features, boxes, resolution)
         return x if self.res5 is None else self.res5(x)
@@ -111,6 +112,8 @@ class RoIHeads(nn.Module):
         box_x = self.roi_features(features, proposals, self.resolutions["box"])
         detections = self.box_head.detect(box_x, proposals, image_sizes)
         boxes = [d["boxes"] for d in detections]
+        if "batch_index" in detections[0]:  # a traced batch
+            boxes = BatchedBoxes(boxes[0], detections[0]["batch_index"])
         pooled, shared = {}, {}
         for name, head in self.instance_heads():
             r = self.resolutions[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import batched_nms
 
 from ..config import AnchorConfig, RPNConfig
 from ..errors import ConfigError
@@ -12,13 +13,14 @@ from ..ops.boxes import (
     BoxCoder,
     Matcher,
     at_most,
-    batched_nms_first,
     clip_boxes,
     match_boxes,
+    nms_per_image_traced,
     nonempty,
     sample_balanced,
     smooth_l1_sum,
 )
+from ..structures import BatchedBoxes
 from .backbone import ConvNorm
 from .weight_init import init_layers
 
@@ -121,7 +123,8 @@ class RPN(nn.Module):
         return proposals, losses
 
     def select_proposals(self, boxes, logits, num_per_level, image_sizes) -> list[torch.Tensor]:
-        """Top-k per level, clip, drop tiny, NMS per level, keep the best `post_nms_topk`."""
+        """Top-k per level, clip, drop tiny, NMS per level, keep the best `post_nms_topk`.
+        boxes (B, A, 4), logits (B, A) -> per image (Ni, 4); while tracing, `BatchedBoxes`."""
         cfg = self.cfg
         pre_k = cfg.pre_nms_topk_train if self.training else cfg.pre_nms_topk_test
         post_k = cfg.post_nms_topk_train if self.training else cfg.post_nms_topk_test
@@ -134,16 +137,31 @@ class RPN(nn.Module):
         top_idx, levels = torch.cat(top_idx, 1), torch.cat(levels)  # (B, K), (K,)
         rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
         boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()
+        if torch.jit.is_tracing():
+            return self._select_traced(boxes, scores, levels, image_sizes, post_k)
         out = []
         for i, size in enumerate(image_sizes):
             img_boxes, img_scores = boxes[i], scores[i]
             img_boxes = clip_boxes(img_boxes, size)
             keep = nonempty(img_boxes, cfg.min_box_size) & (img_scores >= cfg.score_thresh)
             img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], levels[keep]
-            keep = batched_nms_first(img_boxes, img_scores, img_levels, cfg.nms_thresh, post_k,
-                                     num_classes=len(num_per_level))
+            keep = batched_nms(img_boxes, img_scores, img_levels, cfg.nms_thresh)[:post_k]
             out.append(img_boxes[keep])
         return out
+
+    def _select_traced(self, boxes, scores, levels, image_sizes, post_k) -> BatchedBoxes:
+        """The loop above for a traced batch: boxes (B, K, 4), scores (B, K), levels (K,),
+        image_sizes (B, 2) -> every image's proposals, image by image."""
+        cfg = self.cfg
+        h, w = (image_sizes[:, i, None, None] for i in range(2))  # (B, 1, 1)
+        boxes = clip_boxes(boxes, (h, w))
+        keep = nonempty(boxes, cfg.min_box_size) & (scores >= cfg.score_thresh)  # (B, K)
+        images = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(keep)
+        levels = levels[None].expand_as(keep)
+        boxes, scores, levels, images = boxes[keep], scores[keep], levels[keep], images[keep]
+        keep = nms_per_image_traced(boxes, scores, levels, images, image_sizes.shape[0],
+                                    len(self.anchor_generator.cell_anchors), cfg.nms_thresh, post_k)
+        return BatchedBoxes(boxes[keep], images[keep])
 
     def losses(self, anchors, logits, deltas, targets, generators) -> dict[str, torch.Tensor]:
         """Balanced-sampled objectness BCE + smooth-L1 on positive anchors, per sampled anchor."""

@@ -129,8 +129,8 @@ def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor
 
 
 def nonempty(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
-    """(N,) bool: width and height both at least `min_size`."""
-    return ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+    """(..., 4) boxes -> (...) bool: width and height both at least `min_size`."""
+    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -145,8 +145,7 @@ def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float) -> torc
 
 
 def batched_nms_topk(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int,
-    num_classes: int | None = None,
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int
 ) -> torch.Tensor:
     """`batched_nms(boxes, scores, classes, iou_thresh)[:k]`, without suppressing all N boxes.
 
@@ -154,11 +153,8 @@ def batched_nms_topk(
     so NMS over the best m boxes decides every one of them exactly as NMS over all N does; once
     that prefix yields k survivors, they are the k best of the full result. m starts at 4k and
     grows 4x until it does (or covers all boxes). With a score threshold of 0 and 90 classes this
-    turns ~90 NMS calls over 90,000 boxes into one over a few hundred. While tracing, classes must
-    lie in 0..num_classes-1.
+    turns ~90 NMS calls over 90,000 boxes into one over a few hundred.
     """
-    if torch.jit.is_tracing():
-        return nms_per_class_traced(boxes, scores, classes, num_classes, iou_thresh, k)
     if len(scores) <= 4 * k:
         return batched_nms(boxes, scores, classes, iou_thresh)[:k]
     order = scores.argsort(descending=True)
@@ -171,35 +167,37 @@ def batched_nms_topk(
         m *= 4
 
 
-def batched_nms_first(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thresh: float, k: int,
-    num_classes: int | None = None,
-) -> torch.Tensor:
-    """`batched_nms(boxes, scores, classes, iou_thresh)[:k]`; while tracing, one NMS per class
-    0..num_classes-1."""
-    if torch.jit.is_tracing():
-        return nms_per_class_traced(boxes, scores, classes, num_classes, iou_thresh, k)
-    return batched_nms(boxes, scores, classes, iou_thresh)[:k]
-
-
-# -- the traced (ONNX) form of per-class NMS -----------------------------------------------------
+# -- the traced (ONNX) form of per-image, per-class NMS ------------------------------------------
 _NOT_A_CANDIDATE = -1.0  # score of a (box, class) pair that is not a candidate (scores are >= 0)
 
 
-def nms_per_class_traced(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, num_classes: int, iou_thresh: float,
-    k: int,
+def nms_per_image_traced(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, batch_index: torch.Tensor,
+    num_images, num_classes: int, iou_thresh: float, k: int,
 ) -> torch.Tensor:
-    """Per-class greedy NMS as one ONNX NonMaxSuppression: boxes (N, 4), scores (N,) >= 0, classes
-    (N,) in 0..num_classes-1 -> indices of the k best survivors, best first. Exact per-class NMS
-    (no coordinate offsets), and each class stops after k survivors, which keeps it fast with
-    thousands of candidates."""
-    rows = torch.arange(num_classes, device=classes.device)[:, None]
-    per_class = torch.where(classes[None] == rows, scores[None], _NOT_A_CANDIDATE)  # (C, N)
-    kept = _NonMaxSuppression.apply(boxes[None], per_class[None], int(k), float(iou_thresh),
-                                    _NOT_A_CANDIDATE / 2)[:, 2]  # (M,) box indices
-    best = scores[kept].topk(at_most(kept.shape[0], k)).indices
-    return kept[best]
+    """Per-image, per-class greedy NMS as one ONNX NonMaxSuppression, for a traced batch.
+
+    boxes (N, 4), scores (N,) >= 0, classes (N,) in 0..num_classes-1, batch_index (N,) in
+    0..num_images-1 and non-decreasing (candidates grouped by image) -> indices of each image's
+    k best survivors, image by image, best first: per image what `batched_nms(...)[:k]` keeps.
+    Exact per-class NMS (no coordinate offsets); each (image, class) stops after k survivors.
+    The candidates are laid out (B, W), W the most any image has, as NonMaxSuppression's batch.
+    """
+    images = torch.arange(num_images, device=boxes.device)
+    counts = (batch_index[None] == images[:, None]).sum(1)  # (B,)
+    starts = counts.cumsum(0) - counts
+    slots = torch.arange(counts.max(), device=boxes.device)  # (W,)
+    present = slots[None] < counts[:, None]  # (B, W)
+    rows = torch.where(present, starts[:, None] + slots[None], 0)  # (B, W) candidate of each slot
+    dense_scores = torch.where(present, scores[rows], _NOT_A_CANDIDATE)
+    wanted = torch.arange(num_classes, device=boxes.device)[None, :, None]
+    per_class = torch.where(classes[rows][:, None] == wanted, dense_scores[:, None], _NOT_A_CANDIDATE)
+    kept = _NonMaxSuppression.apply(boxes[rows], per_class, int(k), float(iou_thresh),
+                                    _NOT_A_CANDIDATE / 2)  # (M, 3) image, class, slot
+    image, slot = kept[:, 0], kept[:, 2]
+    survivors = torch.full_like(dense_scores, _NOT_A_CANDIDATE).index_put((image, slot), dense_scores[image, slot])
+    best = survivors.topk(at_most(slots.shape[0], k), dim=1)  # (B, k') each image's best first
+    return (starts[:, None] + best.indices)[best.values >= 0]
 
 
 def at_most(n, k: int):

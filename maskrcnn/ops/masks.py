@@ -29,10 +29,8 @@ def paste_masks(
     bilinearly (half-pixel centres) onto it: the same arithmetic as torchvision's per-mask loop,
     here as two batched matrix products (N, H, S) @ (N, S, S) @ (N, S, W).
     """
-    n, m = masks.shape[0], masks.shape[-1]
-    h, w = image_size
-    if n == 0:
-        return masks.new_zeros((0, h, w))
+    m = masks.shape[-1]
+    h, w = image_size  # ints, or 0-dim tensors while tracing
     padded = F.pad(masks, (padding,) * 4)  # (N, S, S)
     s = m + 2 * padding
     grown = _grow_boxes(boxes, s / m).to(torch.int64)  # truncation, as torchvision

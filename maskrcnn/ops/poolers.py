@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
 
+from ..structures import BatchedBoxes
 from .boxes import box_area
 
 # torchvision's CPU RoIAlign kernels (forward and backward) run on one thread: RoIs are split
@@ -18,8 +19,10 @@ MIN_ROIS_PER_THREAD = 16
 _POOL: ThreadPoolExecutor | None = None
 
 
-def boxes_to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
-    """Per-image (Ni, 4) boxes -> (sum Ni, 5) rois with the image index in column 0."""
+def boxes_to_rois(boxes: list[torch.Tensor] | BatchedBoxes) -> torch.Tensor:
+    """Per-image (Ni, 4) boxes (or a traced batch's) -> (sum Ni, 5) rois with the image index in column 0."""
+    if isinstance(boxes, BatchedBoxes):
+        return torch.cat([boxes.batch_index[:, None].to(boxes.boxes.dtype), boxes.boxes], dim=1)
     index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
     return torch.cat([index, torch.cat(boxes)], dim=1)
 

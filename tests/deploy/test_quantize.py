@@ -45,7 +45,7 @@ def exported(tmp_path_factory, folder):
     _trained_like_norms(model, read_image(folder / IMAGES[0]))
     save_weights(model, tmp / "model.safetensors")
     common = ["export", "--model", "maskrcnn_r18_fpn", "--weights", str(tmp / "model.safetensors")]
-    assert main([*common, "--out", str(tmp / "int8.onnx"), "--quantize", "int8",
+    assert main([*common, "--out", str(tmp / "int8.onnx"), "--quantize", "int8", "--paste-masks",
                  "--calibration-images", str(calib), "--calibration-count", "2"]) == 0
     return model, tmp / "int8.onnx"
 
@@ -90,9 +90,15 @@ def test_int8_runs_in_the_runner_like_the_float_model(exported, folder):
     """Same output contract as the torch model on an image not used for calibration. (Accuracy
     needs trained weights: benchmarks/int8_accuracy.py measures mask AP on the demo model.)"""
     image = read_image(folder / IMAGES[2])
-    ref, got = exported[0].predict(image)[0], OnnxPredictor(exported[1]).predict(image)
+    predictor = OnnxPredictor(exported[1])
+    assert predictor.output_names[-1] == "masks"  # pasted in the graph (--paste-masks)
+    ref, got = exported[0].predict(image)[0], predictor.predict(image, keep_mask_probs=True)
     assert len(ref) == len(got) == SMALL["box_detections_per_img"]
     assert got.masks.shape == ref.masks.shape and got.masks.any()
+    # the graph pastes as the runner does (pixels at 0.5 may round either way)
+    runner = got.mask_probs > 0.5
+    iou = (runner & got.masks).flatten(1).sum(1) / (runner | got.masks).flatten(1).sum(1)
+    assert iou.min() >= 0.99
     h, w = image.shape[-2:]
     assert (got.boxes >= 0).all() and (got.boxes[:, 2] <= w).all() and (got.boxes[:, 3] <= h).all()
     assert not torch.equal(got.scores, ref.scores)  # really a different (quantised) graph
