@@ -27,3 +27,14 @@ def synth_ann(tmp_path_factory) -> Path:
     from maskrcnn.data.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("synth"), num_images=8, seed=0, size=96)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Code under test may set torch's thread count (the benchmark scripts' --threads, run in
+    process): later tests must run with the count the session started with."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
