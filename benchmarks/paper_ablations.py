@@ -35,6 +35,10 @@ standard deviation), OUT.md (table) and OUT.png (bars with error bars and each s
     python benchmarks/paper_ablations.py --dataset shapes [--minutes 2] [--seeds 3] [--arms baseline,c4]
     python benchmarks/paper_ablations.py --dataset pennfudan [--size 160]
     python benchmarks/paper_ablations.py --dataset shapes --smoke   # 2 arms, 3 iterations, 64 px, temp dir
+
+An arm added later joins a committed table without retraining the others: `--resume-from
+benchmarks/results/paper_ablations_shapes.json` writes that report's calibration and runs into the
+work folder first. `--run-seeds 1` trains only seed 1, so two processes can share the seeds.
 """
 
 from __future__ import annotations
@@ -382,23 +386,40 @@ def setup(args, name: str) -> tuple[Path, Path]:
     return work, out
 
 
+def restore(report_json: Path, work: Path) -> None:
+    """Seed WORK with a committed report's calibration and per-seed results (never overwriting)."""
+    report = json.loads(Path(report_json).read_text())
+    if not (work / "calibration.json").is_file():
+        write_json_atomic(work / "calibration.json", {k: v for k, v in report["calibration"].items() if k != "iters"})
+    for row in [r for arm in report["arms"].values() for r in arm["runs"]] + report["diverged"]:
+        if not (path := work / f"{row['arm']}-seed{row['seed']}.json").is_file():
+            write_json_atomic(path, row)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=DEFAULT_ARMS, required=True)
     parser.add_argument("--arms", help=f"comma-separated, from {', '.join(SWITCHES)} (default: the dataset's)")
+    parser.add_argument("--run-seeds", help="comma-separated seeds this process trains (default: all of "
+                        "--seeds); processes sharing a work folder can each take some")
+    parser.add_argument("--resume-from", help="a report's json (OUT.json): its calibration and finished "
+                        "runs are written into the work folder first, so new arms join its table")
     args = common_args(parser, "shapes 128, pennfudan 160").parse_args(argv)
     work, out = setup(args, "paper_ablations")
     arms = args.arms.split(",") if args.arms else (SMOKE_ARMS if args.smoke else DEFAULT_ARMS)[args.dataset]
     unknown = [a for a in arms if a not in SWITCHES]
     if unknown or (args.dataset == "pennfudan" and "c4" in arms):
         sys.exit(f"--arms: {', '.join(unknown) or 'c4'} not available for {args.dataset} (see --help)")
+    if args.resume_from:
+        restore(Path(args.resume_from), work)
     data = prepare_data(args.dataset, work, args)
     base, weights = base_config(args.dataset, args.size, data, args.smoke)
     calibration = calibrate(base, weights, work, args.minutes) if args.iters is None else {"iters": args.iters}
     iters, seeds = calibration["iters"], range(args.seeds)
     print(f"{args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations each "
           f"({args.size} px); work folder {work}", flush=True)
-    run_arms(arms, seeds, base, weights, work, iters, SWITCHES)
+    run_seeds = [int(x) for x in args.run_seeds.split(",")] if args.run_seeds else seeds
+    run_arms(arms, run_seeds, base, weights, work, iters, SWITCHES)
     found, diverged = collect(work, SWITCHES, seeds)
     model = "ResNet-18 FPN from scratch (the demo's)" if args.dataset == "shapes" else \
         "EfficientNet-Lite0 FPN from ImageNet (maskrcnn_effl0_fpn)"

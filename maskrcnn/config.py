@@ -115,6 +115,11 @@ class MaskHeadConfig:
     norm: str = "none"  # "none" | "bn" (v2)
     loss: str = "sigmoid"  # "sigmoid" (per-class binary, the paper's) | "softmax" (over classes per pixel)
     class_agnostic: bool = False  # one mask for every class
+    # False: torchvision's mask geometry (GT cropped by unaligned RoIAlign, half a pixel off; masks
+    # pasted on integer-truncated boxes one pixel wider). True: detectron2's (aligned crops, masks
+    # pasted on the float box), which puts small objects' masks where they are; weights trained
+    # one way should be run the same way.
+    aligned: bool = False
     loss_weight: float = 1.0
 
 

@@ -145,6 +145,7 @@ def export_metadata(cfg, inputs: list[str], outputs: list[str], opset: int, samp
         "outputs": outputs,
         "mask_threshold": MASK_THRESHOLD,
         "mask_resolution": m.mask.resolution if m.mask.enabled else None,
+        "mask_aligned": m.mask.aligned,  # paste_masks(aligned=...): the geometry the masks were trained with
         "num_keypoints": m.keypoint.num_keypoints if m.keypoint.enabled else None,
         "box": {"score_thresh": m.box.score_thresh, "nms_thresh": m.box.nms_thresh,
                 "detections_per_img": m.box.detections_per_img},
@@ -176,11 +177,11 @@ class ExportGraph(nn.Module):
         batch = pad_stacked_batch(model.normalize(image), image_sizes, model.cfg.input.size_divisibility)
         detections = model.detect(batch)[0]
         if self.paste_masks:
-            detections["masks"] = paste_original_size(detections, image_sizes, original_sizes)
+            detections["masks"] = paste_original_size(detections, image_sizes, original_sizes, model.cfg.model.mask.aligned)
         return tuple(detections[name] for name in self.output_names)
 
 
-def paste_original_size(detections: dict, image_sizes: torch.Tensor, original_sizes: torch.Tensor):
+def paste_original_size(detections: dict, image_sizes: torch.Tensor, original_sizes: torch.Tensor, aligned: bool):
     """Masks (D, H, W) bool at the largest original size (H, W) of the batch, each detection's
     inside its own image's (zero beyond): what the runner does with `mask_probs`, in the graph."""
     index = detections["batch_index"]
@@ -188,7 +189,7 @@ def paste_original_size(detections: dict, image_sizes: torch.Tensor, original_si
     ratio = (own.float() / image_sizes[index].float()).flip(1).repeat(1, 2)  # (D, 4) x, y, x, y
     largest = original_sizes.max(0).values
     height, width = largest[0], largest[1]
-    probs = paste_masks(detections["mask_probs"], detections["boxes"] * ratio, (height, width))
+    probs = paste_masks(detections["mask_probs"], detections["boxes"] * ratio, (height, width), aligned=aligned)
     rows = torch.arange(height, device=index.device)[None, :, None] < own[:, 0, None, None]
     cols = torch.arange(width, device=index.device)[None, None, :] < own[:, 1, None, None]
     return (probs > MASK_THRESHOLD) & rows & cols

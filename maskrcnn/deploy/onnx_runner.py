@@ -41,7 +41,7 @@ detections every output has D = 0 (e.g. boxes (0, 4), mask_probs (0, 28, 28)).
 Metadata (`metadata_props` of the ModelProto; onnxruntime: `session.get_modelmeta()
 .custom_metadata_map`): key "maskrcnn" holds JSON with `class_names` (index = label),
 `category_ids` (label -> dataset category id; empty = identity), `input.min_size`,
-`input.max_size`, `inputs`, `outputs`, `mask_threshold` (0.5), `box.score_thresh` (the lowest
+`input.max_size`, `inputs`, `outputs`, `mask_threshold` (0.5), `mask_aligned` (the paste), `box.score_thresh` (the lowest
 score the graph returns), and, for the record, the normalisation done in the graph. Key
 "maskrcnn.config" holds the model's whole config.
 
@@ -180,7 +180,7 @@ class OnnxPredictor:
             if "masks" in out:  # pasted in the graph, at the batch's largest size
                 fields["masks"] = out["masks"][:, :h, :w]
             if keep_mask_probs or "masks" not in out:
-                probs = paste_masks(out["mask_probs"], fields["boxes"], (h, w))
+                probs = paste_masks(out["mask_probs"], fields["boxes"], (h, w), aligned=self.info.get("mask_aligned", False))
                 fields.setdefault("masks", probs > self.info.get("mask_threshold", 0.5))
                 if keep_mask_probs:
                     fields["mask_probs"] = probs

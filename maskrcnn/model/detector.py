@@ -121,7 +121,7 @@ class MaskRCNN(nn.Module):
             fields = {"boxes": det["boxes"] * scale_ratio(w, rw, h, rh, det["boxes"].device),
                       "scores": det["scores"], "labels": det["labels"]}  # fmt: skip
             if "mask_probs" in det:
-                probs = paste_masks(det["mask_probs"], fields["boxes"], (h, w))
+                probs = paste_masks(det["mask_probs"], fields["boxes"], (h, w), aligned=self.cfg.model.mask.aligned)
                 fields["masks"] = probs > 0.5
                 if keep_mask_probs:
                     fields["mask_probs"] = probs

@@ -34,7 +34,7 @@ class MaskHead(nn.Module):
 
     def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
         logits = self(x)  # (P, K+1 | 1, M, M)
-        crops = [mask_targets(t["masks"], b, m, self.resolution) for t, b, m in zip(targets, rois.boxes, rois.matched)]
+        crops = [mask_targets(t["masks"], b, m, self.resolution, self.cfg.aligned) for t, b, m in zip(targets, rois.boxes, rois.matched)]
         crops = torch.cat(crops)  # (P, M, M) GT cropped to each RoI, in [0, 1]
         labels = torch.cat(rois.labels)
         picked = self.pick(logits, labels)

@@ -138,3 +138,31 @@ def _raw_instances(out: dict):
 
     return Instances((0, 0), (), boxes=out["boxes"], scores=out["scores"], labels=out["labels"],
                      masks=out["mask_probs"] > 0.5)
+
+
+def test_aligned_masks_in_the_graph_and_the_runner(images, tmp_path):
+    """A model trained with `model.mask.aligned=true` is pasted the aligned way everywhere: the
+    metadata says so, the runner's masks equal PyTorch's, and the graph's masks the runner's."""
+    model = _model("maskrcnn_r18_fpn", box_score_thresh=0.0, box_detections_per_img=10)
+    model.cfg.model.mask.aligned = True
+    _export(model, tmp_path / "aligned.onnx", paste_masks=True)
+    predictor = OnnxPredictor(tmp_path / "aligned.onnx")
+    assert predictor.info["mask_aligned"] is True
+    image = images[0]
+    ref, got = model.predict([image])[0], predictor.predict([image])[0]
+    assert_matches(ref, got)
+    # the graph's masks (kept as `masks`) against the runner's aligned paste of the same probabilities
+    feed = predictor.graph_inputs([image])
+    out = predictor.run_graph(feed)
+    (h, w), (rh, rw) = image.shape[-2:], feed[SIZES_NAME][0].tolist()
+    ratio = torch.tensor([w / rw, h / rh] * 2, dtype=torch.float32)
+    runner = paste_masks(out["mask_probs"], out["boxes"] * ratio, (h, w), aligned=True) > 0.5
+    unaligned = paste_masks(out["mask_probs"], out["boxes"] * ratio, (h, w)) > 0.5
+    pasted = out["masks"][:, :h, :w]
+    assert (iou(runner, pasted) >= 0.99).all()
+    assert not torch.equal(runner, unaligned)  # the switch changes the masks
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    inter = (a & b).flatten(1).sum(1)
+    return inter / (a | b).flatten(1).sum(1).clamp(min=1)
