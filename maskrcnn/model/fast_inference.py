@@ -8,7 +8,9 @@ forward pre-hooks), for inference only:
 - "bf16": the feature layers (trunk, FPN, RPN conv, box/mask/keypoint/MaskIoU head bodies) hold
   bf16 weights and run on bf16 activations; the small output layers (objectness, box deltas,
   class scores, mask logits, keypoint heatmaps, IoU) stay fp32 so that rankings are not
-  quantised; box decoding, NMS, RoIAlign and mask pasting always run in fp32.
+  quantised; box decoding, NMS and mask pasting always run in fp32. RoIAlign gathers rows of
+  the bf16 channels-last maps with bf16-rounded weights, accumulating in fp32
+  (`GatherRoIAlign`); RoIPool, RoIWarp and adaptive sampling read fp32 NCHW copies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
+from ..ops.poolers import GatherRoIAlign
 from .backbone import ConvNorm, ResNetTrunk
 from .efficientnet_lite import ConvNormAct
 
@@ -57,13 +60,20 @@ def prepare_for_inference(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     dtype = PRECISIONS[precision]
     model.backbone.register_forward_pre_hook(lambda _, args: (args[0].to(dtype=dtype, memory_format=layout),))
-    # RoI pooling reads fp32 NCHW maps
-    model.roi_heads.register_forward_pre_hook(
-        lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
+    _set_pooler(model.roi_heads, dtype)
     if compile:
         model.backbone.compile(dynamic=True)
     model.precision = precision
     return model
+
+
+def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
+    """bf16: RoIAlign gathers from the bf16 channels-last maps (`GatherRoIAlign`); any other
+    pooler (RoIPool, RoIWarp, adaptive sampling) and fp32 read fp32 NCHW maps, as built."""
+    if dtype != torch.float32 and heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
+        heads.pooler = GatherRoIAlign(heads.pooler)
+        return
+    heads.pooler.register_forward_pre_hook(lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
 
 
 def fold_norms(model: nn.Module) -> int:

@@ -12,6 +12,7 @@ from torchvision.ops import roi_align, roi_pool
 
 from ..structures import BatchedBoxes
 from .boxes import box_area
+from .roi_align_sparse import roi_align_gather_levels
 
 # torchvision's CPU RoIAlign kernels (forward and backward) run on one thread: RoIs are split
 # across threads (the kernels release the GIL). Below this many RoIs a split is not worth it.
@@ -142,6 +143,29 @@ class RoIPooler(nn.Module):
             order.append(idx)
         # rows are grouped by level; put them back in RoI order
         return torch.cat(pooled)[torch.argsort(torch.cat(order))]
+
+
+class GatherRoIAlign(RoIPooler):
+    """Inference-only RoIAlign (fixed sampling ratio) that reads the maps in their own dtype and
+    layout: every bin a weighted gather of channel rows (`roi_align_gather_levels`). The bf16
+    fast path's pooler: no fp32 NCHW copy of the pyramid, bf16 channels-last RoI features out,
+    as the heads' convolutions want them."""
+
+    def __init__(self, pooler: RoIPooler):
+        if pooler.kind != "roialign" or pooler.sampling_ratio <= 0:
+            raise ValueError("GatherRoIAlign needs RoIAlign with a fixed sampling ratio")
+        super().__init__(pooler.sampling_ratio, pooler.aligned, pooler.min_level, pooler.max_level,
+                         pooler.canonical_scale, pooler.canonical_level)  # fmt: skip
+
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        rois = boxes_to_rois(boxes)  # (N, 5)
+        levels = assign_levels(
+            rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level
+        )
+        num_levels = min(len(features), self.max_level - self.min_level + 1)
+        scales = [1.0 / math.pow(2, self.min_level + offset) for offset in range(num_levels)]
+        return roi_align_gather_levels(features[:num_levels], rois, levels, scales, resolution,
+                                       self.sampling_ratio, self.aligned)  # fmt: skip
 
 
 def quantize_rois(rois: torch.Tensor, scale: float) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 
 
 def roi_align_sparse(feature: torch.Tensor, rois: torch.Tensor, resolution: int, scale: float,
@@ -48,6 +49,30 @@ def roi_align_sparse_levels(features: list[torch.Tensor], rois: torch.Tensor, le
     # (pixels, C) per level: a view of a channels-last map
     flat = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, c).float() for f in features])
     pooled = _SparseProduct.apply(flat, cols, weights, len(rois) * resolution**2)
+    return pooled.view(len(rois), resolution, resolution, c).permute(0, 3, 1, 2)
+
+
+def roi_align_gather_levels(features: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor,
+                            scales: list[float], resolution: int, sampling_ratio: int,
+                            aligned: bool) -> torch.Tensor:  # fmt: skip
+    """Inference form of `roi_align_sparse_levels` in the features' own dtype: each bin is a
+    weighted sum of its taps' channel rows (`embedding_bag`, accumulating in fp32 for bf16), read
+    straight from the channels-last maps. -> (R, C, res, res) with channels-last strides."""
+    b, c = features[0].shape[:2]
+    dtype = features[0].dtype
+    if len(rois) == 0:
+        return features[0].new_zeros((0, resolution, resolution, c)).permute(0, 3, 1, 2)
+    sizes = [f.shape[-2:] for f in features]
+    pixels = [b * h * w for h, w in sizes]
+    starts = [sum(pixels[:i]) for i in range(len(pixels))]
+    table = torch.tensor([[h, w, s, o] for (h, w), s, o in zip(sizes, scales, starts)], dtype=torch.float64,
+                         device=rois.device)[levels]  # (R, 4)  fmt: skip
+    cols, weights = _sampling_matrix(rois, table[:, 0].long(), table[:, 1].long(), table[:, 2].float(),
+                                     table[:, 3].long(), resolution, sampling_ratio, aligned)  # fmt: skip
+    flat = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, c) for f in features])  # (pixels, C)
+    taps = 4 * sampling_ratio**2
+    pooled = F.embedding_bag(cols.view(-1, taps), flat, per_sample_weights=weights.view(-1, taps).to(dtype),
+                             mode="sum")  # (R * res * res, C)  fmt: skip
     return pooled.view(len(rois), resolution, resolution, c).permute(0, 3, 1, 2)
 
 

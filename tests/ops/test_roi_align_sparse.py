@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from maskrcnn.ops.roi_align_sparse import roi_align_sparse, roi_align_sparse_levels
+from maskrcnn.ops.roi_align_sparse import roi_align_gather_levels, roi_align_sparse, roi_align_sparse_levels
 
 
 def _rois(gen, n, h, w, stride):
@@ -64,3 +64,26 @@ def test_no_rois_and_adaptive_sampling():
     assert roi_align_sparse(feature, torch.zeros(0, 5), 7, 1.0, 2, False).shape == (0, 4, 7, 7)
     with pytest.raises(ValueError, match="fixed sampling ratio"):
         roi_align_sparse(feature, torch.tensor([[0.0, 1, 1, 5, 5]]), 7, 1.0, 0, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gather_form_matches_torchvision_per_level(dtype):
+    """The inference gather (the bf16 path's pooler) on channels-last maps, against torchvision
+    in float64: fp32 to rounding; bf16 within twice bf16's rounding of the result (2 ** -8 of
+    the largest value), the weights rounded to bf16 as well as the sums."""
+    gen = torch.Generator().manual_seed(11)
+    sizes, scales = [(24, 32), (12, 16), (6, 8)], [1 / 4, 1 / 8, 1 / 16]
+    features = [torch.randn(2, 8, h, w, generator=gen) for h, w in sizes]
+    rois = _rois(gen, 60, 24, 32, stride=4)
+    levels = torch.randint(0, 3, (60,), generator=gen)
+    want = torch.zeros(60, 8, 7, 7, dtype=torch.float64)
+    for level in range(3):
+        idx = torch.where(levels == level)[0]
+        want[idx] = roi_align(features[level].to(dtype).double(), rois[idx].double(), 7, scales[level], 2, True)
+    inputs = [f.to(dtype).to(memory_format=torch.channels_last) for f in features]
+    got = roi_align_gather_levels(inputs, rois, levels, scales, 7, 2, True)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    tol = 1e-5 if dtype == torch.float32 else 2.0**-8 * want.abs().max().item()
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=tol)
+    empty = roi_align_gather_levels(inputs, rois[:0], levels[:0], scales, 7, 2, True)
+    assert empty.shape == (0, 8, 7, 7) and empty.dtype == dtype
