@@ -41,7 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--size", type=int, default=800)
-    parser.add_argument("--ops", type=int, default=25, help="top operators of the bf16 path to list")
+    parser.add_argument("--ops", type=int, default=25, help="top operators of the --profile path to list")
+    parser.add_argument("--profile", choices=("fp32", "bf16"), default="bf16", help="the path whose operators to list")
     parser.add_argument("--v2", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -67,8 +68,8 @@ def main() -> None:
     for name in runners:
         print(f"{name}: {tv / statistics.median(r['total'] for r in times[name]):.2f}x torchvision's CPU time")
     with torch.inference_mode(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        fast["bf16"].predict(images[0])
-    print(f"\nmaskrcnn bf16, top {args.ops} operators by self CPU time ({PENNFUDAN.name} image 0)")
+        fast[args.profile].predict(images[0])
+    print(f"\nmaskrcnn {args.profile}, top {args.ops} operators by self CPU time ({PENNFUDAN.name} image 0)")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
 
 

@@ -16,6 +16,7 @@ forward pre-hooks), for inference only:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
@@ -57,6 +58,9 @@ def prepare_for_inference(
         set_feature_dtype(model, PRECISIONS[precision])
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    else:  # oneDNN's channels-last max pool is fast; the NCHW kernel (with indices) is not
+        for trunk in (m for m in model.modules() if isinstance(m, ResNetTrunk)):
+            trunk.maxpool = SeparableMaxPool3x3()
     layout = torch.channels_last if channels_last else torch.contiguous_format
     dtype = PRECISIONS[precision]
     model.backbone.register_forward_pre_hook(lambda _, args: (args[0].to(dtype=dtype, memory_format=layout),))
@@ -67,10 +71,23 @@ def prepare_for_inference(
     return model
 
 
+class SeparableMaxPool3x3(nn.Module):
+    """MaxPool2d(3, stride 2, padding 1) as a max over 3 strided columns, then over 3 strided
+    rows: the same values (a max is exact), 2-3x faster than the NCHW CPU kernel, which also
+    computes the indices."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+        h, w = (x.shape[-2] - 3) // 2 + 1, (x.shape[-1] - 3) // 2 + 1
+        x = torch.maximum(torch.maximum(x[..., 0 : 2 * w - 1 : 2], x[..., 1 : 2 * w : 2]), x[..., 2 : 2 * w + 1 : 2])
+        return torch.maximum(torch.maximum(x[..., 0 : 2 * h - 1 : 2, :], x[..., 1 : 2 * h : 2, :]),
+                             x[..., 2 : 2 * h + 1 : 2, :])  # fmt: skip
+
+
 def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
     """bf16: RoIAlign gathers from the bf16 channels-last maps (`GatherRoIAlign`); any other
     pooler (RoIPool, RoIWarp, adaptive sampling) and fp32 read fp32 NCHW maps, as built."""
-    if dtype != torch.float32 and heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
+    if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
         heads.pooler = GatherRoIAlign(heads.pooler)
         return
     heads.pooler.register_forward_pre_hook(lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))

@@ -9,7 +9,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.model.detector import build_model
-from maskrcnn.model.fast_inference import fold_norms, prepare_for_inference
+from maskrcnn.model.fast_inference import SeparableMaxPool3x3, fold_norms, prepare_for_inference
 from maskrcnn.zoo import get_preset
 
 
@@ -61,3 +61,11 @@ def test_bf16_path_keeps_detections_close_to_fp32():
         assert rel < 0.02, f"bf16 features differ by {rel:.3f} (relative L2)"
     out = bf16.predict(image)[0]
     assert out.boxes.dtype == torch.float32 and out.masks.dtype == torch.bool
+
+
+def test_separable_max_pool_equals_torch_max_pool():
+    """The fp32 path's stem pool: the same values as MaxPool2d(3, 2, 1) for even and odd sizes."""
+    gen = torch.Generator().manual_seed(0)
+    for h, w in ((40, 54), (41, 53), (1, 2), (3, 3)):
+        x = torch.randn(2, 5, h, w, generator=gen)
+        assert torch.equal(SeparableMaxPool3x3()(x), nn.functional.max_pool2d(x, 3, 2, 1))
