@@ -88,14 +88,14 @@ def exported(plain, images, calibration, int8: bool):
     import tempfile
 
     from maskrcnn.deploy import OnnxPredictor, export_onnx
-    from maskrcnn.deploy.quantize import output_layer_keys, quantize_onnx
+    from maskrcnn.deploy.quantize import float_layer_keys, quantize_onnx
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     export_onnx(plain, path)
     if int8:
         runner = OnnxPredictor(path)
         quantize_onnx(path, path.with_name("int8.onnx"), (runner.graph_inputs([read_image(f)]) for f in calibration),
-                      output_layer_keys(plain))
+                      float_layer_keys(plain))
         path = path.with_name("int8.onnx")
     onnx = OnnxPredictor(path)
     box_err, min_iou, unmatched = 0.0, 1.0, 0

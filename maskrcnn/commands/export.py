@@ -96,11 +96,11 @@ def _export_int8(model, out: Path, opset: int, files: list[Path], paste_masks: b
     from ..data.images import read_image
     from ..deploy.onnx_export import export_onnx
     from ..deploy.onnx_runner import OnnxPredictor
-    from ..deploy.quantize import output_layer_keys, quantize_onnx
+    from ..deploy.quantize import float_layer_keys, quantize_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         export_onnx(model, float_path, opset=opset, paste_masks=paste_masks)
         runner = OnnxPredictor(float_path)  # calibrate on what the runner feeds
         feeds = (runner.graph_inputs([read_image(f)]) for f in files)
-        return quantize_onnx(float_path, out, feeds, output_layer_keys(model))
+        return quantize_onnx(float_path, out, feeds, float_layer_keys(model))

@@ -7,7 +7,10 @@ float graph on real images (MinMax), resized exactly as the runner resizes them.
 fuses each DequantizeLinear -> Conv -> QuantizeLinear into an integer convolution (VNNI on x86).
 
 Kept float: the output layers (objectness, RPN deltas, class scores, box deltas, mask logits,
-keypoint heatmaps, MaskIoU), whose outputs rank and place the detections, products of two
+keypoint heatmaps, MaskIoU), whose outputs rank and place the detections; an EfficientNet-Lite
+trunk (its depthwise-separable blocks lose accuracy to per-tensor uint8 activations: on the
+Penn-Fudan fine-tune, mask AP 55.0 in fp32 fell to 50.0 with the trunk in int8, 52.4 with only
+its depthwise convs float, 53.6 with percentile calibration; 55.3 with the trunk float); products of two
 activations (the mask pasting of `--paste-masks`), and every op that is not a matrix product
 (RoiAlign, NMS, top-k, box decoding, FPN upsampling and sums). The float matrix products are
 listed in the file's metadata (`quantization.float_nodes`).
@@ -43,13 +46,24 @@ def output_layer_keys(model) -> list[str]:
     return keys
 
 
+def float_layer_keys(model) -> list[str]:
+    """Name keys of the layers int8 export keeps in float: the output layers, and an
+    EfficientNet-Lite trunk whole (see the module's docstring)."""
+    from ..model.efficientnet_lite import EfficientNetLiteTrunk
+
+    keys = output_layer_keys(model)
+    if isinstance(model.backbone.trunk, EfficientNetLiteTrunk):
+        keys.append("backbone/trunk/")
+    return keys
+
+
 def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[dict],
                   float_layer_keys: list[str]) -> dict:
     """Quantise the exported float model `src` into `dst` (written atomically).
 
     calibration: the graph's inputs for one or more batches of images (`OnnxPredictor(src)
     .graph_inputs([image])`, at least one); float_layer_keys: substrings naming the nodes to
-    keep in float (`output_layer_keys`). Returns the metadata.
+    keep in float (`float_layer_keys`). Returns the metadata.
     """
     try:
         import onnx
@@ -59,7 +73,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[dict],
         raise ExportError("int8 quantisation needs 'onnx' and 'onnxruntime': pip install onnxruntime") from None
     proto = onnx.load(str(src))
     _inline_identities(proto)
-    pattern = re.compile("|".join(re.escape(k.rstrip("/")) + r"(_\d+)?/" for k in float_layer_keys))
+    pattern = float_node_pattern(float_layer_keys)
     weights = {init.name for init in proto.graph.initializer}
     float_nodes = [n.name for n in proto.graph.node  # a layer run on 5 levels: 'objectness_4/Conv'
                    if n.op_type in QUANTIZED_OPS and (pattern.search(n.name) or n.input[1] not in weights)]
@@ -103,6 +117,12 @@ def quantize_onnx(src: str | Path, dst: str | Path, calibration: Iterable[dict],
     quantized.doc_string = proto.doc_string + " (int8, see the 'quantization' metadata)"
     write_bytes_atomic(Path(dst), quantized.SerializeToString())
     return meta
+
+
+def float_node_pattern(keys: list[str]) -> re.Pattern:
+    """Matches the ONNX node names of the layers named by `keys`; a layer the exporter ran
+    several times is numbered ('objectness_4/Conv')."""
+    return re.compile("|".join(re.escape(k.rstrip("/")) + r"(_\d+)?/" for k in keys))
 
 
 def _inline_identities(proto) -> None:

@@ -158,6 +158,8 @@ class GatherRoIAlign(RoIPooler):
                          pooler.canonical_scale, pooler.canonical_level)  # fmt: skip
 
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        if torch.jit.is_tracing():  # an export: torchvision's registered ops, as the built model's
+            return super().forward([f.float() for f in features], boxes, resolution)
         rois = boxes_to_rois(boxes)  # (N, 5)
         levels = assign_levels(
             rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level

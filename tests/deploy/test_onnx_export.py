@@ -19,6 +19,7 @@ import maskrcnn  # noqa: E402
 from maskrcnn.data.images import read_image  # noqa: E402
 from maskrcnn.deploy.onnx_export import METADATA_KEY, ExportError, export_onnx  # noqa: E402
 from maskrcnn.deploy.onnx_runner import OnnxPredictor  # noqa: E402
+from maskrcnn.model.fast_inference import prepare_for_inference  # noqa: E402
 from maskrcnn.errors import CheckpointError  # noqa: E402
 from maskrcnn.zoo import apply_kwargs, get_preset  # noqa: E402
 
@@ -239,3 +240,14 @@ def test_errors_are_one_line_user_errors(mask_export, tmp_path):
     onnx.save(proto, str(tmp_path / "plain.onnx"))
     with pytest.raises(CheckpointError, match="no 'maskrcnn' metadata"):
         OnnxPredictor(tmp_path / "plain.onnx")
+
+
+def test_fast_path_model_exports_like_the_built_one(images, tmp_path):
+    """`load_model`'s fp32 fast path (what `maskrcnn export` loads) swaps in the gather RoIAlign;
+    traced, it pools with torchvision's registered ops as the built model does, so the graph
+    holds no RoI count of the trace and matches the model at other sizes."""
+    fast = prepare_for_inference(_model("maskrcnn_r18_fpn", box_score_thresh=0.0), "fp32")
+    assert _export(fast, tmp_path / "fast.onnx") == []
+    predictor = OnnxPredictor(tmp_path / "fast.onnx")
+    for image in images:
+        assert_matches(fast.predict(image)[0], predictor.predict(image))

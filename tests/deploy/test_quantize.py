@@ -109,3 +109,19 @@ def test_quantize_needs_calibration_images(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--calibration-images" in err[0]
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_efficientnet_lite_trunk_stays_float():
+    """EfficientNet-Lite's trunk is kept float whole (its depthwise-separable blocks lost 5 mask
+    AP in int8 on the Penn-Fudan fine-tune); a ResNet's is quantised. Node names as exported."""
+    from maskrcnn.deploy.quantize import float_layer_keys, float_node_pattern
+
+    effl0 = build_model(get_preset("maskrcnn_effl0_fpn"))
+    r18 = build_model(get_preset("maskrcnn_r18_fpn"))
+    effl0_float, r18_float = float_node_pattern(float_layer_keys(effl0)), float_node_pattern(float_layer_keys(r18))
+    for name in ("/backbone/trunk/blocks.0/depthwise/conv/Conv", "/backbone/trunk/stem/conv/Conv"):
+        assert effl0_float.search(name)
+    assert not r18_float.search("/backbone/trunk/layer1/layer1.0/conv1/Conv")
+    for pattern in (effl0_float, r18_float):  # the output layers, also those run once per level
+        assert pattern.search("/roi_heads/box_head/cls_score/Gemm") and pattern.search("/rpn/head/objectness_4/Conv")
+        assert not pattern.search("/backbone/fpn/output.2/conv/Conv")
