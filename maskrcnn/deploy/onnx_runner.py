@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -179,11 +180,12 @@ class OnnxPredictor:
 
             if "masks" in out:  # pasted in the graph, at the batch's largest size
                 fields["masks"] = out["masks"][:, :h, :w]
-            if keep_mask_probs or "masks" not in out:
-                probs = paste_masks(out["mask_probs"], fields["boxes"], (h, w), aligned=self.info.get("mask_aligned", False))
-                fields.setdefault("masks", probs > self.info.get("mask_threshold", 0.5))
-                if keep_mask_probs:
-                    fields["mask_probs"] = probs
+            paste = partial(paste_masks, out["mask_probs"], fields["boxes"], (h, w), aligned=self.info.get("mask_aligned", False))
+            threshold = self.info.get("mask_threshold", 0.5)
+            if keep_mask_probs:
+                fields["mask_probs"] = paste()
+            if "masks" not in out:
+                fields["masks"] = fields["mask_probs"] > threshold if keep_mask_probs else paste(threshold=threshold)
         if "mask_scores" in out:
             fields["mask_scores"] = out["mask_scores"]
         if "keypoint_heatmaps" in out:

@@ -134,10 +134,23 @@ class FPN(nn.Module):
         outs = [self.output[-1](top)]
         for i in range(len(feats) - 2, -1, -1):
             lateral = self.lateral[i](feats[i])
-            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            top = add_upsampled(lateral, top)
             outs.insert(0, self.output[i](top))
         outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))
         return outs
+
+
+def add_upsampled(lateral: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """lateral (B, C, H, W) + top (B, C, h, w) upsampled by nearest neighbour to (H, W). At
+    exactly twice the size (always, for inputs padded to a multiple of the coarsest stride) each
+    top pixel is added to its 2 x 2 block in place, as a broadcast: the same sums, without the
+    upsampled copy or a new output; other sizes (and tracing) interpolate."""
+    (h, w), (big_h, big_w) = top.shape[-2:], lateral.shape[-2:]
+    if torch.jit.is_tracing() or (big_h, big_w) != (2 * h, 2 * w):
+        return lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+    blocks = lateral.unflatten(-1, (w, 2)).unflatten(-3, (h, 2))  # (B, C, h, 2, w, 2) view
+    blocks.add_(top[:, :, :, None, :, None])
+    return lateral
 
 
 class Backbone(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,10 +123,10 @@ class MaskRCNN(nn.Module):
             fields = {"boxes": det["boxes"] * scale_ratio(w, rw, h, rh, det["boxes"].device),
                       "scores": det["scores"], "labels": det["labels"]}  # fmt: skip
             if "mask_probs" in det:
-                probs = paste_masks(det["mask_probs"], fields["boxes"], (h, w), aligned=self.cfg.model.mask.aligned)
-                fields["masks"] = probs > 0.5
+                paste = partial(paste_masks, det["mask_probs"], fields["boxes"], (h, w), aligned=self.cfg.model.mask.aligned)
                 if keep_mask_probs:
-                    fields["mask_probs"] = probs
+                    fields["mask_probs"] = paste()
+                fields["masks"] = fields["mask_probs"] > 0.5 if keep_mask_probs else paste(threshold=0.5)
             if "mask_scores" in det:
                 fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
             if "keypoint_heatmaps" in det:

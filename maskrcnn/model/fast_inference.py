@@ -1,8 +1,8 @@
 """The fast inference path: frozen norms folded into convolutions, channels-last, bf16 features.
 
 `prepare_for_inference(model, precision)` rewrites a built model in place, from outside (the
-model's modules know nothing of it: where layouts or dtypes must change between layers it adds
-forward pre-hooks), for inference only:
+model's modules know nothing of it, but for the FCN mask head's `fast_tail` slot: where layouts
+or dtypes must change between layers it adds forward pre-hooks), for inference only:
 - every FrozenBatchNorm2d (and eval-mode BatchNorm2d) directly after a convolution is folded
   into that convolution's weight and bias (one convolution instead of conv + 2 elementwise ops);
 - "bf16": the feature layers (trunk, FPN, RPN conv, box/mask/keypoint/MaskIoU head bodies) hold
@@ -11,6 +11,9 @@ forward pre-hooks), for inference only:
   quantised; box decoding, NMS and mask pasting always run in fp32. RoIAlign gathers rows of
   the bf16 channels-last maps with bf16-rounded weights, accumulating in fp32
   (`GatherRoIAlign`); RoIPool, RoIWarp and adaptive sampling read fp32 NCHW copies.
+- "fp32": the ResNet stem's max pool is `SeparableMaxPool3x3`, and an FCN mask head with
+  sigmoid masks ends in `MatmulMaskTail` (deconv, ReLU and the detected class's logits as
+  matrix products, fast_mask_tail.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from ..ops.poolers import GatherRoIAlign
 from .backbone import ConvNorm, ResNetTrunk
 from .efficientnet_lite import ConvNormAct
+from .fast_mask_tail import MatmulMaskTail
+from .mask_head import FCNMaskHead
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -65,6 +70,8 @@ def prepare_for_inference(
     dtype = PRECISIONS[precision]
     model.backbone.register_forward_pre_hook(lambda _, args: (args[0].to(dtype=dtype, memory_format=layout),))
     _set_pooler(model.roi_heads, dtype)
+    if precision == "fp32":
+        _set_mask_tail(model.roi_heads)
     if compile:
         model.backbone.compile(dynamic=True)
     model.precision = precision
@@ -73,15 +80,34 @@ def prepare_for_inference(
 
 class SeparableMaxPool3x3(nn.Module):
     """MaxPool2d(3, stride 2, padding 1) as a max over 3 strided columns, then over 3 strided
-    rows: the same values (a max is exact), 2-3x faster than the NCHW CPU kernel, which also
-    computes the indices."""
+    rows: the same values (a max is exact), several times faster than the NCHW CPU kernel, which
+    also computes the indices. Output position i reads inputs 2i - 1, 2i, 2i + 1; the padding is
+    never read: the first output takes 2 inputs, and so does the last when the size is even.
+    Traced (an export), it is the max pool op: writes into views do not trace."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-        h, w = (x.shape[-2] - 3) // 2 + 1, (x.shape[-1] - 3) // 2 + 1
-        x = torch.maximum(torch.maximum(x[..., 0 : 2 * w - 1 : 2], x[..., 1 : 2 * w : 2]), x[..., 2 : 2 * w + 1 : 2])
-        return torch.maximum(torch.maximum(x[..., 0 : 2 * h - 1 : 2, :], x[..., 1 : 2 * h : 2, :]),
-                             x[..., 2 : 2 * h + 1 : 2, :])  # fmt: skip
+        if torch.jit.is_tracing():
+            return F.max_pool2d(x, 3, 2, 1)
+        return _max3_stride2(_max3_stride2(x, -1), -2)
+
+
+def _max3_stride2(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Along `dim` (size n): out[i] = max of x[2i - 1], x[2i], x[2i + 1] inside [0, n), i < ceil(n / 2)."""
+    n = x.shape[dim]
+    outputs, odds = (n + 1) // 2, n // 2
+    out = _every_other(x, dim, 0, outputs).clone()  # x[2i]
+    odd = _every_other(x, dim, 1, odds)  # x[2i + 1]
+    head = out.narrow(dim, 0, odds)
+    torch.maximum(head, odd, out=head)
+    tail = out.narrow(dim, 1, outputs - 1)  # x[2i - 1] = odd[i - 1], for i >= 1
+    torch.maximum(tail, odd.narrow(dim, 0, outputs - 1), out=tail)
+    return out
+
+
+def _every_other(x: torch.Tensor, dim: int, start: int, count: int) -> torch.Tensor:
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(start, start + 2 * count - 1, 2)
+    return x[tuple(index)]
 
 
 def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
@@ -91,6 +117,13 @@ def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
         heads.pooler = GatherRoIAlign(heads.pooler)
         return
     heads.pooler.register_forward_pre_hook(lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
+
+
+def _set_mask_tail(heads: nn.Module) -> None:
+    """fp32: an FCN mask head with sigmoid masks ends in `MatmulMaskTail` (2.8x faster, exact)."""
+    head = getattr(heads, "mask_head", None)
+    if isinstance(head, FCNMaskHead) and head.cfg.loss != "softmax" and MatmulMaskTail.fits(head.deconv, head.logits):
+        head.fast_tail = MatmulMaskTail(head.deconv, head.logits)
 
 
 def fold_norms(model: nn.Module) -> int:

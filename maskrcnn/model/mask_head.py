@@ -47,10 +47,14 @@ class MaskHead(nn.Module):
 
     def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
         labels = torch.cat([d["labels"] for d in detections])
-        picked = self.pick(self(x), labels)  # (D, M, M)
+        picked = self.class_logits(x, labels)  # (D, M, M)
         shared["mask_logits"] = picked
         for det, probs in zip(detections, split_per_image(picked.sigmoid(), [d["labels"].shape[0] for d in detections])):
             det["mask_probs"] = probs
+
+    def class_logits(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """RoI features (N, C, R, R), (N,) classes -> (N, M, M) logits of each RoI's class."""
+        return self.pick(self(x), labels)
 
     def pick(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N, K+1 | 1, M, M) logits, (N,) classes -> (N, M, M) logits, positive where a pixel
@@ -99,9 +103,15 @@ class FCNMaskHead(MaskHead):
         self.deconv = nn.ConvTranspose2d(dims[-1], deconv_dim, factor, stride=factor)
         self.logits = nn.Conv2d(deconv_dim, self.out_channels, 1)
         init_layers(self, "msra")
+        self.fast_tail = None  # the fp32 fast path's `MatmulMaskTail` (fast_inference.py), at inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(F.relu(self.deconv(self.convs(x))))
+        return self.logits(F.relu(self.deconv(self.convs(x)), inplace=True))
+
+    def class_logits(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.fast_tail is None or torch.jit.is_tracing():
+            return super().class_logits(x, labels)
+        return self.fast_tail(self.convs(x), labels if self.out_channels > 1 else torch.zeros_like(labels))
 
 
 class MLPMaskHead(MaskHead):

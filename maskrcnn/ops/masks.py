@@ -22,29 +22,54 @@ def mask_targets(
 
 
 def paste_masks(
-    masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], padding: int = 1, aligned: bool = False
+    masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], padding: int = 1, aligned: bool = False,
+    threshold: float | None = None,
 ) -> torch.Tensor:
-    """Paste (N, M, M) mask probabilities into (N, H, W) images, each inside its (N, 4) box.
+    """Paste (N, M, M) mask probabilities into (N, H, W) images, each inside its (N, 4) box;
+    with `threshold`, the (N, H, W) bool masks `probs > threshold` instead.
 
     `aligned=True`: the M x M cells tile the float box exactly and each pixel centre is sampled
     bilinearly (zero beyond the outer cell centres), the inverse of aligned `mask_targets`.
-    `aligned=False` (torchvision's): the mask is padded by one zero pixel on each side and its box grown to match (so edges fade
-    out instead of being cut), the box is truncated to integer pixels and the mask is resized
-    bilinearly (half-pixel centres) onto it: the same arithmetic as torchvision's per-mask loop,
-    here as two batched matrix products (N, H, S) @ (N, S, S) @ (N, S, W).
+    `aligned=False` (torchvision's): the mask is padded by one zero pixel on each side and its box
+    grown to match (so edges fade out instead of being cut), the box is truncated to integer
+    pixels and the mask is resized bilinearly (half-pixel centres) onto it: the same arithmetic
+    as torchvision's per-mask loop, here as two batched matrix products (N, P, S) @ (N, S, S) @
+    (N, S, Q). Eagerly P x Q is a window of the image, as large as the largest box, placed over
+    each box (the rest of the image is zero); while tracing it is the whole image.
     """
     m = masks.shape[-1]
     h, w = image_size  # ints, or 0-dim tensors while tracing
     if aligned:
-        rows = _aligned_resize_matrix(boxes[:, 1], boxes[:, 3], m, h, masks.dtype)  # (N, H, M)
-        cols = _aligned_resize_matrix(boxes[:, 0], boxes[:, 2], m, w, masks.dtype)  # (N, W, M)
-        return rows @ masks @ cols.transpose(1, 2)
-    padded = F.pad(masks, (padding,) * 4)  # (N, S, S)
-    s = m + 2 * padding
-    grown = _grow_boxes(boxes, s / m).to(torch.int64)  # truncation, as torchvision
-    rows = _resize_matrix(grown[:, 1], grown[:, 3], s, h, masks.dtype)  # (N, H, S)
-    cols = _resize_matrix(grown[:, 0], grown[:, 2], s, w, masks.dtype)  # (N, W, S)
-    return rows @ padded @ cols.transpose(1, 2)
+        src, spans, make = masks, (boxes[:, 1], boxes[:, 3], boxes[:, 0], boxes[:, 2]), _aligned_resize_matrix
+    else:
+        src = F.pad(masks, (padding,) * 4)  # (N, S, S)
+        grown = _grow_boxes(boxes, (m + 2 * padding) / m).to(torch.int64)  # truncation, as torchvision
+        spans, make = (grown[:, 1], grown[:, 3], grown[:, 0], grown[:, 2]), _resize_matrix
+    s = src.shape[-1]
+    if torch.jit.is_tracing():
+        rows = make(spans[0], spans[1], s, torch.arange(h, device=boxes.device)[None], masks.dtype)  # (N, H, S)
+        cols = make(spans[2], spans[3], s, torch.arange(w, device=boxes.device)[None], masks.dtype)  # (N, W, S)
+        probs = rows @ src @ cols.transpose(1, 2)
+        return probs if threshold is None else probs > threshold
+    ys, xs = _window(spans[0], spans[1], s, h, aligned), _window(spans[2], spans[3], s, w, aligned)  # (N, P), (N, Q)
+    crop = make(spans[0], spans[1], s, ys, masks.dtype) @ src @ make(spans[2], spans[3], s, xs, masks.dtype).transpose(1, 2)
+    out = masks.new_zeros((len(masks), h, w), dtype=masks.dtype if threshold is None else torch.bool)
+    index = torch.arange(len(masks), device=masks.device)[:, None, None], ys[:, :, None], xs[:, None, :]
+    out[index] = crop if threshold is None else crop > threshold
+    return out
+
+
+def _window(start: torch.Tensor, end: torch.Tensor, src: int, size: int, aligned: bool) -> torch.Tensor:
+    """(N, P) pixel indices of each box's window along an axis of `size` pixels: P covers the
+    widest box's span (pixels start..end; aligned: and the half cell beyond), each window is
+    shifted to hold its box and to lie inside the image, so no pixel repeats."""
+    if aligned:
+        half_cell = (end - start).clamp(min=1e-6) / (2 * src)
+        start, end = (start - half_cell).floor(), (end + half_cell).ceil()
+    start, end = start.to(torch.int64).clamp(0, size - 1), end.to(torch.int64).clamp(0, size - 1)
+    span = int((end - start).max()) + 1 if len(start) else 1
+    first = start.clamp(max=size - span)  # (N,)
+    return first[:, None] + torch.arange(span, device=start.device)  # (N, P)
 
 
 def _grow_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -56,14 +81,13 @@ def _grow_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def _resize_matrix(
-    start: torch.Tensor, end: torch.Tensor, src: int, out: int, dtype: torch.dtype
+    start: torch.Tensor, end: torch.Tensor, src: int, pixel: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """(N, out, src) bilinear weights mapping a length-`src` signal onto pixels start..end
-    (inclusive) of a length-`out` axis; zero rows outside the span or the image."""
+    """(N, P, src) bilinear weights mapping a length-`src` signal onto pixels start..end
+    (inclusive) of an axis, at the (N | 1, P) pixel indices `pixel`; zero rows outside the span."""
     length = (end - start + 1).clamp(min=1)  # (N,)
-    pixel = torch.arange(out, device=start.device)  # (out,)
-    local = pixel[None, :] - start[:, None]  # (N, out) position inside the resized mask
-    inside = (local >= 0) & (pixel[None, :] <= end[:, None])
+    local = pixel - start[:, None]  # (N, P) position inside the resized mask
+    inside = (local >= 0) & (pixel <= end[:, None])
     scale = src / length.to(torch.float32)  # (N,) source pixels per output pixel
     pos = ((local.to(torch.float32) + 0.5) * scale[:, None] - 0.5).clamp(min=0)
     lo = pos.to(torch.int64).clamp(max=src - 1)
@@ -75,14 +99,14 @@ def _resize_matrix(
 
 
 def _aligned_resize_matrix(
-    start: torch.Tensor, end: torch.Tensor, src: int, out: int, dtype: torch.dtype
+    start: torch.Tensor, end: torch.Tensor, src: int, pixel: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """(N, out, src) bilinear weights sampling a length-`src` signal whose cells tile the float
-    span [start, end] at the centres of the `out` pixels (pixel p covers [p, p + 1]); taps
-    outside the signal weigh zero, so the mask fades out over the half cell beyond its centres."""
+    """(N, P, src) bilinear weights sampling a length-`src` signal whose cells tile the float
+    span [start, end] at the centres of the (N | 1, P) pixels `pixel` (pixel p covers [p, p + 1]);
+    taps outside the signal weigh zero, so the mask fades out over the half cell beyond its centres."""
     length = (end - start).clamp(min=1e-6)  # (N,)
-    centre = torch.arange(out, device=start.device).to(start.dtype) + 0.5  # (out,)
-    pos = (centre[None, :] - start[:, None]) * (src / length)[:, None] - 0.5  # (N, out) in cells
+    centre = pixel.to(start.dtype) + 0.5  # (N | 1, P)
+    pos = (centre - start[:, None]) * (src / length)[:, None] - 0.5  # (N, P) in cells
     lo = pos.floor()
     frac = pos - lo
     lo = lo.to(torch.int64)

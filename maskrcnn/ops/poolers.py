@@ -4,6 +4,7 @@ RoIAlign, RoIPool or RoIWarp (the paper's Table 2c)."""
 from __future__ import annotations
 
 import math
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -12,7 +13,7 @@ from torchvision.ops import roi_align, roi_pool
 
 from ..structures import BatchedBoxes
 from .boxes import box_area
-from .roi_align_sparse import roi_align_gather_levels
+from .roi_align_sparse import pyramid_rows, roi_align_gather_levels
 
 # torchvision's CPU RoIAlign kernels (forward and backward) run on one thread: RoIs are split
 # across threads (the kernels release the GIL). Below this many RoIs a split is not worth it.
@@ -149,13 +150,32 @@ class GatherRoIAlign(RoIPooler):
     """Inference-only RoIAlign (fixed sampling ratio) that reads the maps in their own dtype and
     layout: every bin a weighted gather of channel rows (`roi_align_gather_levels`). The bf16
     fast path's pooler: no fp32 NCHW copy of the pyramid, bf16 channels-last RoI features out,
-    as the heads' convolutions want them."""
+    as the heads' convolutions want them. The maps' rows are copied once per image batch and
+    kept for the next call on the same maps (the mask head's after the box head's) while the
+    maps live."""
 
     def __init__(self, pooler: RoIPooler):
         if pooler.kind != "roialign" or pooler.sampling_ratio <= 0:
             raise ValueError("GatherRoIAlign needs RoIAlign with a fixed sampling ratio")
         super().__init__(pooler.sampling_ratio, pooler.aligned, pooler.min_level, pooler.max_level,
                          pooler.canonical_scale, pooler.canonical_level)  # fmt: skip
+        self._rows: tuple[list[weakref.ref], torch.Tensor] | None = None
+
+    def rows(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """`pyramid_rows(features)`, reused while the same map tensors are passed."""
+        if self._rows is not None and len(self._rows[0]) == len(features) and all(
+                ref() is f for ref, f in zip(self._rows[0], features)):  # fmt: skip
+            return self._rows[1]
+        self._rows = None
+        refs = [weakref.ref(f, self._forget) for f in features]  # a freed map drops the copy
+        self._rows = (refs, pyramid_rows(features))
+        return self._rows[1]
+
+    def _forget(self, _ref) -> None:
+        self._rows = None
+
+    def __getstate__(self) -> dict:  # weak references do not pickle; the copy is not state
+        return {**self.__dict__, "_rows": None}
 
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
         if torch.jit.is_tracing():  # an export: torchvision's registered ops, as the built model's
@@ -167,7 +187,7 @@ class GatherRoIAlign(RoIPooler):
         num_levels = min(len(features), self.max_level - self.min_level + 1)
         scales = [1.0 / math.pow(2, self.min_level + offset) for offset in range(num_levels)]
         return roi_align_gather_levels(features[:num_levels], rois, levels, scales, resolution,
-                                       self.sampling_ratio, self.aligned)  # fmt: skip
+                                       self.sampling_ratio, self.aligned, self.rows(features[:num_levels]))  # fmt: skip
 
 
 def quantize_rois(rois: torch.Tensor, scale: float) -> torch.Tensor:

@@ -54,10 +54,11 @@ def roi_align_sparse_levels(features: list[torch.Tensor], rois: torch.Tensor, le
 
 def roi_align_gather_levels(features: list[torch.Tensor], rois: torch.Tensor, levels: torch.Tensor,
                             scales: list[float], resolution: int, sampling_ratio: int,
-                            aligned: bool) -> torch.Tensor:  # fmt: skip
+                            aligned: bool, rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Inference form of `roi_align_sparse_levels` in the features' own dtype: each bin is a
-    weighted sum of its taps' channel rows (`embedding_bag`, accumulating in fp32 for bf16), read
-    straight from the channels-last maps. -> (R, C, res, res) with channels-last strides."""
+    weighted sum of its taps' channel rows (`embedding_bag`, accumulating in fp32 for bf16) of
+    `rows`, the maps' `pyramid_rows` (computed here if not given). -> (R, C, res, res) with
+    channels-last strides."""
     b, c = features[0].shape[:2]
     dtype = features[0].dtype
     if len(rois) == 0:
@@ -69,11 +70,24 @@ def roi_align_gather_levels(features: list[torch.Tensor], rois: torch.Tensor, le
                          device=rois.device)[levels]  # (R, 4)  fmt: skip
     cols, weights = _sampling_matrix(rois, table[:, 0].long(), table[:, 1].long(), table[:, 2].float(),
                                      table[:, 3].long(), resolution, sampling_ratio, aligned)  # fmt: skip
-    flat = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, c) for f in features])  # (pixels, C)
+    rows = pyramid_rows(features) if rows is None else rows
     taps = 4 * sampling_ratio**2
-    pooled = F.embedding_bag(cols.view(-1, taps), flat, per_sample_weights=weights.view(-1, taps).to(dtype),
+    pooled = F.embedding_bag(cols.view(-1, taps), rows, per_sample_weights=weights.view(-1, taps).to(dtype),
                              mode="sum")  # (R * res * res, C)  fmt: skip
     return pooled.view(len(rois), resolution, resolution, c).permute(0, 3, 1, 2)
+
+
+def pyramid_rows(features: list[torch.Tensor]) -> torch.Tensor:
+    """[(B, C, Hl, Wl)] -> (sum of B Hl Wl, C): every level's pixels as channel rows, level by
+    level, one copy each (a view-free permute of channels-last maps, a transpose of NCHW ones)."""
+    c = features[0].shape[1]
+    rows = features[0].new_empty((sum(f.numel() // c for f in features), c))
+    start = 0
+    for f in features:
+        b, _, h, w = f.shape
+        rows[start : start + b * h * w].view(b, h, w, c).copy_(f.permute(0, 2, 3, 1))
+        start += b * h * w
+    return rows
 
 
 def _sampling_matrix(rois, h, w, scale, first, res, ratio, aligned):

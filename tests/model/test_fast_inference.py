@@ -66,6 +66,6 @@ def test_bf16_path_keeps_detections_close_to_fp32():
 def test_separable_max_pool_equals_torch_max_pool():
     """The fp32 path's stem pool: the same values as MaxPool2d(3, 2, 1) for even and odd sizes."""
     gen = torch.Generator().manual_seed(0)
-    for h, w in ((40, 54), (41, 53), (1, 2), (3, 3)):
+    for h, w in ((40, 54), (41, 53), (1, 2), (3, 3), (1, 1), (2, 5)):
         x = torch.randn(2, 5, h, w, generator=gen)
         assert torch.equal(SeparableMaxPool3x3()(x), nn.functional.max_pool2d(x, 3, 2, 1))

@@ -33,6 +33,42 @@ def test_aligned_paste_equals_grid_sample():
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
 
 
+def _boxes_in_and_out(gen, n, h, w):
+    """Boxes of every kind: inside, across each border, tiny, the whole image and beyond, outside."""
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) - 10
+    boxes = torch.cat([xy, xy + 1 + torch.rand(n, 2, generator=gen) * 50], dim=1)
+    extra = torch.tensor([[-5.0, -5.0, w + 5.0, h + 5.0], [3.0, 4.0, 3.4, 4.2], [w + 2.0, 1.0, w + 9.0, 9.0]])
+    return torch.cat([boxes, extra])
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_windowed_paste_equals_the_whole_image_product(aligned, monkeypatch):
+    """Eager pasting computes a window per box; traced (an export), the whole image: the same
+    masks, and `threshold` gives the probabilities' bool masks."""
+    gen = torch.Generator().manual_seed(1)
+    h, w = 70, 90
+    boxes = _boxes_in_and_out(gen, 20, h, w)
+    masks = torch.rand(len(boxes), 28, 28, generator=gen)
+    eager = paste_masks(masks, boxes, (h, w), aligned=aligned)
+    assert torch.equal(paste_masks(masks, boxes, (h, w), aligned=aligned, threshold=0.5), eager > 0.5)
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)  # the traced code path, run eagerly
+    torch.testing.assert_close(eager, paste_masks(masks, boxes, (h, w), aligned=aligned), rtol=0, atol=1e-6)
+    assert eager[-1].max() == 0 and eager[-3].min() > 0  # outside the image; over all of it
+    assert paste_masks(masks[:0], boxes[:0], (h, w), threshold=0.5).shape == (0, h, w)
+
+
+def test_unaligned_paste_equals_torchvisions():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    gen = torch.Generator().manual_seed(2)
+    h, w = 64, 80
+    boxes = _boxes_in_and_out(gen, 30, h, w)[:-1]  # torchvision's loop fails on a box outside the image
+    masks = torch.rand(len(boxes), 28, 28, generator=gen)
+    reference = paste_masks_in_image(masks[:, None], boxes, (h, w))[:, 0]
+    # interpolate computes its sampling positions with another rounding: 1e-4 relative in a weight
+    torch.testing.assert_close(paste_masks(masks, boxes, (h, w)), reference, rtol=0, atol=1e-5)
+
+
 def disc(h: int, w: int, cx: float, cy: float, r: float) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     return ((xs - cx) ** 2 + (ys - cy) ** 2 <= r * r).to(torch.uint8)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import gc
 import math
+import pickle
 
 import torch
 from torchvision.ops import roi_align
 
-from maskrcnn.ops.poolers import RoIPooler, ThreadedRoIAlign, assign_levels, boxes_to_rois
+from maskrcnn.ops.poolers import GatherRoIAlign, RoIPooler, ThreadedRoIAlign, assign_levels, boxes_to_rois
 
 
 def _inputs(seed=0, n=300):
@@ -35,6 +38,27 @@ def test_inference_pooling_is_identical_to_one_call_per_level():
     with torch.inference_mode():
         got = pooler(features, boxes, 7)
     assert torch.equal(got, _reference(features, boxes, pooler))
+
+
+def test_gather_pooler_copies_the_maps_once_for_both_heads():
+    """The fast path's pooler on NCHW fp32 maps: torchvision's values level by level; the box
+    and mask heads' calls on the same maps share one copy of their rows, new maps get theirs,
+    and the copy goes with the maps (and is not pickled)."""
+    features, boxes = _inputs()
+    pooler = GatherRoIAlign(RoIPooler(2, aligned=False))
+    with torch.inference_mode():
+        got = pooler(features, boxes, 7)
+        rows = pooler.rows(features)
+        again = pooler(features, [b[:20] for b in boxes], 14)
+        assert pooler.rows(features) is rows
+        torch.testing.assert_close(got, _reference(features, boxes, pooler), rtol=0, atol=5e-5)  # maps ~N(0, 1)
+        assert again.shape == (40, 8, 14, 14)
+        other = [f + 1 for f in features]
+        assert not torch.equal(pooler.rows(other), rows)
+        assert pickle.loads(pickle.dumps(pooler))._rows is None and copy.deepcopy(pooler) is not None
+        del other, rows
+        gc.collect()
+    assert pooler._rows is None
 
 
 def test_training_pooling_forward_identical_and_gradients_close():
