@@ -82,26 +82,28 @@ def agreement(ref_out: dict, ours) -> tuple[float, float, float, int]:
     return box_err, score_err, mask_err, unmatched
 
 
-def exported(plain, images, calibration, int8: bool):
-    """Export the plain model to ONNX (int8: quantised, calibrated on `calibration` files) and
-    report how ONNX Runtime's outputs agree with the plain model."""
+def exported(model, images, calibration, int8: bool):
+    """Export `model` to ONNX (int8: quantised, calibrated on `calibration` files) and report
+    how ONNX Runtime's outputs agree with it. `model` is the fp32 fast path, as `maskrcnn
+    export` loads it: its norms are folded into the convolutions (exported unfolded, an int8
+    graph keeps each norm as a float Mul and Add between dequantise and quantise nodes)."""
     import tempfile
 
     from maskrcnn.deploy import OnnxPredictor, export_onnx
     from maskrcnn.deploy.quantize import float_layer_keys, quantize_onnx
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
-    export_onnx(plain, path)
+    export_onnx(model, path)
     if int8:
         runner = OnnxPredictor(path)
         quantize_onnx(path, path.with_name("int8.onnx"), (runner.graph_inputs([read_image(f)]) for f in calibration),
-                      float_layer_keys(plain))
+                      float_layer_keys(model))
         path = path.with_name("int8.onnx")
     onnx = OnnxPredictor(path)
     box_err, min_iou, unmatched = 0.0, 1.0, 0
     with torch.inference_mode():
         for img in images:
-            ours, theirs = plain.predict(img)[0], onnx.predict(img)
+            ours, theirs = model.predict(img)[0], onnx.predict(img)
             unmatched += abs(len(ours) - len(theirs))
             for i in range(min(len(ours), len(theirs))):
                 diff = (theirs.boxes - ours.boxes[i]).abs().amax(dim=1)
@@ -114,7 +116,7 @@ def exported(plain, images, calibration, int8: bool):
                 inter = (theirs.masks[j] & ours.masks[i]).sum()
                 union = (theirs.masks[j] | ours.masks[i]).sum()
                 min_iou = min(min_iou, float(inter / union) if union else 1.0)
-    print(f"onnxruntime {'int8' if int8 else 'fp32'} vs torch fp32: max box error {box_err:.2e} px, min mask IoU {min_iou:.4f}, "
+    print(f"onnxruntime {'int8' if int8 else 'fp32'} vs torch fp32 fast path: max box error {box_err:.2e} px, min mask IoU {min_iou:.4f}, "
           f"count differences and label mismatches {unmatched} (file {path}, {path.stat().st_size / 2**20:.0f} MB)")
     return onnx
 
@@ -149,7 +151,7 @@ def main() -> None:
                 for p, m in fast.items()]
     if args.onnx:
         for int8 in (False, True):
-            onnx = exported(plain, images, files[-16:], int8)
+            onnx = exported(fast["fp32"], images, files[-16:], int8)
             runners.append(Runner(f"onnxruntime {'int8' if int8 else 'fp32'}",
                                   (lambda o: lambda img: len(o.predict(img)))(onnx)))
     with torch.inference_mode():
