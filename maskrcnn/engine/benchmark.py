@@ -41,7 +41,8 @@ def our_stage_spans(model) -> StageSpans:
     spans = {"backbone": (model.backbone, model.backbone), "rpn": (model.rpn, model.rpn),
              "box head": (heads.pooler, heads.box_head)}
     # the pooler runs again before each head that pools: a span opens at the latest pooling
-    spans.update({f"{name} head": (heads.pooler if name != "maskiou" else head, head)
+    # a head's span closes with its last module run: the fp32 fast path's mask tail, if set
+    spans.update({f"{name} head": (heads.pooler if name != "maskiou" else head, getattr(head, "fast_tail", None) or head)
                   for name, head in heads.instance_heads()})
     return spans
 

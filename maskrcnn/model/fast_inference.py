@@ -115,8 +115,23 @@ def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
     pooler (RoIPool, RoIWarp, adaptive sampling) and fp32 read fp32 NCHW maps, as built."""
     if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
         heads.pooler = GatherRoIAlign(heads.pooler)
+        _read_pooled_rows(heads)
         return
     heads.pooler.register_forward_pre_hook(lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
+
+
+def _read_pooled_rows(heads: nn.Module) -> None:
+    """A box head of fcs only reads the gather pooler's (N, R, R, C) output as it lies: the
+    first fc's columns permuted from (C, R, R) to (R, R, C) order, the input permuted to match,
+    so that flattening it is a view instead of a copy (the same sums, in another order)."""
+    head = heads.box_head
+    if heads.res5 is not None or len(head.convs) or not len(head.fcs):
+        return
+    fc = head.fcs[0]
+    r = heads.resolutions["box"]
+    columns = fc.weight.data.view(fc.out_features, -1, r, r)  # (D, C, R, R)
+    fc.weight.data = columns.permute(0, 2, 3, 1).reshape(fc.out_features, -1).contiguous()
+    head.register_forward_pre_hook(lambda _, args: (args[0].permute(0, 2, 3, 1), *args[1:]))
 
 
 def _set_mask_tail(heads: nn.Module) -> None:

@@ -39,6 +39,26 @@ def test_stage_timer_times_each_span_and_removes_its_hooks():
     assert not a._forward_pre_hooks and not c._forward_hooks
 
 
+def test_every_stage_of_the_fast_model_is_timed():
+    """The fp32 fast path's mask head ends in its tail, not its forward: the span still closes,
+    and the stages add up to at most the call."""
+    from maskrcnn.model.detector import build_model
+    from maskrcnn.model.fast_inference import prepare_for_inference
+    from maskrcnn.engine.benchmark import our_stage_spans
+    from maskrcnn.zoo import apply_kwargs, get_preset
+
+    torch.manual_seed(0)
+    cfg = apply_kwargs(get_preset("maskrcnn_r18_fpn"), {"min_size": 128, "max_size": 160, "box_score_thresh": 0.0})
+    model = prepare_for_inference(build_model(cfg), "fp32")
+    assert model.roi_heads.mask_head.fast_tail is not None
+    with torch.inference_mode(), StageTimer(our_stage_spans(model)) as timer:
+        start = time.perf_counter()
+        assert len(model.predict(torch.rand(3, 120, 150))[0]) > 0
+        total = time.perf_counter() - start
+    assert all(t > 0 for t in timer.times.values()), timer.times
+    assert sum(timer.times.values()) <= total
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
                     reason="resident-set sampling needs /proc")
 def test_peak_memory_sees_a_transient_allocation():
