@@ -144,9 +144,10 @@ def add_upsampled(lateral: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     """lateral (B, C, H, W) + top (B, C, h, w) upsampled by nearest neighbour to (H, W). At
     exactly twice the size (always, for inputs padded to a multiple of the coarsest stride) each
     top pixel is added to its 2 x 2 block in place, as a broadcast: the same sums, without the
-    upsampled copy or a new output; other sizes (and tracing) interpolate."""
+    upsampled copy or a new output; other sizes, channels-last maps and tracing interpolate."""
     (h, w), (big_h, big_w) = top.shape[-2:], lateral.shape[-2:]
-    if torch.jit.is_tracing() or (big_h, big_w) != (2 * h, 2 * w):
+    # channels-last maps (the bf16 path) broadcast slower than oneDNN's upsample and add
+    if torch.jit.is_tracing() or (big_h, big_w) != (2 * h, 2 * w) or not lateral.is_contiguous():
         return lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
     blocks = lateral.unflatten(-1, (w, 2)).unflatten(-3, (h, 2))  # (B, C, h, 2, w, 2) view
     blocks.add_(top[:, :, :, None, :, None])
