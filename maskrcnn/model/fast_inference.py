@@ -111,8 +111,9 @@ def _every_other(x: torch.Tensor, dim: int, start: int, count: int) -> torch.Ten
 
 
 def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
-    """bf16: RoIAlign gathers from the bf16 channels-last maps (`GatherRoIAlign`); any other
-    pooler (RoIPool, RoIWarp, adaptive sampling) and fp32 read fp32 NCHW maps, as built."""
+    """RoIAlign with a fixed sampling ratio gathers rows of the maps in their own dtype and layout
+    (`GatherRoIAlign`); any other pooler (RoIPool, RoIWarp, adaptive sampling) reads fp32 NCHW
+    maps, as built."""
     if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
         heads.pooler = GatherRoIAlign(heads.pooler)
         _read_pooled_rows(heads)
