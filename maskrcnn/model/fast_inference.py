@@ -147,6 +147,11 @@ def fold_norms(model: nn.Module) -> int:
     return sum(_fold_pair(parent, conv, norm) for parent, conv, norm in conv_norm_pairs(model))
 
 
+def has_unfolded_norms(model: nn.Module) -> bool:
+    """Whether some conv is still followed by a norm `fold_norms` would fold."""
+    return any(_foldable(getattr(parent, norm, None)) for parent, _, norm in conv_norm_pairs(model))
+
+
 def conv_norm_pairs(model: nn.Module):
     """(parent, conv attribute, norm attribute) for each conv the model follows by a norm."""
     for module in model.modules():

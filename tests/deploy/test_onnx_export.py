@@ -142,6 +142,20 @@ def test_export_is_dynamic_self_describing_and_atomic(mask_export):
     assert predictor.output_names == meta["outputs"]
 
 
+def test_norms_are_folded_in_the_file_not_in_the_model(mask_export):
+    """The model as built keeps its frozen norms; its export has them folded into the convs
+    (every Conv of the trunk reads its input directly; no norm Mul or Add is left)."""
+    import onnx
+    from torchvision.ops import FrozenBatchNorm2d
+
+    model, path, _ = mask_export
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules()) == 20  # ResNet-18: stem + 16 + 3 downsample
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    assert not [n.name for n in nodes if n.op_type in ("Mul", "Add", "BatchNormalization")
+                and ("/bn" in n.name or "downsample.1" in n.name)]  # fmt: skip
+    assert sum(n.op_type == "Conv" and "/trunk/" in n.name for n in nodes) == 20
+
+
 def test_maskiou_model(images, tmp_path):
     # A random caffe-style trunk fed 0-255 pixels (std 1) saturates every score to exactly 1.0,
     # which leaves the ranking to ties; an ImageNet std keeps activations in range while the
