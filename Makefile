@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-bare demo clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# The tests that read ../shared/data, run again on the generated stand-in (a clone without it)
+test-bare: $(STAMP)
+	empty=$$(mktemp -d) && MASKRCNN_SHARED_DATA=$$empty $(PY) -m pytest tests -m shared_data; \
+	status=$$?; rmdir $$empty; exit $$status
 
 demo: $(STAMP)
 	$(PY) -m maskrcnn demo --out runs/demo

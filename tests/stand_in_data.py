@@ -9,7 +9,9 @@ and with the same file names and image sizes that the tests open:
 - `coco/<subset>/`: `images/*.jpg` + a COCO `annotations.json`. Instance subsets have people,
   discs and boxes under non-contiguous category ids, a crowd region (uncompressed RLE) and an
   image without annotations; keypoint subsets have people with the 17 COCO keypoints (some
-  labelled occluded, some people with none labelled, as in COCO).
+  labelled occluded, some people with none labelled, as in COCO);
+- `dsb2018_nuclei/`: the Kaggle DSB2018 `stage1_train` layout, `<id>/images/<id>.png` (RGBA) and
+  `<id>/masks/*.png` (one 0/255 PNG per instance): bright elliptic nuclei on a dark field.
 
 A figure is a head, a torso and eight limb segments posed around a random skeleton whose joints
 are the COCO keypoints, so its keypoints lie on its mask. Objects never overlap, so each mask is
@@ -60,6 +62,8 @@ KEYPOINT_SUBSETS = {
 # With this seed the four parity scenes give 5e-4..7e-4, inside the real images' range.
 PENNFUDAN_SEED = 1
 INSTANCE_SUBSETS = {"val2017-32": (8, 1), "train2017-6": (6, 2), "train2017-16": (6, 3)}
+# dsb2018_nuclei: (width, height, nuclei) per image; ids are 64 hex digits, as the real ones
+NUCLEI = [(256, 256, 30), (320, 256, 12), (256, 256, 45), (360, 360, 20), (256, 320, 8), (256, 256, 25)]
 
 
 def write_stand_in(root) -> Path:
@@ -72,7 +76,37 @@ def write_stand_in(root) -> Path:
         _write_coco(root / "coco" / subset, specs, np.random.default_rng(100 + index), keypoints=False)
     for index, (subset, specs) in enumerate(KEYPOINT_SUBSETS.items()):
         _write_coco(root / "coco" / subset, specs, np.random.default_rng(200 + index), keypoints=True)
+    _write_nuclei(root / "dsb2018_nuclei", np.random.default_rng(300))
     return root
+
+
+def _write_nuclei(root: Path, rng) -> None:
+    """NUCLEI images of DSB2018's layout: non-overlapping ellipses, one mask PNG each."""
+    for index, (width, height, count) in enumerate(NUCLEI):
+        image_id = f"{index:02d}" + "%062x" % rng.integers(1 << 62)
+        folder = root / image_id
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        yy, xx = np.mgrid[0:height, 0:width]
+        taken = np.zeros((height, width), bool)
+        pixels = np.zeros((height, width), np.float64) + rng.uniform(5, 25)
+        written = 0
+        for _ in range(count * 5):
+            if written == count:
+                break
+            cx, cy = rng.uniform(8, width - 8), rng.uniform(8, height - 8)
+            a, b, t = rng.uniform(3, 14), rng.uniform(3, 14), rng.uniform(0, np.pi)
+            u, v = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t), -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+            mask = (u / a) ** 2 + (v / b) ** 2 <= 1
+            if not mask.any() or (mask & taken).any():
+                continue
+            taken |= mask
+            pixels[mask] = rng.uniform(120, 240)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"{written:04x}.png")
+            written += 1
+        grey = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
+        rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1)
+        Image.fromarray(rgba, "RGBA").save(folder / "images" / f"{image_id}.png")
 
 
 def _figure(rng, width: int, height: int, tall: tuple[float, float]):
