@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .errors import ImageError, UserError
 from .fileio import atomic_write
+from .tracking import write_track_summary
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg has it, MPEG-4 part 2 otherwise
@@ -22,13 +23,15 @@ def is_video(path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def annotate_video(predict, source, out_dir, category_ids=()) -> tuple[int, int]:
+def annotate_video(predict, source, out_dir, category_ids=(), tracker=None) -> tuple[int, int]:
     """Run `predict` ((3, H, W) tensor -> Instances) on every frame of `source`.
 
     Writes `out_dir/<stem>.mp4` (the frames with masks, boxes and labels drawn, same frame
     count and rate) and `out_dir/<stem>.jsonl`: per frame {"frame", "time", "results"} where
-    results are COCO-style detections with `image_id` = the frame index. Both files appear
-    whole or not at all. Returns (frames, instances).
+    results are COCO-style detections with `image_id` = the frame index. With a `tracker`
+    (maskrcnn.tracking.Tracker) each result has a `track_id` (low-scoring detections are kept
+    only where they continue a track), each id is drawn in its own colour, and
+    `out_dir/<stem>_tracks.csv` sums up every track. The files appear whole or not at all. Returns (frames, instances).
     """
     av = _import_av()
     source, out_dir = Path(source), Path(out_dir)
@@ -37,7 +40,7 @@ def annotate_video(predict, source, out_dir, category_ids=()) -> tuple[int, int]
 
     def write_video(video):
         def write_lines(lines):
-            counts["done"] = _annotate(av, container, source.name, predict, category_ids, video, lines)
+            counts["done"] = _annotate(av, container, source.name, predict, category_ids, video, lines, tracker)
 
         atomic_write(out_dir / f"{source.stem}.jsonl", write_lines)
 
@@ -47,13 +50,15 @@ def annotate_video(predict, source, out_dir, category_ids=()) -> tuple[int, int]
         raise ImageError(f"{source}: cannot decode the video ({exc})") from exc
     finally:
         container.close()
+    if tracker is not None:
+        write_track_summary(tracker.summaries(), out_dir / f"{source.stem}_tracks.csv")
     return counts["done"]
 
 
-def _annotate(av, container, name: str, predict, category_ids, video, lines) -> tuple[int, int]:
+def _annotate(av, container, name: str, predict, category_ids, video, lines, tracker) -> tuple[int, int]:
     """Frames of `container` -> drawn frames into the binary file `video`, JSON lines into `lines`."""
     from .engine.evaluator import instances_to_results
-    from .visualize import draw_instances
+    from .visualize import draw_instances, track_colours
 
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -63,12 +68,20 @@ def _annotate(av, container, name: str, predict, category_ids, video, lines) -> 
         rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
         instances = predict(image)
-        found += len(instances)
-        record = {"frame": index, "time": None if frame.time is None else float(frame.time),
-                  "results": instances_to_results(instances, index, category_ids)}
+        colours = None
+        if tracker is not None:
+            ids = tracker.update(instances, index)
+            instances, ids = instances[ids >= 0], ids[ids >= 0]  # low scores only where they continue a track
+            colours = track_colours(ids)
+        results = instances_to_results(instances, index, category_ids)
+        if tracker is not None:
+            for result, track_id in zip(results, ids.tolist()):
+                result["track_id"] = track_id
+        record = {"frame": index, "time": None if frame.time is None else float(frame.time), "results": results}
         lines.write((json.dumps(record) + "\n").encode())
+        found += len(instances)
         writer = writer or _VideoWriter(av, video, rate, rgb.shape[1], rgb.shape[0])
-        writer.write(np.asarray(draw_instances(image, instances)))
+        writer.write(np.asarray(draw_instances(image, instances, colours=colours)))
     if writer is None:
         raise ImageError(f"{name}: the video has no frames")
     writer.close()

@@ -23,10 +23,21 @@ def palette(n: int) -> np.ndarray:
     return np.array([colorsys.hsv_to_rgb(h, 0.75, 1.0) for h in hues]).reshape(-1, 3).__mul__(255).astype(np.uint8)
 
 
-def draw_instances(image: torch.Tensor, instances: Instances, alpha: float = 0.5) -> Image.Image:
-    """(3, H, W) float image in [0, 1] + Instances at the same size -> PIL overlay."""
+def track_colours(ids: torch.Tensor) -> np.ndarray:
+    """(N,) track ids -> (N, 3) uint8: one colour per id in every frame; grey for no id (-1)."""
+    ids = ids.cpu().numpy()
+    colours = palette(int(ids.max()) + 1 if len(ids) else 1)[np.maximum(ids, 0)]
+    colours[ids < 0] = 128
+    return colours
+
+
+def draw_instances(image: torch.Tensor, instances: Instances, alpha: float = 0.5,
+                   colours: np.ndarray | None = None) -> Image.Image:
+    """(3, H, W) float image in [0, 1] + Instances at the same size -> PIL overlay; `colours`
+    (N, 3) uint8 per instance, by default one per position."""
     rgb = (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.float32)  # (H, W, 3)
-    colours = palette(max(len(instances), 1))
+    if colours is None:
+        colours = palette(max(len(instances), 1))
     if instances.has("masks") and len(instances):
         masks = instances.masks.cpu().numpy()  # (N, H, W) bool
         # Colour each pixel by the top-scoring mask covering it (instances are score-sorted).

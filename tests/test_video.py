@@ -1,5 +1,6 @@
 """`maskrcnn predict CLIP.mp4`: an annotated clip with the same frames, one JSON line per frame."""
 
+import csv
 import json
 import warnings
 
@@ -105,3 +106,33 @@ def test_unreadable_video_is_a_user_error(tmp_path, weights, capsys):
     assert "broken.mp4: cannot open video" in capsys.readouterr().err
     assert not list((tmp_path / "out").glob("*"))  # no partial outputs
 
+
+
+def test_track_gives_each_result_an_id_and_sums_up_each_track(tmp_path, weights):
+    """--track: every result carries the id of a track, and the CSV's rows add up to the json
+    lines (frames seen, first and last frame of each id)."""
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip)
+    code = main(["predict", str(clip), "--model", "maskrcnn_r18_fpn", "--weights", str(weights),
+                 "--out", str(tmp_path / "out"), "--score-thresh", "0.3", "--track", "--track-buffer", "2"])
+    assert code == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    seen = {}
+    for record in records:
+        ids = [r["track_id"] for r in record["results"]]
+        assert all(isinstance(i, int) and i >= 1 for i in ids) and len(set(ids)) == len(ids)
+        for i in ids:
+            seen.setdefault(i, []).append(record["frame"])
+    assert seen  # the random model finds something at 0.3 in 10 frames
+    rows = list(csv.DictReader((tmp_path / "out" / "clip_tracks.csv").read_text().splitlines()))
+    assert {int(r["track_id"]): (int(r["first_frame"]), int(r["last_frame"]), int(r["frames_seen"])) for r in rows} \
+        == {i: (min(f), max(f), len(f)) for i, f in seen.items()}
+    assert len(_read_frames(tmp_path / "out" / "clip.mp4")) == len(records)
+
+
+def test_negative_track_buffer_is_a_user_error(tmp_path, weights, capsys):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip)
+    code = main(["predict", str(clip), "--model", "maskrcnn_r18_fpn", "--weights", str(weights),
+                 "--out", str(tmp_path / "out"), "--track", "--track-buffer", "-1"])
+    assert code == 2 and "--track-buffer -1" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from argparse import Namespace
 from collections import Counter
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from ..engine.evaluator import instances_to_results
 from ..fileio import JsonListWriter, atomic_write, check_output_dir
 from ..errors import CheckpointError, ImageError, UserError
 from ..tiling import check_tile_args, predict_tiled
+from ..tracking import Tracker
 from ..video import annotate_video, is_video
 
 BACKENDS = ("torch", "onnxruntime")
+TRACK_LOW_SCORE = 0.1  # --track: detections down to this score may continue a track, as in ByteTrack
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,11 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--tile", type=int, metavar="SIZE",
                         help="large images: run on overlapping SIZE-px tiles at full resolution, merged")
     parser.add_argument("--tile-overlap", type=int, default=64, metavar="PX", help="tile overlap (default 64)")
+    parser.add_argument("--track", action="store_true",
+                        help="videos: keep one id per object across frames (track_id in the .jsonl, "
+                             "a colour per id, NAME_tracks.csv with a row per track)")
+    parser.add_argument("--track-buffer", type=int, default=30, metavar="FRAMES",
+                        help="--track: frames a lost object keeps its id (default 30)")
     parser.set_defaults(run=run)
 
 
@@ -178,11 +186,16 @@ def _run_videos(args) -> int:
             raise ImageError(f"{source}: video file not found")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    predict, category_ids = _load_tiled_predictor(args)
+    if args.track_buffer < 0:
+        raise UserError(f"--track-buffer {args.track_buffer}: give a number of frames >= 0")
+    low = min(TRACK_LOW_SCORE, args.score_thresh)  # ByteTrack's second stage needs the low scores
+    predict, category_ids = _load_tiled_predictor(Namespace(**{**vars(args), "score_thresh": low}) if args.track else args)
     for source in args.inputs:
-        frames, found = annotate_video(predict, source, out, category_ids)
-        print(f"{source}: {frames} frames, {found} instances (score >= {args.score_thresh}); "
-              f"wrote {out / Path(source).stem}.mp4 and .jsonl")
+        tracker = Tracker(high_score=args.score_thresh, low_score=low, buffer=args.track_buffer) if args.track else None
+        frames, found = annotate_video(predict, source, out, category_ids, tracker)
+        tracks = f", {len(tracker.summaries())} tracks" if tracker else ""
+        print(f"{source}: {frames} frames, {found} instances (score >= {args.score_thresh}){tracks}; "
+              f"wrote {out / Path(source).stem}.mp4 and .jsonl" + (" and _tracks.csv" if tracker else ""))
     return 0
 
 
