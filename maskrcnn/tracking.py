@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
+from .errors import UserError
 from .structures import Instances
 
 ASSOCIATION_SIDE = 256  # masks are compared at most this many pixels on the long side
@@ -141,6 +141,10 @@ def _assign(similarity: torch.Tensor, tracks: torch.Tensor, dets: torch.Tensor, 
     below `threshold` are dropped. Yields (track index, detection index)."""
     if not len(tracks) or not len(dets):
         return
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError:
+        raise UserError("--track needs SciPy: pip install 'maskrcnn[video]'") from None
     block = similarity[tracks][:, dets].numpy()
     rows, cols = linear_sum_assignment(block, maximize=True)
     for r, c in zip(rows, cols):
