@@ -39,7 +39,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="passes over the images")
     parser.add_argument("--score-thresh", type=float, default=0.0,
                         help="box score threshold (default 0: the full 100 detections reach the mask head)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to this json file")
     add_set_option(parser, "config overrides passed to load_model")
     parser.set_defaults(run=run)

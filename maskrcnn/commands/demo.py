@@ -30,8 +30,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--iters", type=int, default=1500, help="at most this many training iterations")
     parser.add_argument("--minutes", type=float, default=7.0,
                         help="training budget: iterations are cut to what this machine does in it")
-    parser.add_argument("--train-images", type=int, default=300)
-    parser.add_argument("--val-images", type=int, default=50)
+    parser.add_argument("--train-images", type=int, default=300, help="synthetic training images")
+    parser.add_argument("--val-images", type=int, default=50, help="synthetic held-out images the AP is measured on")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.set_defaults(run=run)
 

@@ -12,11 +12,11 @@ def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="serve a model over HTTP: JSON API + web page")
     parser.add_argument("--model", help="model preset (torch backend; an .onnx file carries its own)")
     parser.add_argument("--weights", help="weights file, or the .onnx file for --backend onnxruntime")
-    parser.add_argument("--backend", default="torch", choices=BACKENDS)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--backend", default="torch", choices=BACKENDS, help="torch (default) or onnxruntime (serves an exported .onnx)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="torch backend: fp32 (default) or bf16 features (faster)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port")
     parser.add_argument("--max-batch", type=int, default=4, help="images per model call at most")
     parser.add_argument("--batch-timeout-ms", type=float, default=10.0,
                         help="how long the first image of a batch waits for more")
@@ -27,7 +27,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--min-score-thresh", type=float, default=0.3,
                         help="the model drops detections below this; requests cannot go lower")
     parser.add_argument("--tile", type=int, help="default tile size for requests (off: whole images)")
-    parser.add_argument("--tile-overlap", type=int, default=64)
+    parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of the tiles of --tile, in px")
     add_set_option(parser, "config overrides passed to load_model")
     parser.set_defaults(run=run)
 

@@ -11,7 +11,7 @@ def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(
         name, help="generate a COCO-format dataset of overlapping circles, triangles and squares")
     parser.add_argument("--out", required=True, help="output folder (images/ + annotations.json)")
-    parser.add_argument("--num-images", type=int, required=True)
+    parser.add_argument("--num-images", type=int, required=True, help="how many images to draw")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same dataset")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.set_defaults(run=run)

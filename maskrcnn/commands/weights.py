@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(name, help="named pretrained weights (list them)")
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION", help="list")
     listing = actions.add_parser("list", help="name, framework, architecture, URL, checksum, size, "
                                               "license and cached or not, one source per block")  # fmt: skip
     listing.set_defaults(run=run_list)
