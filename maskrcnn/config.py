@@ -166,6 +166,8 @@ class DataConfig:
     skip_empty: bool = False  # drop images without annotations from training
     num_workers: int = 2
     aspect_ratio_grouping: bool = True
+    sampler: str = "uniform"  # "uniform": each image once per epoch | "repeat_factor": LVIS's, rare classes repeated
+    repeat_threshold: float = 0.001  # repeat_factor: t in r(c) = max(1, sqrt(t / f(c))), the LVIS paper's
 
 
 @dataclass

@@ -10,6 +10,7 @@ import yaml
 from ..cli import add_set_option
 from ..config import parse_overrides
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
+from ..engine.lvis_eval import MAX_DETS, evaluate_lvis, import_lvis
 from ..errors import UserError
 from ..fileio import check_output_dir, write_json_atomic
 
@@ -32,10 +33,12 @@ def add_parser(subparsers, name: str) -> None:
                         help="inference path: fp32 (norms folded) or bf16 features (channels-last)")
     add_set_option(parser, "model overrides passed to load_model, e.g. min_size=600 "
                            "model.box.nms_thresh=0.6")
-    parser.add_argument("--format", choices=["coco", "cityscapes"], default="coco",
+    parser.add_argument("--format", choices=["coco", "cityscapes", "lvis"], default="coco",
                         help="cityscapes: also score instance AP / AP50 with the official "
                              "cityscapesscripts (--data from convert-dataset --format cityscapes, "
-                             "--images the Cityscapes root)")
+                             "--images the Cityscapes root); lvis: --data is an LVIS json, scored by "
+                             "the official LVIS API (AP, APr/APc/APf; a model keeps 300 detections per "
+                             "image and no score threshold)")
     parser.add_argument("--report", action="store_true",
                         help="also write per-class AP, PR curves, the COCO error breakdown, a "
                              "confusion matrix, a score sweep, worst/best images and report.html")
@@ -49,6 +52,8 @@ def run(args) -> int:
         raise UserError("--format cityscapes needs --images CITYSCAPES_ROOT (with gtFine/ and leftImg8bit/)")
     check_output_dir(args.out)
     failed = []
+    if args.format == "lvis":
+        import_lvis()  # before any work: the package must be there
     if args.results:
         metrics = evaluate_results_file(args.results, args.data, args.out)
     else:
@@ -56,12 +61,16 @@ def run(args) -> int:
             raise UserError("--model needs --images DIR (the folder of the GT images)")
         from .. import load_model
 
-        model = load_model(args.model, weights=args.weights, precision=args.precision, **parse_overrides(args.set))
+        lvis = {"box_detections_per_img": MAX_DETS, "box_score_thresh": 0.0} if args.format == "lvis" else {}
+        model = load_model(args.model, weights=args.weights, precision=args.precision,
+                           **lvis, **parse_overrides(args.set))
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
                                  args.batch_size, failed=failed)
     print(format_table(metrics))
     if args.format == "cityscapes":
         metrics = {**metrics, **_cityscapes(args)}
+    if args.format == "lvis":
+        metrics = {**metrics, **_lvis(args)}
     print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
     if args.report:
         from ..engine.report import write_report
@@ -74,6 +83,15 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
+def _lvis(args) -> dict[str, float]:
+    """The LVIS API's numbers on results.json, added to metrics.json and printed."""
+    results = json.loads((Path(args.out) / "results.json").read_text())
+    metrics = evaluate_lvis(results, args.data)
+    print("\nLVIS (official API): " + ", ".join(f"{k.removeprefix('lvis/')} {v:.2f}" for k, v in metrics.items()))
+    _merge_metrics(args.out, metrics)
+    return metrics
+
+
 def _cityscapes(args) -> dict[str, float]:
     """The benchmark's numbers, added to metrics.json and printed."""
     from ..data.coco import load_json
@@ -81,8 +99,12 @@ def _cityscapes(args) -> dict[str, float]:
 
     results = json.loads((Path(args.out) / "results.json").read_text())
     scores = evaluate_cityscapes(results, load_json(args.data), args.images)
-    metrics_file = Path(args.out) / "metrics.json"
-    write_json_atomic(metrics_file, {**json.loads(metrics_file.read_text()), **scores})
+    _merge_metrics(args.out, scores)
     print("\n" + format_cityscapes(scores))
     return scores
+
+
+def _merge_metrics(out, extra: dict[str, float]) -> None:
+    metrics_file = Path(out) / "metrics.json"
+    write_json_atomic(metrics_file, {**json.loads(metrics_file.read_text()), **extra})
 

@@ -101,6 +101,10 @@ class CocoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def image_labels(self) -> list[set[int]]:
+        """Each image's set of labels (1..K), in dataset order."""
+        return [{ann["label"] for ann in self._anns[im["id"]]} for im in self.images]
+
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.images[index]["file_name"]
 
@@ -175,6 +179,8 @@ def _keypoint_names(categories: list[dict]) -> tuple[str, ...]:
 def _index_images(images: list[dict], ann_file: Path) -> dict[int, dict]:
     index = {}
     for image in images:
+        if "file_name" not in image and isinstance(image.get("coco_url"), str):  # LVIS names COCO's URL
+            image["file_name"] = image["coco_url"].rsplit("/", 1)[-1]
         if "id" not in image or "file_name" not in image:
             raise DatasetError(f"{ann_file}: image entry {image} lacks 'id' or 'file_name'")
         if image["id"] in index:

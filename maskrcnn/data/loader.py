@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
+from .repeat_factors import repeated_indices
 
 Key = tuple[int, int, int, int]  # (iteration, position in global batch, epoch, dataset index)
 
@@ -38,22 +39,31 @@ def derive_seed(*parts: int) -> int:
 class GroupedBatches:
     """Infinite stream of global batches, each a list of (epoch, index).
 
-    `aspect_ratios` (width / height per image) or None for no grouping.
+    `aspect_ratios` (width / height per image) or None for no grouping; `repeat_factors` (N,)
+    per image (data/repeat_factors.py) or None: each image once per epoch.
     """
 
     def __init__(self, num_images: int, batch_size: int, seed: int,
-                 aspect_ratios: Sequence[float] | None = None):  # fmt: skip
+                 aspect_ratios: Sequence[float] | None = None,
+                 repeat_factors: torch.Tensor | None = None):  # fmt: skip
         if num_images <= 0:
             raise ValueError("the training set is empty")
         self.num_images, self.batch_size, self.seed = num_images, batch_size, seed
-        self.aspect_ratios = aspect_ratios
+        self.aspect_ratios, self.repeat_factors = aspect_ratios, repeat_factors
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The image indices epoch `epoch` visits, in order."""
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        if self.repeat_factors is None:
+            return torch.randperm(self.num_images, generator=gen).tolist()
+        indices = repeated_indices(self.repeat_factors, gen)
+        return indices[torch.randperm(len(indices), generator=gen)].tolist()
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         buckets: dict[bool, list[tuple[int, int]]] = {True: [], False: []}
         epoch = 0
         while True:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-            for index in torch.randperm(self.num_images, generator=gen).tolist():
+            for index in self.epoch_order(epoch):
                 wide = self.aspect_ratios is None or self.aspect_ratios[index] >= 1.0
                 bucket = buckets[wide]
                 bucket.append((epoch, index))
@@ -132,9 +142,10 @@ def _seed_worker(worker_id: int) -> None:
 
 def build_train_loader(dataset: Dataset, batch_size: int, seed: int, *, start_iter: int = 0,
                        rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                       aspect_ratios: Sequence[float] | None = None) -> DataLoader:  # fmt: skip
+                       aspect_ratios: Sequence[float] | None = None,
+                       repeat_factors: torch.Tensor | None = None) -> DataLoader:  # fmt: skip
     """Endless DataLoader of (list[image], list[target]) for one process; batch_size is global."""
-    batches = GroupedBatches(len(dataset), batch_size, seed, aspect_ratios)
+    batches = GroupedBatches(len(dataset), batch_size, seed, aspect_ratios, repeat_factors)
     return DataLoader(
         TrainSamples(dataset, seed),
         batch_sampler=ShardedBatches(batches, start_iter, rank, world_size),

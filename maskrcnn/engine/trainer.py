@@ -27,6 +27,7 @@ from torch import nn
 
 from ..config import Config, ConfigError, save_yaml, to_dict
 from ..data.loader import build_train_loader, raise_failed
+from ..data.repeat_factors import repeat_factors
 from ..errors import DatasetError, UserError
 from . import distributed
 from ..weights import load_state
@@ -312,6 +313,10 @@ def _solver_problems(s, device: torch.device, world_size: int):
 def _data_problems(d):
     if d.num_workers < 0:
         yield "data.num_workers must be >= 0"
+    if d.sampler not in ("uniform", "repeat_factor"):
+        yield f"data.sampler={d.sampler!r} must be uniform or repeat_factor"
+    if not 0 < d.repeat_threshold <= 1:
+        yield f"data.repeat_threshold={d.repeat_threshold} must be in (0, 1]"
     if not d.train_ann or not Path(d.train_ann).is_file():
         yield f"training annotations {d.train_ann!r} not found (--data ANN.json)"
     if not d.train_images or not Path(d.train_images).is_dir():
@@ -398,12 +403,15 @@ def build_trainer(cfg: Config, model: nn.Module | None, device: torch.device, lo
 
 def _train_loader(cfg: Config, train_set, start_iter: int, info: distributed.DistInfo):
     ratios = _aspect_ratios(train_set) if cfg.data.aspect_ratio_grouping else None
+    factors = None
+    if cfg.data.sampler == "repeat_factor":
+        factors = repeat_factors(train_set.image_labels(), cfg.data.repeat_threshold)
     # One loader batch is one optimiser step's images: the micro-batches of an accumulation
     # cycle are consecutive slices of it, with the seeds the same images get in one big batch.
     return build_train_loader(
         train_set, cfg.solver.ims_per_batch * cfg.solver.accumulate, cfg.solver.seed, start_iter=start_iter,
         rank=info.rank, world_size=info.world_size, num_workers=cfg.data.num_workers,
-        aspect_ratios=ratios,
+        aspect_ratios=ratios, repeat_factors=factors,
     )  # fmt: skip
 
 
