@@ -59,6 +59,23 @@ def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
                         help=f"{help}; several after one --set or --set repeated")
 
 
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    """`--tta` the same on predict, eval and serve: test-time augmentation (maskrcnn.tta)."""
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: the scales in test.tta.scales (default: the model's "
+                             "input size) and their mirror images, merged (torch backend; set "
+                             "test.tta.scales=[...] and test.tta.flip with --set)")
+
+
+def tta_overrides(args) -> dict:
+    """load_model overrides that --tta stands for."""
+    if getattr(args, "tta", False) and getattr(args, "backend", "torch") != "torch":
+        from .errors import UserError
+
+        raise UserError("--tta runs the PyTorch model: it does not apply to --backend onnxruntime")
+    return {"test.tta.enabled": True} if getattr(args, "tta", False) else {}
+
+
 def main(argv=None) -> int:
     from .errors import UserError
 

@@ -206,12 +206,26 @@ class SolverConfig:
 
 
 @dataclass
+class TTAConfig:
+    enabled: bool = False  # test-time augmentation in predict/eval/serve (also their --tta)
+    scales: tuple[int, ...] = ()  # short sides to run at; empty = input.min_size's last entry only
+    flip: bool = True  # also run each scale horizontally flipped
+    box_voting: bool = False  # replace each kept box by the score-weighted mean of its cluster (IoU >= 0.5)
+
+
+@dataclass
+class TestConfig:
+    tta: TTAConfig = field(default_factory=TTAConfig)
+
+
+@dataclass
 class Config:
-    name: str = "maskrcnn_r50_fpn"
+    name: str = "maskrcnn_r50_fpn"  # the preset this config started from
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     data: DataConfig = field(default_factory=DataConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    test: TestConfig = field(default_factory=TestConfig)
 
 
 # ---------------------------------------------------------------------------------------------

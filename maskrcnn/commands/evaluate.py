@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ..cli import add_set_option
+from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
 from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..engine.lvis_eval import MAX_DETS, evaluate_lvis, import_lvis
@@ -33,6 +33,7 @@ def add_parser(subparsers, name: str) -> None:
                         help="inference path: fp32 (norms folded) or bf16 features (channels-last)")
     add_set_option(parser, "model overrides passed to load_model, e.g. min_size=600 "
                            "model.box.nms_thresh=0.6")
+    add_tta_option(parser)
     parser.add_argument("--format", choices=["coco", "cityscapes", "lvis"], default="coco",
                         help="cityscapes: also score instance AP / AP50 with the official "
                              "cityscapesscripts (--data from convert-dataset --format cityscapes, "
@@ -63,7 +64,7 @@ def run(args) -> int:
 
         lvis = {"box_detections_per_img": MAX_DETS, "box_score_thresh": 0.0} if args.format == "lvis" else {}
         model = load_model(args.model, weights=args.weights, precision=args.precision,
-                           **lvis, **parse_overrides(args.set))
+                           **lvis, **tta_overrides(args), **parse_overrides(args.set))
         metrics = evaluate_model(model, args.images, args.data, args.out, args.score_thresh,
                                  args.batch_size, failed=failed)
     print(format_table(metrics))

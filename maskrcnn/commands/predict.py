@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..cli import add_set_option
+from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
 from ..engine.evaluator import instances_to_results
 from ..fileio import JsonListWriter, atomic_write, check_output_dir
@@ -49,6 +49,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="torch backend: fp32 (norms folded, channels-last) or bf16 features (faster)")
     add_set_option(parser, "config overrides passed to load_model")
+    add_tta_option(parser)
     parser.add_argument("--tile", type=int, metavar="SIZE",
                         help="large images: run on overlapping SIZE-px tiles at full resolution, merged")
     parser.add_argument("--tile-overlap", type=int, default=64, metavar="PX", help="tile overlap (default 64)")
@@ -148,6 +149,7 @@ def _check_backend_args(args) -> None:
 
 def _load_predictor(args):
     """-> (image -> Instances on the CPU, category ids) for the chosen backend."""
+    tta_overrides(args)  # refused with onnxruntime before any work
     if args.backend == "onnxruntime":
         from ..deploy.onnx_runner import OnnxPredictor
 
@@ -162,7 +164,7 @@ def _load_predictor(args):
         return predictor.predict, predictor.category_ids
     from .. import load_model
 
-    overrides = {"box_score_thresh": args.score_thresh, **parse_overrides(args.set)}
+    overrides = {"box_score_thresh": args.score_thresh, **tta_overrides(args), **parse_overrides(args.set)}
     model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
                        **overrides)
     return (lambda image: model.predict(image)[0].to("cpu")), model.cfg.model.category_ids

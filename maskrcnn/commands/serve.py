@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import add_set_option
+from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
 from ..errors import UserError
 from .predict import BACKENDS, _check_backend_args, _providers
@@ -29,6 +29,7 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--tile", type=int, help="default tile size for requests (off: whole images)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of the tiles of --tile, in px")
     add_set_option(parser, "config overrides passed to load_model")
+    add_tta_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,6 +58,7 @@ def load_served_model(args):
     """The chosen backend as a `ServedModel` (batches of CPU tensors -> CPU Instances)."""
     from ..serve.app import ServedModel
 
+    tta_overrides(args)  # refused with onnxruntime before any work
     if args.backend == "onnxruntime":
         from ..deploy.onnx_runner import OnnxPredictor
 
@@ -66,7 +68,7 @@ def load_served_model(args):
                            max(args.min_score_thresh, predictor.info["box"]["score_thresh"]))
     from .. import load_model
 
-    overrides = {"box_score_thresh": args.min_score_thresh, **parse_overrides(args.set)}
+    overrides = {"box_score_thresh": args.min_score_thresh, **tta_overrides(args), **parse_overrides(args.set)}
     model = load_model(args.model, weights=args.weights, device=args.device, precision=args.precision,
                        **overrides)
 

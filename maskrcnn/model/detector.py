@@ -65,10 +65,12 @@ class MaskRCNN(nn.Module):
 
     @torch.inference_mode()
     def predict(self, images, keep_mask_probs: bool = False, tile: int | None = None,
-                tile_overlap: int = 64) -> list[Instances]:
+                tile_overlap: int = 64, tta: bool | None = None) -> list[Instances]:
         """Detect instances in one image or a list: file paths, PIL images, HWC uint8 numpy
         arrays or CHW float tensors in [0, 1]. Returns one `Instances` per image.
-        `tile`: run on overlapping tiles of this size at full resolution (`maskrcnn.tiling`)."""
+        `tile`: run on overlapping tiles of this size at full resolution (`maskrcnn.tiling`).
+        `tta`: test-time augmentation (`maskrcnn.tta`: scales and flip from `test.tta`);
+        None follows `test.tta.enabled`."""
         from ..image_io import as_tensor_list
 
         was_training = self.training
@@ -76,26 +78,33 @@ class MaskRCNN(nn.Module):
         try:
             device = self.pixel_mean.device
             tensors = [t.to(device) for t in as_tensor_list(images)]
+            tta = self.cfg.test.tta.enabled if tta is None else tta
             if tile:
                 from ..tiling import predict_tiled
 
-                return [predict_tiled(self.predict, t, tile, tile_overlap) for t in tensors]
+                per_tile = partial(self.predict, tta=tta)
+                return [predict_tiled(per_tile, t, tile, tile_overlap) for t in tensors]
+            if tta:
+                from ..tta import predict_tta
+
+                return [predict_tta(self, t, keep_mask_probs) for t in tensors]
             return self(tensors, keep_mask_probs=keep_mask_probs)
         finally:
             self.train(was_training)
 
     # -- pre/post-processing ----------------------------------------------------------------
-    def preprocess(self, images, targets, generators):
+    def preprocess(self, images, targets, generators, min_size: int | None = None):
         """Normalise, resize (short side to min_size, long side capped), pad to a multiple of
-        size_divisibility. Targets (boxes, masks) are resized alongside."""
+        size_divisibility. Targets (boxes, masks) are resized alongside. `min_size` overrides
+        the config's (test-time augmentation's scales)."""
         inp = self.cfg.input
         resized, new_targets = [], []
         for i, image in enumerate(images):
             if image.dim() != 3 or image.shape[0] != 3:
                 raise ValueError(f"image {i}: expected a (3, H, W) tensor, got {tuple(image.shape)}")
             image = self.normalize(image)
-            min_size = self._pick_min_size(generators[i] if generators else None)
-            image, target = resize(image, min_size, inp.max_size, targets[i] if targets else None)
+            size = min_size or self._pick_min_size(generators[i] if generators else None)
+            image, target = resize(image, size, inp.max_size, targets[i] if targets else None)
             resized.append(image)
             new_targets.append(target)
         return pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)

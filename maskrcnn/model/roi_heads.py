@@ -109,8 +109,16 @@ class RoIHeads(nn.Module):
         return losses
 
     def _detect(self, features, proposals, image_sizes) -> list[dict]:
+        return self.predict_instances(features, self.detect_boxes(features, proposals, image_sizes))
+
+    def detect_boxes(self, features, proposals, image_sizes) -> list[dict]:
+        """The box head's detections: per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)}."""
         box_x = self.roi_features(features, proposals, self.resolutions["box"])
-        detections = self.box_head.detect(box_x, proposals, image_sizes)
+        return self.box_head.detect(box_x, proposals, image_sizes)
+
+    def predict_instances(self, features, detections: list[dict]) -> list[dict]:
+        """The instance heads (mask, MaskIoU, keypoint) on given detections: each adds its fields
+        (mask_probs, mask_scores, keypoint_heatmaps) to the per-image dicts, which are returned."""
         boxes = [d["boxes"] for d in detections]
         if "batch_index" in detections[0]:  # a traced batch
             boxes = BatchedBoxes(boxes[0], detections[0]["batch_index"])
