@@ -44,8 +44,19 @@ class InputConfig:
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     pixel_scale: float = 1.0  # 1.0: pixels in [0, 1]; 255.0: pixels in [0, 255] (caffe, detectron2)
     channel_order: str = "RGB"  # "RGB" | "BGR"
-    size_divisibility: int = 32
+    size_divisibility: int = 32  # pad to a multiple (detectron2 FPN: p6 stride, mmdetection: Pad(size_divisor=32))
     hflip_prob: float = 0.5  # training only
+    # Framework conventions of the resize (docs/conventions.md). Rounding of the resized size:
+    # "floor" (torchvision's F.interpolate with recompute_scale_factor) | "round": detectron2
+    # data/transforms/augmentation_impl.py:198-199 `int(neww + 0.5)` (ResizeShortestEdge), mmcv
+    # image/geometric.py `_scale_size`: `int(w * float(scale[0]) + 0.5)` (mmdetection's Resize).
+    resize_rounding: str = "floor"
+    # Resampling filter: "torch" (bilinear on the normalised float image, torchvision's) | "pil"
+    # (Pillow's bilinear on the 8-bit image, then normalised: detectron2
+    # data/transforms/transform.py:117-123 ResizeTransform.apply_image, interp=Image.BILINEAR at :109)
+    # | "cv2" (OpenCV's INTER_LINEAR on the 8-bit image: mmcv image/geometric.py `imresize`, the
+    # default backend of mmdetection's Resize; needs opencv-python-headless).
+    resize_backend: str = "torch"
 
 
 @dataclass
@@ -53,6 +64,12 @@ class AnchorConfig:
     sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per FPN level P2..P6
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     round_base: bool = True  # torchvision rounds base anchors; detectron2 does not
+    # Anchor stride of each level in pixels. Empty: padded image size // feature size, per axis
+    # (torchvision's AnchorGenerator; 800 // 13 = 61 for P6 of an 800-high batch). detectron2:
+    # the backbone's fixed strides 4..64 (modeling/anchor_generator.py:132 `x.stride for x in
+    # input_shape`, backbone/fpn.py:105-109); mmdetection: AnchorGenerator strides=[4, 8, 16, 32, 64]
+    # (configs/_base_/models/mask-rcnn_r50_fpn.py, rpn_head.anchor_generator).
+    strides: tuple[int, ...] = ()
 
 
 @dataclass
@@ -65,6 +82,12 @@ class RPNConfig:
     post_nms_topk_test: int = 1000
     nms_thresh: float = 0.7
     min_box_size: float = 1e-3
+    # False: keep proposals with width and height >= min_box_size (torchvision); True: > (detectron2
+    # structures/boxes.py:212 `(widths > threshold) & (heights > threshold)`, called by
+    # proposal_generator/proposal_utils.py:117; mmdetection dense_heads/rpn_head.py
+    # `_bbox_post_process`: `valid_mask = (w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)`).
+    # With min_box_size 0, True drops the zero-width proposals of anchors clipped in the padding.
+    min_box_strict: bool = False
     score_thresh: float = 0.0
     fg_iou_thresh: float = 0.7
     bg_iou_thresh: float = 0.3
@@ -100,6 +123,10 @@ class BoxHeadConfig:
     nms_thresh: float = 0.5
     detections_per_img: int = 100
     min_box_size: float = 1e-2
+    # as model.rpn.min_box_strict, for the detections. detectron2 drops empty boxes (strict, 0)
+    # in modeling/postprocessing.py:55-58 (`results[output_boxes.nonempty()]`, after NMS and top-k);
+    # mmdetection's multiclass_nms keeps every box above score_thr (False with 0: no filter).
+    min_box_strict: bool = False
     loss_weight: float = 1.0
 
 
@@ -118,7 +145,9 @@ class MaskHeadConfig:
     # False: torchvision's mask geometry (GT cropped by unaligned RoIAlign, half a pixel off; masks
     # pasted on integer-truncated boxes one pixel wider). True: detectron2's (aligned crops, masks
     # pasted on the float box), which puts small objects' masks where they are; weights trained
-    # one way should be run the same way.
+    # one way should be run the same way. Paste with True is detectron2's layers/mask_ops.py:51-64
+    # (pixel centres + 0.5 sampled on the float box by grid_sample) and mmdetection's
+    # roi_heads/mask_heads/fcn_mask_head.py `_do_paste_mask` (the same arithmetic).
     aligned: bool = False
     loss_weight: float = 1.0
 

@@ -113,6 +113,7 @@ def detectron2_config(state: dict, source: str = "checkpoint") -> Config:
     inp.pixel_mean = (103.530, 116.280, 123.675)
     inp.pixel_std = (1.0, 1.0, 1.0) if groups == 1 else (57.375, 57.120, 58.395)
     inp.min_size = (640, 672, 704, 736, 768, 800)
+    detectron2_conventions(cfg)
     m.anchors.round_base = False
     m.rpn.post_nms_topk_train = 1000
     m.rpn.min_box_size = m.box.min_box_size = 0.0
@@ -124,6 +125,28 @@ def detectron2_config(state: dict, source: str = "checkpoint") -> Config:
         m.class_names, m.category_ids = COCO80_CLASS_NAMES, COCO80_CATEGORY_IDS
     else:
         m.class_names, m.category_ids = (), ()
+    return cfg
+
+
+def detectron2_conventions(cfg: Config) -> Config:
+    """detectron2's pre- and post-processing (docs/conventions.md); file and line at its commit
+    02b5c4e2. Fine-tuning keeps them (they are in the file's config) unless --set changes them."""
+    inp, m = cfg.input, cfg.model
+    # ResizeShortestEdge.get_output_shape rounds: data/transforms/augmentation_impl.py:198-199
+    inp.resize_rounding = "round"
+    # ResizeTransform.apply_image: Pillow BILINEAR on the uint8 image, transform.py:109, 117-123
+    inp.resize_backend = "pil"
+    # ImageList.from_tensors pads to backbone.size_divisibility = 32 for FPN (backbone/fpn.py:113)
+    inp.size_divisibility = 32
+    # DefaultAnchorGenerator: the backbone's strides 4..64, anchor_generator.py:132, fpn.py:105-109
+    m.anchors.strides = (4, 8, 16, 32, 64)
+    # find_top_rpn_proposals: boxes.nonempty(min_box_size) = (w > t) & (h > t),
+    # proposal_generator/proposal_utils.py:117 and structures/boxes.py:212; MIN_SIZE = 0 (defaults.py:167)
+    m.rpn.min_box_size, m.rpn.min_box_strict = 0.0, True
+    # detector_postprocess drops detections whose scaled, clipped box is empty (postprocessing.py:55-58)
+    m.box.min_box_size, m.box.min_box_strict = 0.0, True
+    # paste_masks_in_image samples pixel centres (+0.5) on the float box: layers/mask_ops.py:51-64
+    m.mask.aligned = True
     return cfg
 
 

@@ -83,6 +83,7 @@ def mmdet_config(state: dict, meta: dict, source: str = "checkpoint") -> Config:
     cfg = msrcnn(name, depth, groups, width)
     if _style(meta, groups) == "pytorch" and groups == 1:
         _pytorch_style(cfg)
+    mmdet_conventions(cfg)
     m = cfg.model
     m.maskiou.enabled = any(k.startswith("roi_head.mask_iou_head.") for k in state)
     m.num_classes = state[_CLS].shape[0]
@@ -92,6 +93,33 @@ def mmdet_config(state: dict, meta: dict, source: str = "checkpoint") -> Config:
     if own_names or m.num_classes != len(COCO80_CLASS_NAMES):
         m.class_names = ("__background__", *names) if len(names) == m.num_classes - 1 else ()
         m.category_ids = ()
+    return cfg
+
+
+def mmdet_conventions(cfg: Config) -> Config:
+    """mmdetection's pre- and post-processing (docs/conventions.md), for its Mask (Scoring) R-CNN
+    configs; quoted expressions are greppable in mmdetection 3.x / mmcv 2.x. Fine-tuning keeps
+    them (they are in the file's config) unless --set changes them."""
+    inp, m = cfg.input, cfg.model
+    # Resize(scale=(1333, 800), keep_ratio=True) -> mmcv.imrescale -> rescale_size / _scale_size
+    # (mmcv/image/geometric.py): `int(w * float(scale[0]) + 0.5)`
+    inp.resize_rounding = "round"
+    # mmcv imresize default backend 'cv2', interpolation 'bilinear' -> cv2.INTER_LINEAR on uint8
+    inp.resize_backend = "cv2"
+    # DetDataPreprocessor(pad_size_divisor=32) (configs/_base_/models/mask-rcnn_r50_fpn.py;
+    # Pad(size_divisor=32) in 2.x pipelines)
+    inp.size_divisibility = 32
+    # AnchorGenerator(strides=[4, 8, 16, 32, 64]), center_offset 0 (same config file)
+    m.anchors.strides = (4, 8, 16, 32, 64)
+    # RPNHead._bbox_post_process: `valid_mask = (w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)`,
+    # test_cfg.rpn.min_bbox_size=0 (dense_heads/rpn_head.py)
+    m.rpn.min_box_size, m.rpn.min_box_strict = 0.0, True
+    # BBoxHead._predict_by_feat_single -> multiclass_nms keeps every box with score > score_thr
+    # (layers/bbox_nms.py): no size filter, which >= 0 reproduces
+    m.box.min_box_size, m.box.min_box_strict = 0.0, False
+    # FCNMaskHead: _do_paste_mask samples pixel centres (+ 0.5) on the float box by grid_sample
+    # (roi_heads/mask_heads/fcn_mask_head.py), detectron2's paste
+    m.mask.aligned = True
     return cfg
 
 

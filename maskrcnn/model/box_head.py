@@ -111,7 +111,7 @@ def detect_boxes(
         img_scores = img_scores.reshape(-1)
         keep = torch.where(img_scores > cfg.score_thresh)[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = torch.where(nonempty(img_boxes, cfg.min_box_size))[0]
+        keep = torch.where(nonempty(img_boxes, cfg.min_box_size, cfg.min_box_strict))[0]
         img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
         keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img)
         out.append((img_boxes[keep], img_scores[keep], labels[keep]))
@@ -135,7 +135,7 @@ def detect_boxes_traced(
     scores = F.softmax(logits, -1)[:, 1:]  # (N, K)
     labels = torch.arange(1, num_classes, device=logits.device).expand_as(scores)
     images = proposals.batch_index[:, None].expand_as(scores)
-    keep = (scores > cfg.score_thresh) & nonempty(boxes, cfg.min_box_size)
+    keep = (scores > cfg.score_thresh) & nonempty(boxes, cfg.min_box_size, cfg.min_box_strict)
     boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
     keep = nms_per_image_traced(boxes, scores, labels - 1, images, image_sizes.shape[0], num_classes - 1,
                                 cfg.nms_thresh, cfg.detections_per_img)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..errors import ConfigError
+from ..ops.image_resize import resize_8bit
 from ..structures import ImageList, Instances
 from .backbone import Backbone
 from .keypoint_head import decode_keypoints
@@ -102,9 +104,14 @@ class MaskRCNN(nn.Module):
         for i, image in enumerate(images):
             if image.dim() != 3 or image.shape[0] != 3:
                 raise ValueError(f"image {i}: expected a (3, H, W) tensor, got {tuple(image.shape)}")
-            image = self.normalize(image)
             size = min_size or self._pick_min_size(generators[i] if generators else None)
-            image, target = resize(image, size, inp.max_size, targets[i] if targets else None)
+            resample = partial(resize, min_size=size, max_size=inp.max_size, target=targets[i] if targets else None,
+                               rounding=inp.resize_rounding, backend=inp.resize_backend)
+            if inp.resize_backend == "torch":  # torchvision resizes the normalised image
+                image, target = resample(self.normalize(image))
+            else:  # detectron2 / mmdetection resize the 8-bit image, then normalise it
+                image, target = resample(image)
+                image = self.normalize(image)
             resized.append(image)
             new_targets.append(target)
         return pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
@@ -154,21 +161,35 @@ def scale_ratio(w, rw, h, rh, device) -> torch.Tensor:
     return torch.stack([rx, ry, rx, ry])
 
 
-def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+def resized_size(height: int, width: int, min_size: int, max_size: int, rounding: str = "floor") -> tuple[int, int]:
     """(h, w) with the short side at `min_size` unless the long side would pass `max_size`.
 
-    floor(side * scale), as F.interpolate(scale_factor=scale, recompute_scale_factor=True) sizes
-    it (torchvision's resize), but at least 1: a 3000x1 image would otherwise become 0 pixels high.
+    "floor": floor(side * scale), as F.interpolate(scale_factor=scale, recompute_scale_factor=True)
+    sizes it (torchvision's resize); "round": int(side * scale + 0.5) (detectron2's
+    ResizeShortestEdge, mmdetection's keep-ratio Resize). At least 1: a 3000x1 image would
+    otherwise become 0 pixels high.
     """
+    if rounding not in ROUNDINGS:
+        raise ConfigError(f"input.resize_rounding: unknown '{rounding}' (expected one of {', '.join(ROUNDINGS)})")
     scale = min(min_size / min(height, width), max_size / max(height, width))
-    return max(1, int(height * scale)), max(1, int(width * scale))
+    half = 0.5 if rounding == "round" else 0.0
+    return max(1, int(height * scale + half)), max(1, int(width * scale + half))
 
 
-def resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None):
-    """Scale so the short side is `min_size` unless the long side would pass `max_size`."""
+ROUNDINGS = ("floor", "round")
+
+
+def resize(image: torch.Tensor, min_size: int, max_size: int, target: dict | None,
+           rounding: str = "floor", backend: str = "torch"):
+    """Scale so the short side is `min_size` unless the long side would pass `max_size`; the
+    size rounded by `rounding`, the image resampled by `backend` (input.resize_rounding /
+    input.resize_backend: "torch" bilinear on floats, "pil" / "cv2" on the 8-bit image)."""
     h, w = image.shape[-2:]
-    nh, nw = resized_size(h, w, min_size, max_size)
-    image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    nh, nw = resized_size(h, w, min_size, max_size, rounding)
+    if backend == "torch":
+        image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    else:
+        image = resize_8bit(image, (nh, nw), backend)
     if target is None:
         return image, None
     target = dict(target)

@@ -42,6 +42,10 @@ class AnchorGenerator(nn.Module):
             torch.cat([self._cell_anchors(size, cfg.aspect_ratios, cfg.round_base) for size in level])
             for level in sizes
         ]
+        if cfg.strides and len(cfg.strides) != num_levels:
+            raise ConfigError(f"model.anchors.strides: {len(cfg.strides)} strides for {num_levels} feature "
+                              "levels (give one per level, or none to derive them from the feature sizes)")
+        self.strides = tuple(cfg.strides)  # empty: padded size // feature size (torchvision)
 
     @property
     def num_anchors_per_cell(self) -> int:
@@ -60,9 +64,12 @@ class AnchorGenerator(nn.Module):
     def forward(self, padded_size: tuple[int, int], features: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per level (Hl * Wl * A, 4) anchors in padded-image pixels, cell-major, ratio-minor."""
         out = []
-        for cell, feat in zip(self.cell_anchors, features):
+        for level, (cell, feat) in enumerate(zip(self.cell_anchors, features)):
             fh, fw = feat.shape[-2:]
-            stride_y, stride_x = padded_size[0] // fh, padded_size[1] // fw
+            if self.strides:  # fixed per level (detectron2, mmdetection)
+                stride_y = stride_x = self.strides[level]
+            else:
+                stride_y, stride_x = padded_size[0] // fh, padded_size[1] // fw
             ys = torch.arange(fh, device=feat.device, dtype=torch.int32) * stride_y
             xs = torch.arange(fw, device=feat.device, dtype=torch.int32) * stride_x
             ys, xs = torch.meshgrid(ys, xs, indexing="ij")
@@ -143,7 +150,7 @@ class RPN(nn.Module):
         for i, size in enumerate(image_sizes):
             img_boxes, img_scores = boxes[i], scores[i]
             img_boxes = clip_boxes(img_boxes, size)
-            keep = nonempty(img_boxes, cfg.min_box_size) & (img_scores >= cfg.score_thresh)
+            keep = nonempty(img_boxes, cfg.min_box_size, cfg.min_box_strict) & (img_scores >= cfg.score_thresh)
             img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], levels[keep]
             keep = batched_nms(img_boxes, img_scores, img_levels, cfg.nms_thresh)[:post_k]
             out.append(img_boxes[keep])
@@ -155,7 +162,7 @@ class RPN(nn.Module):
         cfg = self.cfg
         h, w = (image_sizes[:, i, None, None] for i in range(2))  # (B, 1, 1)
         boxes = clip_boxes(boxes, (h, w))
-        keep = nonempty(boxes, cfg.min_box_size) & (scores >= cfg.score_thresh)  # (B, K)
+        keep = nonempty(boxes, cfg.min_box_size, cfg.min_box_strict) & (scores >= cfg.score_thresh)  # (B, K)
         images = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(keep)
         levels = levels[None].expand_as(keep)
         boxes, scores, levels, images = boxes[keep], scores[keep], levels[keep], images[keep]

@@ -128,9 +128,11 @@ def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
-def nonempty(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
-    """(..., 4) boxes -> (...) bool: width and height both at least `min_size`."""
-    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
+def nonempty(boxes: torch.Tensor, min_size: float, strict: bool = False) -> torch.Tensor:
+    """(..., 4) boxes -> (...) bool: width and height both at least `min_size` (`strict`: above it,
+    detectron2's and mmdetection's rule)."""
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return ((w > min_size) & (h > min_size)) if strict else ((w >= min_size) & (h >= min_size))
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:

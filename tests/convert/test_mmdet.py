@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from maskrcnn import load_model
 from maskrcnn.config import from_dict
-from maskrcnn.convert.mmdet import convert_mmdet
+from maskrcnn.convert.mmdet import convert_mmdet, mmdet_conventions
 from maskrcnn.errors import CheckpointError
 from maskrcnn.model.detector import build_model
 from maskrcnn.zoo import COCO80_CLASS_NAMES, get_preset
@@ -97,7 +97,7 @@ def r50(tmp_path_factory):
 
 def test_r50_caffe_checkpoint_config_is_the_msrcnn_r50_preset(r50):
     _, model = r50  # loading was strict: every key of ours filled, none of mmdetection's left over
-    expected = get_preset("msrcnn_r50_fpn")
+    expected = mmdet_conventions(get_preset("msrcnn_r50_fpn"))  # + mmdetection's pre/post-processing
     assert dataclasses.replace(model.cfg, name=expected.name) == expected
     cfg = model.cfg
     assert (cfg.input.channel_order, cfg.input.pixel_scale) == ("BGR", 255.0)
@@ -162,7 +162,7 @@ def test_x101_64x4d_pytorch_style_maps_key_for_key():
     b = cfg.model.backbone
     assert (b.depth, b.groups, b.width_per_group, b.stride_in_1x1) == (101, 64, 4, False)
     assert cfg.input.channel_order == "RGB" and cfg.input.pixel_std == (58.395, 57.12, 57.375)
-    expected = get_preset("msrcnn_x101_64x4d_fpn")
+    expected = mmdet_conventions(get_preset("msrcnn_x101_64x4d_fpn"))
     assert dataclasses.replace(cfg, name=expected.name) == expected
 
 

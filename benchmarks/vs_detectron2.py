@@ -1,0 +1,217 @@
+"""detectron2's own Mask R-CNN vs this package loading the same model-zoo-layout file (issue 31).
+
+detectron2's Python source (no C++ extension: its R-CNN layers use torchvision's ops) builds the
+model of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml with seeded random weights,
+made trained-like on the first image: every FrozenBatchNorm takes the mean and variance of its
+input (so activations keep unit scale through the trunk) and the last layer of each head is
+rescaled to a set logit spread (objectness, classes, deltas, mask logits), so there are many
+confident detections with sharp masks. The weights are saved as a model-zoo .pkl
+({"model": {name: ndarray}, "__author__": ...}). Then, on each raw Penn-Fudan image (uint8),
+detectron2's DefaultPredictor (its ResizeShortestEdge with Pillow, its postprocess and paste)
+and `load_model(..., weights=that .pkl)` + `predict` each give their detections, compared:
+- twins: same class, every box coordinate within 1 px, one-to-one (closest first);
+- of the detections above the 20th score percentile (pooled over images), the share with a twin,
+  both ways; among twins, the share whose boxes agree within 0.05 px, the largest score gap,
+  and the mask IoU pooled over all twin pairs (sum of intersections / sum of unions).
+
+Needs detectron2's source tree (git clone; nothing to build) and its pure-Python dependencies
+(fvcore, iopath, omegaconf, hydra-core, pycocotools; a separate venv is fine, with this package
+and torch importable).
+Usage: python benchmarks/vs_detectron2.py --detectron2 /path/to/detectron2 [--images 20]
+       [--precision none|fp32] [--seed 0] [--out benchmarks/results/vs_detectron2.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PENNFUDAN = ROOT / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
+D2_CONFIG = "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+# last layer of a head -> (standard deviation of its outputs, offset added) on the first image
+HEAD_SPREAD = {
+    "proposal_generator.rpn_head.objectness_logits": (2.0, -1.0),
+    "proposal_generator.rpn_head.anchor_deltas": (0.2, 0.0),
+    "roi_heads.box_predictor.cls_score": (2.5, 0.0),
+    "roi_heads.box_predictor.bbox_pred": (1.0, 0.0),
+    "roi_heads.mask_head.predictor": (4.0, 0.0),
+}
+TWIN_PX = 1.0  # a twin's box coordinates all lie within this many pixels
+CLOSE_PX = 0.05
+
+
+def d2_cfg(detectron2: Path, weights: str = ""):
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(detectron2 / D2_CONFIG))
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", weights
+    return cfg
+
+
+@torch.no_grad()
+def trained_like_pkl(detectron2: Path, image: np.ndarray, path: Path, seed: int) -> None:
+    """detectron2's model with seeded weights made trained-like on `image` (BGR uint8), saved as
+    a model-zoo .pkl."""
+    from detectron2.layers import FrozenBatchNorm2d
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(d2_cfg(detectron2)).eval()
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.normal_(0.0, 0.2)
+            hooks.append(module.register_forward_pre_hook(_standardise))
+    for name, (std, offset) in HEAD_SPREAD.items():
+        hooks.append(model.get_submodule(name).register_forward_hook(_spread(std, offset)))
+    tensor = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+    model([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])
+    for hook in hooks:
+        hook.remove()
+    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    with open(path, "wb") as f:
+        pickle.dump({"model": state, "__author__": "benchmarks/vs_detectron2.py (random, trained-like)"}, f)
+
+
+def _standardise(module, inputs):
+    x = inputs[0]
+    module.running_mean.copy_(x.mean((0, 2, 3)))
+    module.running_var.copy_(x.var((0, 2, 3)))
+
+
+def _spread(std: float, offset: float):
+    done = []
+
+    def hook(module, inputs, output):
+        if done or output.numel() < 2:
+            return None
+        done.append(True)
+        factor = std / float(output.std())
+        module.weight.mul_(factor)
+        module.bias.mul_(factor).add_(offset)
+        return module(inputs[0])
+
+    return hook
+
+
+def d2_detections(predictor, image_bgr: np.ndarray) -> dict:
+    out = predictor(image_bgr)["instances"]
+    return {"boxes": out.pred_boxes.tensor.double(), "scores": out.scores.double(),
+            "labels": out.pred_classes + 1, "masks": out.pred_masks}  # fmt: skip
+
+
+def our_detections(model, image_rgb: np.ndarray) -> dict:
+    out = model.predict(image_rgb)[0]
+    return {"boxes": out.boxes.double(), "scores": out.scores.double(), "labels": out.labels, "masks": out.masks}
+
+
+def match_twins(a: dict, b: dict, tol: float = TWIN_PX) -> list[tuple[int, int]]:
+    """One-to-one pairs (i in a, j in b) of the same label whose box coordinates all lie within
+    `tol` px, closest pairs first."""
+    if len(a["boxes"]) == 0 or len(b["boxes"]) == 0:
+        return []
+    gap = (a["boxes"][:, None] - b["boxes"][None]).abs().amax(-1)  # (Na, Nb)
+    gap[a["labels"][:, None] != b["labels"][None]] = float("inf")
+    pairs, used_a, used_b = [], set(), set()
+    for flat in torch.argsort(gap.flatten()).tolist():
+        i, j = divmod(flat, gap.shape[1])
+        if gap[i, j] > tol:
+            break
+        if i not in used_a and j not in used_b:
+            pairs.append((i, j))
+            used_a.add(i)
+            used_b.add(j)
+    return pairs
+
+
+def compare(d2_runs: list[dict], our_runs: list[dict], percentile: float = 20.0) -> dict:
+    """Summary of twins over images: the numbers the issue asks for."""
+    cut_d2 = float(np.percentile(torch.cat([r["scores"] for r in d2_runs]).numpy(), percentile))
+    cut_ours = float(np.percentile(torch.cat([r["scores"] for r in our_runs]).numpy(), percentile))
+    above_d2 = above_ours = twins_d2 = twins_ours = 0
+    gaps, score_gaps, inter, union = [], [], 0, 0
+    for a, b in zip(d2_runs, our_runs):
+        pairs = match_twins(a, b)
+        paired_a, paired_b = {i for i, _ in pairs}, {j for _, j in pairs}
+        above_a, above_b = torch.where(a["scores"] > cut_d2)[0].tolist(), torch.where(b["scores"] > cut_ours)[0].tolist()
+        above_d2, above_ours = above_d2 + len(above_a), above_ours + len(above_b)
+        twins_d2 += sum(i in paired_a for i in above_a)
+        twins_ours += sum(j in paired_b for j in above_b)
+        for i, j in pairs:
+            gaps.append(float((a["boxes"][i] - b["boxes"][j]).abs().max()))
+            score_gaps.append(float((a["scores"][i] - b["scores"][j]).abs()))
+            ma, mb = a["masks"][i].bool(), b["masks"][j].bool()
+            inter += int((ma & mb).sum())
+            union += int((ma | mb).sum())
+    gaps_t = torch.tensor(gaps or [float("nan")])
+    return {
+        "detections_detectron2": sum(len(r["scores"]) for r in d2_runs),
+        "detections_ours": sum(len(r["scores"]) for r in our_runs),
+        "score_cut_p20_detectron2": cut_d2,
+        "twin_share_above_p20_detectron2": twins_d2 / max(above_d2, 1),
+        "twin_share_above_p20_ours": twins_ours / max(above_ours, 1),
+        "pairs": len(gaps),
+        "pairs_within_0.05px": float((gaps_t <= CLOSE_PX).double().mean()),
+        "box_gap_px_median": float(gaps_t.median()),
+        "box_gap_px_max": float(gaps_t.max()),
+        "score_gap_max": max(score_gaps, default=float("nan")),
+        "pooled_mask_iou": inter / max(union, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--detectron2", type=Path, required=True, help="detectron2 source tree (imported from here)")
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--data", type=Path, default=PENNFUDAN, help="folder of images (sorted; the first N)")
+    parser.add_argument("--precision", choices=("none", "fp32"), default="none", help="our load_model precision")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/vs_detectron2"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vs_detectron2.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.detectron2.resolve()))
+    from detectron2.engine import DefaultPredictor
+
+    from maskrcnn import load_model
+
+    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[: args.images]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    pkl = args.workdir / f"d2_r50_fpn_seed{args.seed}.pkl"
+    trained_like_pkl(args.detectron2, np.ascontiguousarray(images[0][..., ::-1]), pkl, args.seed)
+    predictor = DefaultPredictor(d2_cfg(args.detectron2, str(pkl)))
+    precision = None if args.precision == "none" else args.precision
+    ours = load_model("maskrcnn_r50_fpn", weights=str(pkl), precision=precision)
+    d2_runs, our_runs, times = [], [], {"detectron2": 0.0, "ours": 0.0}
+    with torch.inference_mode():
+        for path, image in zip(files, images):
+            start = time.perf_counter()
+            d2_runs.append(d2_detections(predictor, np.ascontiguousarray(image[..., ::-1])))
+            times["detectron2"] += time.perf_counter() - start
+            start = time.perf_counter()
+            our_runs.append(our_detections(ours, image))
+            times["ours"] += time.perf_counter() - start
+            print(f"{path.name}: detectron2 {len(d2_runs[-1]['scores'])}, ours {len(our_runs[-1]['scores'])} detections",
+                  flush=True)
+    summary = {"images": len(files), "seed": args.seed, "precision": args.precision,
+               "config": D2_CONFIG, **compare(d2_runs, our_runs),
+               "seconds": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip
+    print(json.dumps(summary, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
