@@ -204,6 +204,7 @@ def main() -> int:
             times["ours"] += time.perf_counter() - start
             print(f"{path.name}: detectron2 {len(d2_runs[-1]['scores'])}, ours {len(our_runs[-1]['scores'])} detections",
                   flush=True)
+    torch.save({"detectron2": d2_runs, "ours": our_runs}, args.workdir / f"runs_seed{args.seed}.pt")
     summary = {"images": len(files), "seed": args.seed, "precision": args.precision,
                "config": D2_CONFIG, **compare(d2_runs, our_runs),
                "seconds": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip

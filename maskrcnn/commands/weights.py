@@ -13,7 +13,7 @@ def add_parser(subparsers, name: str) -> None:
 
 def run_list(args) -> int:
     from ..weights.download import cached_path, home, is_available
-    from ..weights.registry import SOURCES
+    from ..weights.registry import FRAMEWORK_CHECKED, SOURCES
 
     print(f"cache: {home()}  (MASKRCNN_HOME; MASKRCNN_MIRROR replaces the URLs' host)")
     for s in SOURCES.values():
@@ -28,8 +28,18 @@ def run_list(args) -> int:
               f"  checksum      {_checksum(s.checksum)}\n"
               f"  size          {f'{s.size_mb:g} MB' if s.size_mb else 'unknown'}\n"
               f"  license       {s.license}\n"
+              f"  checked       {_checked(s, FRAMEWORK_CHECKED)}\n"
               f"  status        {state}")  # fmt: skip
     return 0
+
+
+def _checked(source, checked: dict) -> str:
+    """Whether this package's outputs on the file were compared with its framework's own code."""
+    if source.name in checked:
+        return f"outputs compared with {checked[source.name]}"
+    if source.framework in ("detectron2", "mmdetection"):
+        return f"no: converted with {source.framework}'s conventions, not run against its code"
+    return "n/a (a trunk)" if "(trunk)" in source.architecture else "no"
 
 
 def _checksum(checksum: str) -> str:

@@ -183,6 +183,18 @@ _SOURCES = [
 ]  # fmt: skip
 SOURCES: dict[str, Source] = {s.name: s for s in _SOURCES}
 
+# Sources whose outputs were compared with their framework's own code run on the same file
+# (docs/conventions.md): source name -> how. Every other detector source is converted with its
+# framework's conventions but not run against that framework here.
+FRAMEWORK_CHECKED = {
+    **{f"detectron2/mask_rcnn_R_50_FPN_{s}": "detectron2's own Python on a file of this layout, "
+       "20 Penn-Fudan images from the raw image (benchmarks/vs_detectron2.py)" for s in ("1x", "3x")},
+    **{f"torchvision/{m}": "torchvision's model on the same weights (tests/model/test_parity_torchvision.py"
+       f"{', test_keypoint_parity_torchvision.py' if m.startswith('keypoint') else ''})"
+       for m in ("maskrcnn_resnet50_fpn_coco", "maskrcnn_resnet50_fpn_v2_coco", "keypointrcnn_resnet50_fpn_coco",
+                 "keypointrcnn_resnet50_fpn_coco_legacy")},
+}  # fmt: skip
+
 
 def register(source: Source) -> None:
     """Add a source (e.g. from a module that provides a new trunk's weights)."""
