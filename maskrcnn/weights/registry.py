@@ -187,8 +187,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in _SOURCES}
 # (docs/conventions.md): source name -> how. Every other detector source is converted with its
 # framework's conventions but not run against that framework here.
 FRAMEWORK_CHECKED = {
-    **{f"detectron2/mask_rcnn_R_50_FPN_{s}": "detectron2's own Python on a file of this layout, "
-       "20 Penn-Fudan images from the raw image (benchmarks/vs_detectron2.py)" for s in ("1x", "3x")},
+    **{f"detectron2/mask_rcnn_R_50_FPN_{s}": "detectron2's own Python on a file of this layout by "
+       "benchmarks/vs_detectron2.py (20 Penn-Fudan images; results in docs/conventions.md)" for s in ("1x", "3x")},
     **{f"torchvision/{m}": "torchvision's model on the same weights (tests/model/test_parity_torchvision.py"
        f"{', test_keypoint_parity_torchvision.py' if m.startswith('keypoint') else ''})"
        for m in ("maskrcnn_resnet50_fpn_coco", "maskrcnn_resnet50_fpn_v2_coco", "keypointrcnn_resnet50_fpn_coco",
