@@ -10,7 +10,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,onnx,serve,video,report,cityscapes,pretrained,docs]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,onnx,serve,video,report,cityscapes,pretrained,docs,measure]'
 	$(PY) -m pip install -q --no-deps -c constraints.txt lvis  # the LVIS API without its OpenCV
 	touch $(STAMP)
 

@@ -91,6 +91,20 @@ class Instances:
             names[i] if i < len(names) else f"class_{i}" for i in self.labels.tolist()
         ]
 
+    def measure(self, image=None, pixel_size: str | None = None):
+        """Per-instance measurements (area, perimeter, centroid, box, axes, shape, mean
+        intensity per channel of `image`, a (3, H, W) tensor or (H, W, C) array) with
+        scikit-image's regionprops: a pandas DataFrame when pandas is installed, else a list of
+        dicts. `pixel_size` ("0.5um") converts lengths and areas. See maskrcnn/measure.py."""
+        from .measure import PixelSize, as_table, measure_masks
+
+        if torch.is_tensor(image):
+            image = image.detach().cpu().permute(1, 2, 0).numpy()  # (H, W, C)
+        masks = self.masks.detach().cpu().numpy()
+        scores = self.scores.tolist() if self.has("scores") else ()
+        labels = self.label_names if self.has("labels") else ()
+        return as_table(measure_masks(masks, image, labels, scores, pixel_size=PixelSize.parse(pixel_size)))
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={tuple(v.shape) if torch.is_tensor(v) else len(v)}"
                           for k, v in self._fields.items())

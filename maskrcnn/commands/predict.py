@@ -25,6 +25,7 @@ from ..errors import CheckpointError, ImageError, UserError
 from ..tiling import check_tile_args, predict_tiled
 from ..tracking import Tracker
 from ..video import annotate_video, is_video
+from . import predict_outputs
 
 BACKENDS = ("torch", "onnxruntime")
 TRACK_LOW_SCORE = 0.1  # --track: detections down to this score may continue a track, as in ByteTrack
@@ -58,6 +59,7 @@ def add_parser(subparsers, name: str) -> None:
                              "a colour per id, NAME_tracks.csv with a row per track)")
     parser.add_argument("--track-buffer", type=int, default=30, metavar="FRAMES",
                         help="--track: frames a lost object keeps its id (default 30)")
+    predict_outputs.add_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -102,6 +104,7 @@ def run(args) -> int:
     from ..visualize import draw_instances
 
     _check_backend_args(args)
+    outputs = predict_outputs.ResultOutputs.from_args(args)
     if args.tile:
         check_tile_args(args.tile, args.tile_overlap)
     out = check_output_dir(args.out)
@@ -125,11 +128,15 @@ def run(args) -> int:
             results.extend([{**r, "file_name": str(path)}
                             for r in instances_to_results(instances, image_id, category_ids)])
             _save_png(draw_instances(image, instances), out / overlays[path])
+            outputs.add(path, image, instances)
+    written = outputs.write(out)
     done = len(paths) - len(failed)
     seconds = (time.perf_counter() - start) / max(done, 1)
     print(f"{done} of {len(paths)} images done" if failed else f"{done} images",
           f"{found} instances (score >= {args.score_thresh}), {seconds:.2f} s/image; wrote {out}/results.json "
           "and overlays" + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""), sep=", ")
+    if written:
+        print(f"also wrote {', '.join(written)} in {out}")
     return 1 if failed else 0
 
 

@@ -107,3 +107,17 @@ def test_set_is_refused_for_an_export(exported, tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--set", "min_size=600"])
     assert code == 2
     assert "--set does not apply to --backend onnxruntime" in capsys.readouterr().err
+
+
+def test_measure_with_the_onnxruntime_backend(exported, image_file, tmp_path):
+    """--measure works on the ONNX model's masks: one row per detection in results.json."""
+    import csv
+
+    assert main(["predict", "--backend", "onnxruntime", "--weights", str(exported), str(image_file),
+                 "--out", str(tmp_path), "--score-thresh", "0.0", "--measure"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "measurements.csv").open()))
+    assert len(rows) == len(results) > 0
+    areas = sorted(float(r["area_px2"]) for r in rows)
+    assert areas == sorted(float((decode_rles([r["segmentation"]], *r["segmentation"]["size"])).sum())
+                           for r in results)
