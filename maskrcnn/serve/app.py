@@ -1,7 +1,7 @@
 """The HTTP API and its web page: `create_app(ServedModel(...))` -> a FastAPI app.
 
-GET /health, POST /v1/predict (multipart field `image` or the raw image as the body), GET / (the
-page in static/). Requests are batched by `DynamicBatcher`; the model itself is whatever callable
+GET /health, POST /v1/predict (multipart field `image` or the raw image as the body), POST
+/v1/export (answers -> a labelling tool's file, export_route.py), GET / (the page in static/). Requests are batched by `DynamicBatcher`; the model itself is whatever callable
 the caller hands in, so this file holds no model logic.
 """
 
@@ -30,6 +30,7 @@ from ..ops.rle import encode_masks
 from ..structures import Instances
 from ..tiling import check_tile_args, predict_tiled
 from .batching import DynamicBatcher, QueueFull
+from .export_route import add_export_route
 from .limits import BodySizeLimit
 from .schema import Health, Prediction, PredictedInstance
 
@@ -108,6 +109,8 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
         applied = max(score_thresh, model.min_score_thresh)
         kept = instances[instances.scores >= applied]
         return await run_in_threadpool(_prediction, kept, model, applied, inference_ms, start)
+
+    add_export_route(app, model.class_names)
 
     @app.exception_handler(UserError)
     async def user_error(request, exc: UserError):

@@ -1,71 +1,21 @@
-// The page: send an image to /v1/predict, draw the answer; the score slider and the class
-// checkboxes re-draw from the same answer without a new request.
-const page = { result: null, image: null, drawn: false, hiddenLabels: new Set() };
-window.maskrcnnPage = page;  // the answer and state, for tests and the console
-
+// The page: images go one by one to /v1/predict; the answers are kept, and the score slider,
+// class filter, opacity and selection re-draw from them without a new request. Several images:
+// a gallery with counts, and every answer downloadable at once (COCO results here, the tools'
+// formats through /v1/export).
 const $ = (id) => document.getElementById(id);
-const canvas = $("canvas"), ctx = canvas.getContext("2d");
+const page = { entries: [], current: -1, selected: null, hovered: null, hiddenLabels: new Set(), floor: 0,
+               drawn: false, busy: false };
+window.maskrcnnPage = page;  // the answers and state, for tests and the console
+const viewer = new Viewer($("canvas"), (i) => select(i, true));
+page.viewer = viewer;
 
-function colour(i) {  // well-separated hues (golden ratio), as the Python overlays
-  const h = (i * 0.618033988749895) % 1, s = 0.75, v = 1.0, f = h * 6 - Math.floor(h * 6);
-  const p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
-  const rgb = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][Math.floor(h * 6) % 6];
-  return rgb.map((c) => Math.round(c * 255));
-}
+function threshold() { return parseFloat($("score").value); }
 
-function visible() {
-  const thresh = parseFloat($("score").value);
-  return page.result.instances.filter((d) => d.score >= thresh && !page.hiddenLabels.has(d.label));
-}
-
-function draw() {
-  if (!page.result || !page.image) return;
-  const { width, height } = page.result;
-  canvas.width = width; canvas.height = height;
-  ctx.drawImage(page.image, 0, 0, width, height);
-  const shown = visible();
-  const overlay = new ImageData(width, height);
-  // lowest score first, so the top-scoring mask colours a pixel covered by several
-  shown.map((d, i) => [d, i]).reverse().forEach(([d, i]) => {
-    if (!d.mask) return;
-    const [r, g, b] = colour(i);
-    forEachMaskPixel(d.mask, (x, y) => {
-      const o = (y * width + x) * 4;
-      overlay.data[o] = r; overlay.data[o + 1] = g; overlay.data[o + 2] = b; overlay.data[o + 3] = 128;
-    });
-  });
-  const layer = document.createElement("canvas");
-  layer.width = width; layer.height = height;
-  layer.getContext("2d").putImageData(overlay, 0, 0);
-  ctx.drawImage(layer, 0, 0);
-  ctx.lineWidth = 2; ctx.font = "12px sans-serif";
-  shown.forEach((d, i) => {
-    const [x0, y0, x1, y1] = d.box, c = `rgb(${colour(i).join(",")})`;
-    ctx.strokeStyle = c; ctx.fillStyle = c;
-    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
-    ctx.fillText(`${d.label_name} ${d.score.toFixed(2)}`, x0 + 2, Math.max(y0 - 3, 10));
-    (d.keypoints || []).forEach(([x, y]) => ctx.fillRect(x - 2, y - 2, 4, 4));
-  });
-  $("count").textContent = `${shown.length} instance${shown.length === 1 ? "" : "s"}`;
-  $("count").dataset.count = shown.length;
-  page.drawn = true;
-}
-
-function showClasses() {
-  const box = $("classes");
-  box.textContent = "";
-  page.hiddenLabels.clear();
-  const names = new Map(page.result.instances.map((d) => [d.label, d.label_name]));
-  [...names].sort((a, b) => a[0] - b[0]).forEach(([label, name]) => {
-    const item = document.createElement("label");
-    const check = document.createElement("input");
-    check.type = "checkbox"; check.checked = true; check.dataset.label = label;
-    check.addEventListener("change", () => {
-      if (check.checked) page.hiddenLabels.delete(label); else page.hiddenLabels.add(label);
-      draw();
-    });
-    item.append(check, ` ${name}`);
-    box.append(item);
+function shownOf(answer) {  // indices of the instances passing the slider and the class filter
+  const thresh = threshold();
+  return answer.instances.map((d, i) => i).filter((i) => {
+    const d = answer.instances[i];
+    return d.score >= thresh && !page.hiddenLabels.has(d.label);
   });
 }
 
@@ -74,55 +24,234 @@ function status(text, isError = false) {
   $("status").className = isError ? "error" : "";
 }
 
-async function predict(file) {
-  page.drawn = false;
-  status(`Sending ${file.name} ...`);
-  const params = new URLSearchParams({ score_thresh: page.floor ?? 0 });
+function entry() { return page.entries[page.current]; }
+
+function redraw() {
+  const e = entry();
+  if (!e || !e.answer) return;
+  viewer.shown = shownOf(e.answer);
+  viewer.opacity = parseFloat($("opacity").value);
+  viewer.highlight = page.hovered ?? page.selected;
+  viewer.draw();
+  page.drawn = true;
+}
+
+function refresh() {  // filters changed: list, counts, canvas
+  showList();
+  updateGallery();
+  redraw();
+}
+
+function showList() {
+  const list = $("instances"), e = entry();
+  list.textContent = "";
+  if (!e || !e.answer) return;
+  const shown = shownOf(e.answer);
+  if (page.selected !== null && !shown.includes(page.selected)) page.selected = null;
+  shown.forEach((i) => {
+    const d = e.answer.instances[i], layer = e.layers[i], item = document.createElement("li");
+    const button = document.createElement("button"), swatch = document.createElement("span");
+    const meta = document.createElement("span");
+    swatch.className = "swatch"; swatch.style.background = `rgb(${colour(i).join(",")})`;
+    meta.className = "meta";
+    meta.textContent = `${layer ? layer.area : 0} px · [${d.box.map((v) => Math.round(v)).join(", ")}]`;
+    button.dataset.index = i;
+    button.setAttribute("aria-selected", String(i === page.selected));
+    button.append(swatch, `${d.label_name} ${d.score.toFixed(2)}`, meta);
+    button.addEventListener("click", () => select(i === page.selected ? null : i));
+    button.addEventListener("mouseenter", () => { page.hovered = i; redraw(); });
+    button.addEventListener("mouseleave", () => { page.hovered = null; redraw(); });
+    item.append(button);
+    list.append(item);
+  });
+  $("count").textContent = `${shown.length} instance${shown.length === 1 ? "" : "s"}`;
+  $("count").dataset.count = shown.length;
+}
+
+function select(i, reveal = false) {
+  page.selected = i;
+  document.querySelectorAll("#instances button").forEach((b) => {
+    b.setAttribute("aria-selected", String(Number(b.dataset.index) === i));
+    if (reveal && Number(b.dataset.index) === i) b.scrollIntoView({ block: "nearest" });
+  });
+  redraw();
+}
+
+$("instances").addEventListener("keydown", (e) => {  // arrows move through the list, Escape clears
+  const buttons = [...document.querySelectorAll("#instances button")];
+  const at = buttons.indexOf(document.activeElement);
+  if (e.key === "Escape") { select(null); return; }
+  const next = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: buttons.length - 1 }[e.key];
+  if (next === undefined || !buttons.length) return;
+  e.preventDefault();
+  const button = buttons[Math.min(Math.max(next, 0), buttons.length - 1)];
+  button.focus();
+  select(Number(button.dataset.index));
+});
+
+function showClasses() {  // one checkbox per class found in any answer
+  const names = new Map();
+  page.entries.forEach((e) => e.answer && e.answer.instances.forEach((d) => names.set(d.label, d.label_name)));
+  const box = $("classes");
+  const known = new Set([...box.querySelectorAll("input")].map((c) => Number(c.dataset.label)));
+  [...names].sort((a, b) => a[0] - b[0]).filter(([label]) => !known.has(label)).forEach(([label, name]) => {
+    const item = document.createElement("label"), check = document.createElement("input");
+    check.type = "checkbox"; check.checked = true; check.dataset.label = label;
+    check.addEventListener("change", () => {
+      if (check.checked) page.hiddenLabels.delete(label); else page.hiddenLabels.add(label);
+      refresh();
+    });
+    item.append(check, ` ${name}`);
+    box.append(item);
+  });
+}
+
+async function show(index) {
+  const e = page.entries[index];
+  if (!e || !e.answer) return;
+  page.current = index; page.selected = null; page.hovered = null; page.drawn = false;
+  const image = await createImageBitmap(e.file);
+  if (page.current !== index) { image.close(); return; }
+  if (viewer.image && viewer.image.close) viewer.image.close();
+  e.layers = e.layers || e.answer.instances.map((d, i) => (d.mask ? maskLayer(d.mask, colour(i)) : null));
+  viewer.setImage(image, e.answer.width, e.answer.height, e.layers);
+  showList();
+  updateGallery();
+  redraw();
+  status(`${e.name}: ${e.answer.width}x${e.answer.height}, ${e.answer.instances.length} detections ` +
+         `scoring >= ${e.answer.score_thresh}, ${e.answer.time_ms.toFixed(0)} ms`);
+}
+
+function updateGallery() {
+  const gallery = $("gallery");
+  if (page.entries.length < 2) { gallery.textContent = ""; return; }
+  page.entries.forEach((e, index) => {
+    if (!e.button) {
+      e.button = document.createElement("button");
+      e.thumb = document.createElement("canvas"); e.caption = document.createElement("span");
+      e.thumb.width = 96; e.thumb.height = 72;
+      e.button.append(e.thumb, e.caption);
+      e.button.addEventListener("click", () => show(index));
+    }
+    if (!e.button.isConnected) gallery.append(e.button);
+    const count = e.answer ? shownOf(e.answer).length : null;
+    e.caption.textContent = `${e.name} · ${e.error ? "error" : count ?? "…"}`;
+    e.button.dataset.count = count ?? "";
+    e.button.title = e.error || `${e.name}: ${count ?? "pending"} instances`;
+    e.button.setAttribute("aria-current", String(index === page.current));
+  });
+}
+
+async function thumbnail(e) {
+  const image = await createImageBitmap(e.file), ctx = e.thumb.getContext("2d");
+  const s = Math.min(96 / image.width, 72 / image.height);
+  ctx.drawImage(image, (96 - image.width * s) / 2, (72 - image.height * s) / 2, image.width * s, image.height * s);
+  image.close();
+}
+
+async function predict(e) {
+  const params = new URLSearchParams({ score_thresh: page.floor });
   if ($("tile").value) params.set("tile", $("tile").value);
   const body = new FormData();
-  body.append("image", file);
-  try {
-    const [response, image] = await Promise.all([
-      fetch(`/v1/predict?${params}`, { method: "POST", body }), createImageBitmap(file)]);
-    const answer = await response.json();
-    if (!response.ok) throw new Error(`${response.status}: ${answer.detail}`);
-    page.result = answer; page.image = image;
-    $("download").disabled = false;
-    showClasses();
-    draw();
-    status(`${file.name}: ${answer.width}x${answer.height}, ${answer.instances.length} detections ` +
-           `scoring >= ${answer.score_thresh}, ${answer.time_ms.toFixed(0)} ms`);
-  } catch (error) {
-    status(`${file.name}: ${error.message}`, true);
+  body.append("image", e.file);
+  const response = await fetch(`/v1/predict?${params}`, { method: "POST", body });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${response.status}: ${answer.detail}`);
+  return answer;
+}
+
+async function run(files) {  // predicts the files one after the other; shows the first
+  if (page.busy || !files.length) return;
+  page.busy = true; page.done = false;
+  page.entries = [...files].map((file) => ({ name: file.name, file, answer: null }));
+  page.current = -1; page.hiddenLabels.clear();
+  $("classes").textContent = ""; $("gallery").textContent = ""; $("download").disabled = true;
+  updateGallery();
+  for (const [index, e] of page.entries.entries()) {
+    status(`${e.name}: predicting (${index + 1} of ${page.entries.length}) ...`);
+    try {
+      e.answer = await predict(e);
+      if (e.thumb) await thumbnail(e);
+      showClasses();
+      if (page.current < 0) await show(index); else updateGallery();
+    } catch (error) {
+      e.error = `${e.name}: ${error.message}`;
+      status(e.error, true);
+      updateGallery();
+    }
   }
+  const failed = page.entries.filter((e) => e.error).length;
+  if (page.entries.length > 1) {
+    status(`${page.entries.length - failed} of ${page.entries.length} images done` + (failed ? `, ${failed} failed` : ""), failed > 0);
+  }
+  $("download").disabled = failed === page.entries.length;
+  page.busy = false; page.done = true;
 }
 
-function download() {
-  const blob = new Blob([JSON.stringify(page.result, null, 1)], { type: "application/json" });
+function answered() { return page.entries.filter((e) => e.answer); }
+
+function cocoResults() {  // the answers, filtered as shown, as one COCO results list
+  return answered().flatMap((e) => shownOf(e.answer).map((i) => {
+    const d = e.answer.instances[i], [x0, y0, x1, y1] = d.box;
+    const result = { image_id: page.entries.indexOf(e), file_name: e.name, category_id: d.label,
+                     bbox: [x0, y0, x1 - x0, y1 - y0], score: d.score };
+    if (d.mask) result.segmentation = d.mask;
+    if (d.mask_score !== undefined) result.mask_score = d.mask_score;
+    if (d.keypoints) result.keypoints = d.keypoints.flat();
+    return result;
+  }));
+}
+
+async function download() {
+  const format = $("format").value;
+  let blob, name;
+  try {
+    if (format === "coco-results") {
+      blob = new Blob([JSON.stringify(cocoResults())], { type: "application/json" });
+      name = "results.json";
+    } else {
+      const images = answered().map((e) => ({ file_name: e.name, width: e.answer.width, height: e.answer.height,
+        instances: shownOf(e.answer).map((i) => e.answer.instances[i]).filter((d) => d.mask) }));
+      const response = await fetch(`/v1/export?format=${format}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ images }) });
+      if (!response.ok) throw new Error(`${response.status}: ${(await response.json()).detail}`);
+      blob = await response.blob();
+      name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition"))[1];
+    }
+  } catch (error) {
+    status(`download: ${error.message}`, true);
+    return;
+  }
   const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = "predictions.json";
-  link.click();
-  URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob); link.download = name;
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  status(`downloaded ${name}`);
 }
 
-$("file").addEventListener("change", (e) => e.target.files[0] && predict(e.target.files[0]));
+$("file").addEventListener("change", (e) => run(e.target.files));
 $("score").addEventListener("input", () => {
-  $("score-value").textContent = parseFloat($("score").value).toFixed(2);
-  draw();
+  $("score-value").textContent = threshold().toFixed(2);
+  refresh();
 });
+$("opacity").addEventListener("input", () => {
+  $("opacity-value").textContent = parseFloat($("opacity").value).toFixed(2);
+  redraw();
+});
+$("zoom-in").addEventListener("click", () => viewer.zoom(1.25));
+$("zoom-out").addEventListener("click", () => viewer.zoom(0.8));
+$("zoom-fit").addEventListener("click", () => viewer.fit());
 $("download").addEventListener("click", download);
-const drop = $("drop");
-drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => {
-  e.preventDefault(); drop.classList.remove("over");
-  if (e.dataTransfer.files[0]) predict(e.dataTransfer.files[0]);
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("over"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("over"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault(); document.body.classList.remove("over");
+  run([...e.dataTransfer.files].filter((f) => f.type.startsWith("image/")));
 });
 
 fetch("/health").then((r) => r.json()).then((health) => {
   page.floor = health.min_score_thresh;
   $("model").textContent = `${health.model} (${health.backend}, ${health.precision})`;
   $("score").value = Math.max(health.score_thresh, health.min_score_thresh);
-  $("score-value").textContent = parseFloat($("score").value).toFixed(2);
+  $("score-value").textContent = threshold().toFixed(2);
 });
