@@ -114,7 +114,7 @@ async function show(index) {
   if (page.current !== index) { image.close(); return; }
   if (viewer.image && viewer.image.close) viewer.image.close();
   e.layers = e.layers || e.answer.instances.map((d, i) => (d.mask ? maskLayer(d.mask, colour(i)) : null));
-  viewer.setImage(image, e.answer.width, e.answer.height, e.layers);
+  viewer.setImage(image, e.answer.width, e.answer.height, e.layers, e.answer.instances.map((d) => d.keypoints));
   showList();
   updateGallery();
   redraw();

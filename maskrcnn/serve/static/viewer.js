@@ -41,14 +41,14 @@ function maskLayer(rle, rgb) {
 class Viewer {
   constructor(canvas, onPick) {
     this.canvas = canvas; this.ctx = canvas.getContext("2d"); this.onPick = onPick;
-    this.image = null; this.layers = []; this.shown = []; this.highlight = null; this.opacity = 0.5;
+    this.image = null; this.layers = []; this.keypoints = []; this.shown = []; this.highlight = null; this.opacity = 0.5;
     this.scale = 1; this.tx = 0; this.ty = 0; this.fitted = true;
     this.listen(canvas.parentElement);
     new ResizeObserver(() => (this.fitted ? this.fit() : this.draw())).observe(canvas.parentElement);
   }
 
-  setImage(image, width, height, layers) {
-    this.image = image; this.width = width; this.height = height; this.layers = layers;
+  setImage(image, width, height, layers, keypoints = []) {  // keypoints: per instance [[x, y, score]] or null
+    this.image = image; this.width = width; this.height = height; this.layers = layers; this.keypoints = keypoints;
     this.highlight = null; this.fit();
   }
 
@@ -103,6 +103,10 @@ class Viewer {
       ctx.strokeRect(layer.x0, layer.y0, layer.w, layer.h); ctx.setLineDash([]);
     }
     ctx.globalAlpha = 1;
+    const size = 5 / this.scale;  // keypoints: 5 screen px at any zoom
+    this.shown.forEach((i) => (this.keypoints[i] || []).forEach(([x, y]) => {
+      ctx.fillStyle = `rgb(${colour(i).join(",")})`; ctx.fillRect(x - size / 2, y - size / 2, size, size);
+    }));
   }
 
   at(clientX, clientY) {  // the top shown instance under a point of the window, or null
