@@ -1,5 +1,5 @@
-"""`maskrcnn predict --measure / --export`: DSB2018 nuclei ground truth passed off as the
-model's predictions, so the measurements can be checked against regionprops computed here, and
+"""`maskrcnn predict --measure / --export`: DSB2018 nuclei ground truth (or the stand-in's
+generated nuclei) passed off as the model's predictions, so the measurements can be checked against regionprops computed here, and
 the bad-input errors."""
 
 import csv
@@ -18,27 +18,10 @@ from maskrcnn.structures import Instances
 NUCLEI_IMAGES = 3  # a few images keep the test cheap
 
 
-def _nuclei_folders(shared_data, tmp_path) -> list:
-    """DSB2018 image folders (images/<id>.png, masks/*.png), or a generated nuclei-like stand-in."""
-    real = shared_data / "dsb2018_nuclei"
-    if real.is_dir():
-        return sorted(p for p in real.iterdir() if (p / "masks").is_dir())[:NUCLEI_IMAGES]
-    rng = np.random.default_rng(0)
-    folders = []
-    for i in range(NUCLEI_IMAGES):
-        folder = tmp_path / "nuclei" / f"img{i}"
-        (folder / "images").mkdir(parents=True)
-        (folder / "masks").mkdir()
-        yy, xx = np.mgrid[:96, :128]
-        image = rng.integers(0, 40, (96, 128, 3)).astype(np.uint8)
-        for k in range(4 + i):
-            cy, cx, ry, rx = rng.uniform(12, 84), rng.uniform(12, 116), *rng.uniform(4, 10, 2)
-            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-            image[mask] = 200
-            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"m{k}.png")
-        Image.fromarray(image).save(folder / "images" / f"img{i}.png")
-        folders.append(folder)
-    return folders
+def _nuclei_folders(shared_data) -> list:
+    """A few DSB2018 image folders (images/<id>.png, masks/*.png): real, or the generated stand-in."""
+    root = shared_data / "dsb2018_nuclei"
+    return sorted(p for p in root.iterdir() if (p / "masks").is_dir())[:NUCLEI_IMAGES]
 
 
 def _ground_truth(folder) -> np.ndarray:
@@ -47,7 +30,7 @@ def _ground_truth(folder) -> np.ndarray:
 
 
 def test_measure_on_nuclei_ground_truth(shared_data, tmp_path, monkeypatch, capsys):
-    folders = _nuclei_folders(shared_data, tmp_path)
+    folders = _nuclei_folders(shared_data)
     images = [next((f / "images").glob("*.png")) for f in folders]
     truth = {str(path): _ground_truth(folder) for path, folder in zip(images, folders)}
     queue = [truth[str(p)] for p in images]  # predict runs the images in the order given
