@@ -1,5 +1,5 @@
-"""POST /v1/export: the API's answers -> each tool's file, the same bytes as tracing the masks
-directly; bad requests are one-line 400s."""
+"""POST /v1/export: answers in /v1/predict's form -> each tool's file, the same bytes as tracing
+the masks directly; bad requests are one-line 400s. (The page test sends it real answers.)"""
 
 import io
 import json
@@ -8,34 +8,38 @@ import zipfile
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from maskrcnn.export_formats import FORMATS, export_files, traced
+from maskrcnn.ops.rle import encode_masks
 from maskrcnn.serve.app import ServedModel, ServeOptions, create_app
 
 CLASSES = ("__background__", "circle", "square")
 
 
 @pytest.fixture(scope="module")
-def client(model):
-    served = ServedModel("tiny_r18", CLASSES, lambda images: [i.to("cpu") for i in model.predict(images)])
+def client():
+    served = ServedModel("no_model", CLASSES, lambda images: [])
     with TestClient(create_app(served, ServeOptions(score_thresh=0.0))) as client:
         yield client
 
 
+def _instances(masks, names, scores) -> list:
+    return [{"label_name": n, "score": s, "mask": rle} for n, s, rle in zip(names, scores, encode_masks(masks))]
+
+
 @pytest.fixture(scope="module")
-def answers(client):
-    rng = np.random.default_rng(2)
-    out = []
-    for k in range(2):
-        buffer = io.BytesIO()
-        smooth = rng.integers(0, 255, (5, 6, 3), dtype=np.uint8)  # blob-like masks: quick to trace
-        Image.fromarray(smooth).resize((90, 70), Image.BILINEAR).save(buffer, format="PNG")
-        answer = client.post("/v1/predict", content=buffer.getvalue()).json()
-        out.append({"file_name": f"a{k}.png", "width": answer["width"], "height": answer["height"],
-                    "instances": answer["instances"]})
-    return out
+def answers():
+    """Two images' answers as /v1/predict gives them: a ring (a hole), two disks as one instance,
+    a square; the second image a disk only (the route needs no model)."""
+    yy, xx = np.mgrid[:70, :90]
+    ring = (((yy - 35) ** 2 + (xx - 30) ** 2) < 22 ** 2) & (((yy - 35) ** 2 + (xx - 30) ** 2) >= 8 ** 2)
+    two = (((yy - 15) ** 2 + (xx - 75) ** 2) < 10 ** 2) | (((yy - 55) ** 2 + (xx - 75) ** 2) < 11 ** 2)
+    square = (yy >= 5) & (yy < 20) & (xx >= 45) & (xx < 60)
+    return [{"file_name": "a0.png", "width": 90, "height": 70,
+             "instances": _instances(np.stack([ring, two, square]), ["circle", "square", "square"], [0.9, 0.8, 0.3])},
+            {"file_name": "a1.png", "width": 90, "height": 70,
+             "instances": _instances(two[None], ["circle"], [0.7])}]
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -52,7 +56,6 @@ def test_export_equals_tracing_the_masks(client, answers, format):
     else:
         with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
             assert {name: archive.read(name) for name in archive.namelist()} == expected
-    assert sum(len(a["instances"]) for a in answers) > 0
 
 
 def test_bad_requests(client, answers):

@@ -269,13 +269,18 @@ def test_folder_mode_downloads_every_answer(server, browser, tmp_path, downloads
         assert got["bbox"] == pytest.approx(want.pop("bbox")) and got["segmentation"] == want.pop("segmentation")
         assert {k: got[k] for k in want} == want
 
+    # a tool's format, with the slider at the median score: the download has what is shown
+    scores = [d["score"] for a in answers for d in a["instances"]]
+    _set_slider(browser, "score", Keys.ARROW_RIGHT * int(np.ceil(np.median(scores) * 100)))
+    thresh = float(browser.find_element(By.ID, "score").get_attribute("value"))
     Select(browser.find_element(By.ID, "format")).select_by_value("labelme")
     browser.find_element(By.ID, "download").click()
     with zipfile.ZipFile(_downloaded(downloads, "labelme.zip")) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     assert sorted(files) == [f"labelme/img{k}.json" for k in range(5)]
-    images = [{"file_name": p.name, "width": a["width"], "height": a["height"], "instances": a["instances"]}
-              for p, a in zip(paths, answers)]
+    images = [{"file_name": p.name, "width": a["width"], "height": a["height"],
+               "instances": [d for d in a["instances"] if d["score"] >= thresh]} for p, a in zip(paths, answers)]
+    assert 0 < sum(len(i["instances"]) for i in images) < len(scores)
     direct = httpx.post(f"{server}/v1/export?format=labelme", json={"images": images}, timeout=60)
     with zipfile.ZipFile(io.BytesIO(direct.content)) as archive:
         assert files == {name: archive.read(name) for name in archive.namelist()}
