@@ -1,6 +1,6 @@
 """`maskrcnn predict --measure / --export`: DSB2018 nuclei ground truth (or the stand-in's
-generated nuclei) passed off as the model's predictions, so the measurements can be checked against regionprops computed here, and
-the bad-input errors."""
+generated nuclei) passed off as the model's predictions, so the measurements can be checked
+against regionprops computed here; and the bad-input errors."""
 
 import csv
 import json

@@ -220,7 +220,8 @@ def test_rle_decoding_class_filter_and_score_slider(server, browser, tmp_path):
         "forEachMaskPixel(rle, (x, y) => { m[y * w + x] = 1; }); return m;",
         answer["instances"][0]["mask"], 120, 160)
     np.testing.assert_array_equal(np.array(decoded).reshape(120, 160), masks[0])
-    areas = [int(b.text.split(" px")[0].split()[-1]) for b in browser.find_elements(By.CSS_SELECTOR, "#instances button")]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#instances button")
+    areas = [int(b.text.split(" px")[0].split()[-1]) for b in rows]
     assert areas == masks.reshape(len(masks), -1).sum(1).tolist()
 
     for box in browser.find_elements(By.CSS_SELECTOR, "#classes input"):
@@ -297,6 +298,7 @@ def test_phone_width(server, browser, tmp_path):
     assert view["w"] == pytest.approx(view["width"], abs=0.5) and view["width"] >= 0.85 * width
     list_top = browser.execute_script("return document.getElementById('instances').getBoundingClientRect().top")
     assert list_top >= view["top"] + view["height"]  # the list under the image
-    font = browser.execute_script("return parseFloat(getComputedStyle(document.querySelector('#instances button')).fontSize)")
+    font = browser.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('#instances button')).fontSize)")
     assert font >= 13
     _screenshot(browser, keep_as="page_phone_390.png")
