@@ -17,6 +17,11 @@ import numpy as np
 
 _PAD = 1  # zero border around a cropped part, so every contour closes
 _UP = 2  # contours are traced on the part upsampled this many times
+# Douglas-Peucker keeps its points on the outline, so on small convex parts the polygon lies
+# inside the mask (a nucleus 20 px across lost 3 % IoU at tolerance 1): a part whose polygon,
+# filled again, covers its pixels at IoU below MIN_IOU is traced again at half the tolerance,
+# down to MIN_TOLERANCE; `tolerance` is the most a polygon may deviate, not the least.
+MIN_IOU, MIN_TOLERANCE = 0.98, 0.125
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[np.ndarray]:
@@ -28,10 +33,33 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 1.0) -> list[np.ndarra
     polygons = []
     for region in regionprops(parts):
         top, left = region.bbox[:2]
-        rings = _rings(np.pad(region.image, _PAD), tolerance)
-        if rings:
-            polygons.append(_join(rings) + np.array([left - _PAD, top - _PAD]))
+        polygon = _part_polygon(np.pad(region.image, _PAD), tolerance)
+        if polygon is not None:
+            polygons.append(polygon + np.array([left - _PAD, top - _PAD]))
     return polygons
+
+
+def _part_polygon(part: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """(h, w) bool of one padded part -> its joined polygon, at the largest tolerance (halving
+    from `tolerance`) whose filled polygon covers the part at IoU >= MIN_IOU."""
+    while True:
+        rings = _rings(part, tolerance)
+        if not rings:
+            return None
+        polygon = _join(rings)
+        if tolerance <= MIN_TOLERANCE or _filled_iou(polygon, part) >= MIN_IOU:
+            return polygon
+        tolerance /= 2
+
+
+def _filled_iou(polygon: np.ndarray, part: np.ndarray) -> float:
+    """IoU of the polygon filled by pycocotools (as COCO tools rasterise it) with the part."""
+    from pycocotools import mask as mask_utils
+
+    h, w = part.shape
+    filled = mask_utils.decode(mask_utils.frPyObjects([polygon.ravel().tolist()], h, w))[..., 0].astype(bool)
+    union = (filled | part).sum()
+    return float((filled & part).sum() / union) if union else 1.0
 
 
 def join_polygons(polygons: list[np.ndarray]) -> np.ndarray:
