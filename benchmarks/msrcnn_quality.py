@@ -1,25 +1,31 @@
-"""Mask Scoring R-CNN's claim on real images: does the predicted MaskIoU rank masks better than
-the class score? MS R-CNN (`model.maskiou.enabled=true`) vs plain Mask R-CNN on Penn-Fudan.
+"""Mask Scoring R-CNN's claim: does ranking masks by class score x predicted MaskIoU raise mask AP?
+MS R-CNN (`model.maskiou.enabled=true`) against the same model without the head, same seeds,
+data, recipe and iteration count, on one of two datasets (`--dataset`):
+- `synthetic`: `maskrcnn synth --style quality` (1000 training images, seed 1; 500 held out, seed
+  2; 128 px): shapes whose mask quality varies independently of their class (thin spokes,
+  camouflage fills, blurred edges, occluding bars); the demo's ResNet-18 FPN from scratch, its
+  recipe (AdamW, one step down at 80 %); the MaskIoU head 64 wide like the demo's mask head, fc 256
+  like its box head (the paper: 256 and 1024 beside R50-FPN's heads).
+- `pennfudan`: Penn-Fudan's fixed split (120 train / 50 held out) at 288 px (the fine-tune
+  benchmark's size), `maskrcnn_effl0_fpn` fine-tuned from `imagenet/efficientnet_lite0` with its
+  fine-tuning recipe, the cosine schedule ending at the last iteration (complete: --iters sets it,
+  no time limit cuts it); the MaskIoU head 128 wide like the preset's mask head, fc 1024.
+Seeds run in turn, both arms of a seed before the next (pairs finish together). From each run's
+final detections on the held-out images (WORK/ARM-seedS/eval/results.json), at report time:
+- the true mask IoU of each detection (best IoU with a ground-truth mask of its class; a true
+  positive has box IoU >= 0.5 with a ground-truth box of its class) and the Pearson and Spearman
+  correlation with it of the predicted MaskIoU (mask score / class score) and of the class score;
+- mask AP / AP50 / AP75 ranked by the class score and by the mask score; box AP;
+- paired effects (paired_ap.py): per seed, MS R-CNN by mask score - Mask R-CNN (mask AP, AP75),
+  MS R-CNN by mask score - by class score (the re-ranking alone), box AP with - without, and the
+  correlation gain; the mean over seeds with its 95 % t-interval, and the 95 % interval of the
+  same mean over bootstrap resamples of the held-out images (same resample for every run).
+OUT.json, OUT.md (tables, verdicts), OUT.png (effects with intervals; true IoU against each score,
+seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 
-Both arms are paper_ablations.py's Penn-Fudan baseline (same split, recipe, image size, seeds and
-iteration count: `maskrcnn_effl0_fpn` fine-tuned from `imagenet/efficientnet_lite0`); the MS arm
-adds the MaskIoU head, 128 channels wide like the preset's mask head (paper: 256 with a 256-wide
-mask head), fc 1024. From each run's final detections on the 50 held-out images (what its COCO
-evaluation scored, WORK/ARM-seedS/eval/results.json) and the ground truth:
-- the true mask IoU of each detection: its best IoU with a ground-truth mask of its class; a true
-  positive is a detection whose box has IoU >= 0.5 with a ground-truth box of its class (the RoIs
-  the MaskIoU head is trained on);
-- Pearson and Spearman correlation with the true mask IoU of (a) the predicted MaskIoU (mask
-  score / class score) and (b) the class score, over all detections and over true positives;
-- mask AP (AP, AP50, AP75) of the same detections ranked by the class score and by the mask
-  score (class score x predicted MaskIoU, MS R-CNN's ranking); box AP.
-Mean and sample standard deviation over seeds: OUT.json, OUT.md; OUT.png plots the true mask
-IoU against each score for seed 0's detections. Runs one arm and seed at a time;
-finished ones (WORK/ARM-seedS.json) are not run again; `--minutes` becomes one iteration count
-from the plain arm's CPU seconds per iteration (see paper_ablations.py).
-
-    python benchmarks/msrcnn_quality.py [--minutes 2] [--seeds 3] [--size 160]
-    python benchmarks/msrcnn_quality.py --smoke
+    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 1400
+    python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
+    python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
 """
 
 from __future__ import annotations
@@ -120,21 +126,23 @@ def views(arm: str, results: list[dict]) -> dict[str, tuple[list[dict], str]]:
 # Paired effects: (name, what, (arm, view) with, (arm, view) without, metric, paper)
 
 EFFECTS = (
-    ("headline_AP", "MS R-CNN ranked by mask score - Mask R-CNN, mask AP", ("msrcnn", "segm_by_mask_score"),
+    ("headline_AP", "mask AP: MS R-CNN ranked by mask score - Mask R-CNN", ("msrcnn", "segm_by_mask_score"),
      ("maskrcnn", "segm_by_class_score"), "AP", "+1.6 (34.4 -> 36.0)"),
-    ("headline_AP75", "the same, mask AP75", ("msrcnn", "segm_by_mask_score"),
+    ("headline_AP75", "mask AP75: MS R-CNN ranked by mask score - Mask R-CNN", ("msrcnn", "segm_by_mask_score"),
      ("maskrcnn", "segm_by_class_score"), "AP75", "positive, larger than at AP50 (gain at high IoU)"),
-    ("rescoring_AP", "MS R-CNN's masks ranked by mask score - by class score, mask AP",
+    ("rescoring_AP", "mask AP: MS R-CNN's masks ranked by mask score - by class score",
      ("msrcnn", "segm_by_mask_score"), ("msrcnn", "segm_by_class_score"), "AP", "positive"),
-    ("rescoring_AP75", "the same, mask AP75", ("msrcnn", "segm_by_mask_score"),
+    ("rescoring_AP75", "mask AP75: MS R-CNN's masks ranked by mask score - by class score", ("msrcnn", "segm_by_mask_score"),
      ("msrcnn", "segm_by_class_score"), "AP75", "positive"),
-    ("box_AP", "MS R-CNN - Mask R-CNN, box AP", ("msrcnn", "bbox"), ("maskrcnn", "bbox"), "AP", "+0.2 (38.0 -> 38.2)"),
+    ("box_AP", "box AP: MS R-CNN - Mask R-CNN", ("msrcnn", "bbox"), ("maskrcnn", "bbox"), "AP", "+0.2 (38.0 -> 38.2)"),
 )  # fmt: skip
 CORRELATIONS = (
-    ("pearson_tp", "Pearson r with the true mask IoU over true positives: predicted MaskIoU - class score "
-     "(MS R-CNN's detections)", "pearson", "tp"),
-    ("pearson_all", "the same over all detections", "pearson", "all"),
-    ("spearman_tp", "Spearman rho over true positives: predicted MaskIoU - class score", "spearman", "tp"),
+    ("pearson_tp", "Pearson r with the true mask IoU, true positives: predicted MaskIoU - class score",
+     "pearson", "tp"),
+    ("pearson_all", "Pearson r with the true mask IoU, all detections: predicted MaskIoU - class score",
+     "pearson", "all"),
+    ("spearman_tp", "Spearman rho with the true mask IoU, true positives: predicted MaskIoU - class score",
+     "spearman", "tp"),
 )  # fmt: skip
 BOOTSTRAP_SAMPLES = 1000
 
@@ -179,10 +187,10 @@ def verdict(effect: dict, unit: str) -> str:
     """"+1.2 points, 95 % CI [0.3, 2.1]: excludes zero" in words."""
     ci = effect.get("ci95")
     if ci is None:
-        return f"{effect['mean']:+.2f} {unit} from one seed: no interval"
+        return f"{effect['mean']:+.2f}{unit} from one seed: no interval"
     sign = "excludes zero: " + ("the effect is positive" if ci[0] > 0 else "the effect is negative") \
         if excludes_zero(effect) else "includes zero: not decided at this scale (no effect shown)"
-    return f"{effect['mean']:+.2f} {unit}, 95 % CI [{ci[0]:+.2f}, {ci[1]:+.2f}]; {sign}"
+    return f"{effect['mean']:+.2f}{unit}, 95 % CI [{ci[0]:+.2f}, {ci[1]:+.2f}]; {sign}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,8 +321,8 @@ def effects_markdown(effects: dict) -> str:
     lines += ["", "Verdicts (AP in points; correlations as differences of coefficients):", ""]
     for key, effect in effects.items():
         if isinstance(effect, dict):
-            unit = "points" if key in dict.fromkeys(e[0] for e in EFFECTS) else ""
-            lines.append(f"- {effect['what']}: {verdict(effect, unit).replace('  ', ' ')}")
+            unit = " points" if key in dict.fromkeys(e[0] for e in EFFECTS) else ""
+            lines.append(f"- {effect['what']}: {verdict(effect, unit)}")
     return "\n".join(lines) + "\n"
 
 
