@@ -377,6 +377,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", choices=ARMS, default="pennfudan",
                         help="pennfudan (real images) or synthetic (maskrcnn synth --style quality)")
     parser.add_argument("--arms", help="comma-separated, from maskrcnn, msrcnn (default: both)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs already finished in the work folder")
     args = pa.common_args(parser, "synthetic 128, pennfudan 288").parse_args(argv)
     if args.size is None and not args.smoke:
         args.size = 128 if args.dataset == "synthetic" else 288
@@ -386,13 +388,19 @@ def main(argv=None) -> int:
     if any(a not in switches for a in arms):
         sys.exit(f"--arms: choose from {', '.join(switches)}")
     data, base, weights, model = recipe(args, work)
+    if args.report_only and args.iters is None:
+        sys.exit("--report-only: give the runs' --iters")
     calibration = pa.calibrate(base, weights, work, args.minutes) if args.iters is None else {"iters": args.iters}
     iters, seeds = calibration["iters"], range(args.seeds)
     print(f"msrcnn_quality {args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations "
           f"each ({args.size} px); work folder {work}", flush=True)
-    for seed in seeds:  # both arms of a seed before the next seed: pairs finish together
+    for seed in [] if args.report_only else seeds:  # both arms of a seed before the next: pairs finish together
         pa.run_arms(arms, [seed], base, weights, work, iters, switches)
     found, diverged = pa.collect(work, switches, seeds)
+    if not found:
+        sys.exit(f"no finished runs in {work}")
+    if stale := [f"{r['arm']} seed {r['seed']}" for rows in found.values() for r in rows if r["iters"] != iters]:
+        sys.exit(f"{work}: {', '.join(stale)} trained another number of iterations than {iters}")
     header = (f"Mask Scoring R-CNN vs Mask R-CNN on {args.dataset} ({pa.split(data)}): {model}, "
               f"{args.size} px, {iters} iterations per arm and seed, seeds 0..{args.seeds - 1}")
     report(found, diverged, work, data["val_ann"], out, header,
