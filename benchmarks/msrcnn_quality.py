@@ -1,25 +1,31 @@
-"""Mask Scoring R-CNN's claim on real images: does the predicted MaskIoU rank masks better than
-the class score? MS R-CNN (`model.maskiou.enabled=true`) vs plain Mask R-CNN on Penn-Fudan.
+"""Mask Scoring R-CNN's claim: does ranking masks by class score x predicted MaskIoU raise mask AP?
+MS R-CNN (`model.maskiou.enabled=true`) against the same model without the head, same seeds,
+data, recipe and iteration count, on one of two datasets (`--dataset`):
+- `synthetic`: `maskrcnn synth --style quality` (1000 training images, seed 1; 500 held out, seed
+  2; 128 px): shapes whose mask quality varies independently of their class (thin spokes,
+  camouflage fills, blurred edges, occluding bars); the demo's ResNet-18 FPN from scratch, its
+  recipe (AdamW, one step down at 80 %); the MaskIoU head 64 wide like the demo's mask head, fc 256
+  like its box head (the paper: 256 and 1024 beside R50-FPN's heads).
+- `pennfudan`: Penn-Fudan's fixed split (120 train / 50 held out) at 288 px (the fine-tune
+  benchmark's size), `maskrcnn_effl0_fpn` fine-tuned from `imagenet/efficientnet_lite0` with its
+  fine-tuning recipe, the cosine schedule ending at the last iteration (complete: --iters sets it,
+  no time limit cuts it); the MaskIoU head 128 wide like the preset's mask head, fc 1024.
+Seeds run in turn, both arms of a seed before the next (pairs finish together). From each run's
+final detections on the held-out images (WORK/ARM-seedS/eval/results.json), at report time:
+- the true mask IoU of each detection (best IoU with a ground-truth mask of its class; a true
+  positive has box IoU >= 0.5 with a ground-truth box of its class) and the Pearson and Spearman
+  correlation with it of the predicted MaskIoU (mask score / class score) and of the class score;
+- mask AP / AP50 / AP75 ranked by the class score and by the mask score; box AP;
+- paired effects (paired_ap.py): per seed, MS R-CNN by mask score - Mask R-CNN (mask AP, AP75),
+  MS R-CNN by mask score - by class score (the re-ranking alone), box AP with - without, and the
+  correlation gain; the mean over seeds with its 95 % t-interval, and the 95 % interval of the
+  same mean over bootstrap resamples of the held-out images (same resample for every run).
+OUT.json, OUT.md (tables, verdicts), OUT.png (effects with intervals; true IoU against each score,
+seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 
-Both arms are paper_ablations.py's Penn-Fudan baseline (same split, recipe, image size, seeds and
-iteration count: `maskrcnn_effl0_fpn` fine-tuned from `imagenet/efficientnet_lite0`); the MS arm
-adds the MaskIoU head, 128 channels wide like the preset's mask head (paper: 256 with a 256-wide
-mask head), fc 1024. From each run's final detections on the 50 held-out images (what its COCO
-evaluation scored, WORK/ARM-seedS/eval/results.json) and the ground truth:
-- the true mask IoU of each detection: its best IoU with a ground-truth mask of its class; a true
-  positive is a detection whose box has IoU >= 0.5 with a ground-truth box of its class (the RoIs
-  the MaskIoU head is trained on);
-- Pearson and Spearman correlation with the true mask IoU of (a) the predicted MaskIoU (mask
-  score / class score) and (b) the class score, over all detections and over true positives;
-- mask AP (AP, AP50, AP75) of the same detections ranked by the class score and by the mask
-  score (class score x predicted MaskIoU, MS R-CNN's ranking); box AP.
-Mean and sample standard deviation over seeds: OUT.json, OUT.md; OUT.png plots the true mask
-IoU against each score for seed 0's detections. Runs one arm and seed at a time;
-finished ones (WORK/ARM-seedS.json) are not run again; `--minutes` becomes one iteration count
-from the plain arm's CPU seconds per iteration (see paper_ablations.py).
-
-    python benchmarks/msrcnn_quality.py [--minutes 2] [--seeds 3] [--size 160]
-    python benchmarks/msrcnn_quality.py --smoke
+    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 1400
+    python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
+    python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
 """
 
 from __future__ import annotations
@@ -35,9 +41,17 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 import paper_ablations as pa
+from paired_ap import ImageMatches, bootstrap_counts, percentile_interval, t_interval
 from maskrcnn.engine.evaluator import evaluate_results, load_ground_truth
 
-ARMS = {"maskrcnn": [], "msrcnn": ["model.maskiou.enabled=true", "model.maskiou.conv_dim=128"]}
+# The MaskIoU head as wide as the model's mask head, its fc layers as wide as its box head
+# (the paper: 256 and 1024 with R50-FPN's heads).
+ARMS = {
+    "pennfudan": {"maskrcnn": [], "msrcnn": ["model.maskiou.enabled=true", "model.maskiou.conv_dim=128"]},
+    "synthetic": {"maskrcnn": [], "msrcnn": ["model.maskiou.enabled=true", "model.maskiou.conv_dim=64",
+                                             "model.maskiou.fc_dim=256"]},
+}
+SYNTHETIC_IMAGES = {"full": (1000, 500, 128), "smoke": (8, 4, 64)}  # train, val images, side (px)
 PAPER = "mmdetection R50-caffe-FPN 1x on COCO val: mask AP 34.4 -> 36.0 with the MaskIoU head, box AP 38.0 -> 38.2"
 SCORES = {"pred_maskiou": "predicted MaskIoU", "class_score": "class score"}
 
@@ -94,9 +108,89 @@ def quality(results: list[dict], val_ann: Path) -> dict:
     return out
 
 
-def analyse(run_dir: Path, val_ann: Path) -> dict:
-    results = json.loads((run_dir / "eval" / "results.json").read_text())
-    return {"quality": quality(results, val_ann)}
+def load_detections(work: Path, arm: str, seed: int) -> list[dict]:
+    """A run's final detections on the held-out images (what its COCO evaluation scored)."""
+    return json.loads((work / f"{arm}-seed{seed}" / "eval" / "results.json").read_text())
+
+
+def views(arm: str, results: list[dict]) -> dict[str, tuple[list[dict], str]]:
+    """{name: (detections, task)}: the rankings of one run that the effects compare."""
+    by_class = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
+    out = {"segm_by_class_score": (by_class, "segm"), "bbox": (by_class, "bbox")}
+    if arm == "msrcnn":
+        out["segm_by_mask_score"] = ([{**r, "score": r["mask_score"]} for r in results], "segm")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired effects: (name, what, (arm, view) with, (arm, view) without, metric, paper)
+
+EFFECTS = (
+    ("headline_AP", "mask AP: MS R-CNN ranked by mask score - Mask R-CNN", ("msrcnn", "segm_by_mask_score"),
+     ("maskrcnn", "segm_by_class_score"), "AP", "+1.6 (34.4 -> 36.0)"),
+    ("headline_AP75", "mask AP75: MS R-CNN ranked by mask score - Mask R-CNN", ("msrcnn", "segm_by_mask_score"),
+     ("maskrcnn", "segm_by_class_score"), "AP75", "positive, larger than at AP50 (gain at high IoU)"),
+    ("rescoring_AP", "mask AP: MS R-CNN's masks ranked by mask score - by class score",
+     ("msrcnn", "segm_by_mask_score"), ("msrcnn", "segm_by_class_score"), "AP", "positive"),
+    ("rescoring_AP75", "mask AP75: MS R-CNN's masks ranked by mask score - by class score", ("msrcnn", "segm_by_mask_score"),
+     ("msrcnn", "segm_by_class_score"), "AP75", "positive"),
+    ("box_AP", "box AP: MS R-CNN - Mask R-CNN", ("msrcnn", "bbox"), ("maskrcnn", "bbox"), "AP", "+0.2 (38.0 -> 38.2)"),
+)  # fmt: skip
+CORRELATIONS = (
+    ("pearson_tp", "Pearson r with the true mask IoU, true positives: predicted MaskIoU - class score",
+     "pearson", "tp"),
+    ("pearson_all", "Pearson r with the true mask IoU, all detections: predicted MaskIoU - class score",
+     "pearson", "all"),
+    ("spearman_tp", "Spearman rho with the true mask IoU, true positives: predicted MaskIoU - class score",
+     "spearman", "tp"),
+)  # fmt: skip
+BOOTSTRAP_SAMPLES = 1000
+
+
+def paired_effects(found: dict, work: Path, gt, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+    """Each effect per seed (both arms of a seed finished), its mean with the paired t-interval over
+    seeds, and the 95 % percentile interval of that mean over `samples` bootstrap resamples of the
+    held-out images (the same resample for every run)."""
+    seeds = sorted({r["seed"] for r in found.get("maskrcnn", [])} & {r["seed"] for r in found.get("msrcnn", [])})
+    if not seeds:
+        return {}
+    counts = bootstrap_counts(len(gt.getImgIds()), samples)
+    exact, resampled = {}, {}
+    for arm in ("maskrcnn", "msrcnn"):
+        for seed in seeds:
+            for name, (dets, task) in views(arm, load_detections(work, arm, seed)).items():
+                matches = ImageMatches(gt, dets, task)
+                exact[arm, name, seed] = matches.ap(np.ones((1, matches.num_images)))
+                resampled[arm, name, seed] = matches.ap(counts)
+    out = {"seeds": seeds, "bootstrap_samples": samples}
+    for key, what, (arm1, view1), (arm0, view0), metric, paper in EFFECTS:
+        diffs = [100 * float(exact[arm1, view1, s][metric][0] - exact[arm0, view0, s][metric][0]) for s in seeds]
+        boot = np.mean([resampled[arm1, view1, s][metric] - resampled[arm0, view0, s][metric] for s in seeds], 0)
+        out[key] = {"what": what, "paper": paper, "per_seed": diffs, **t_interval(diffs),
+                    "bootstrap_ci95": [100 * v for v in percentile_interval(boot)]}  # fmt: skip
+    ms_rows = {r["seed"]: r["quality"] for r in found["msrcnn"]}
+    for key, what, coefficient, subset in CORRELATIONS:
+        pairs = [(ms_rows[s][f"{coefficient}/pred_maskiou/{subset}"], ms_rows[s][f"{coefficient}/class_score/{subset}"])
+                 for s in seeds]  # fmt: skip
+        diffs = [a - b for a, b in pairs if a is not None and b is not None]  # None: undefined (constant)
+        if diffs:
+            out[key] = {"what": what, "paper": "positive (its Fig. 2 motivation)", "per_seed": diffs, **t_interval(diffs)}
+    return out
+
+
+def excludes_zero(effect: dict) -> bool | None:
+    ci = effect.get("ci95")
+    return None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
+
+
+def verdict(effect: dict, unit: str) -> str:
+    """"+1.2 points, 95 % CI [0.3, 2.1]: excludes zero" in words."""
+    ci = effect.get("ci95")
+    if ci is None:
+        return f"{effect['mean']:+.2f}{unit} from one seed: no interval"
+    sign = "excludes zero: " + ("the effect is positive" if ci[0] > 0 else "the effect is negative") \
+        if excludes_zero(effect) else "includes zero: not decided at this scale (no effect shown)"
+    return f"{effect['mean']:+.2f}{unit}, 95 % CI [{ci[0]:+.2f}, {ci[1]:+.2f}]; {sign}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,8 +244,9 @@ def markdown(summary: dict, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(work: Path, val_ann: Path, arms, path: Path, title: str) -> None:
-    """True mask IoU against each score of seed 0's detections, one panel per arm and score."""
+def plot(work: Path, val_ann: Path, arms, effects: dict, path: Path, title: str) -> None:
+    """Left: each AP effect's mean with its t-interval (bars) and bootstrap interval (thin), seeds
+    as dots. Then the true mask IoU against each score of seed 0's detections, a panel per score."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,62 +255,158 @@ def plot(work: Path, val_ann: Path, arms, path: Path, title: str) -> None:
     gt = load_ground_truth(val_ann)
     panels = []
     for arm in arms:
-        results = json.loads((work / f"{arm}-seed0" / "eval" / "results.json").read_text())
+        results = load_detections(work, arm, 0)
         mask_iou, box_iou = true_ious(results, gt)
         tp = box_iou >= 0.5
         panels.append((arm, "class score", [r["score"] for r in results], mask_iou, tp))
         if results and "mask_score" in results[0]:
             panels.append((arm, "predicted MaskIoU", [r["mask_score"] / r["score"] for r in results], mask_iou, tp))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
-    for ax, (arm, label, score, iou, tp) in zip(axes[0], panels):
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.6 * len(panels) + 5, 3.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.5] + [1] * len(panels)})  # fmt: skip
+    _plot_effects(axes[0][0], effects)
+    for ax, (arm, label, score, iou, tp) in zip(axes[0][1:], panels):
         score = np.asarray(score)
-        ax.scatter(score[~tp], iou[~tp], s=6, alpha=0.5, color="tab:gray", label="box IoU < 0.5")
-        ax.scatter(score[tp], iou[tp], s=6, alpha=0.6, color="tab:blue", label="true positive")
+        ax.scatter(score[~tp], iou[~tp], s=4, alpha=0.4, color="tab:gray", label="box IoU < 0.5")
+        ax.scatter(score[tp], iou[tp], s=4, alpha=0.5, color="tab:blue", label="true positive")
         ax.set_xlabel(f"{arm}: {label}")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("true mask IoU")
-    axes[0][0].legend(fontsize=7)
+    axes[0][1].set_ylabel("true mask IoU (seed 0)")
+    axes[0][1].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)} (default: both)")
-    args = pa.common_args(parser, "160").parse_args(argv)
-    args.dataset = "pennfudan"
-    work, out = pa.setup(args, "msrcnn_quality")
-    arms = args.arms.split(",") if args.arms else list(ARMS)
-    if any(a not in ARMS for a in arms):
-        sys.exit(f"--arms: choose from {', '.join(ARMS)}")
-    data = pa.prepare_data("pennfudan", work, args)
-    base, weights = pa.base_config("pennfudan", args.size, data, args.smoke)
-    base.name = "msrcnn_quality_effl0_pennfudan"
-    calibration = pa.calibrate(base, weights, work, args.minutes) if args.iters is None else {"iters": args.iters}
-    iters, seeds = calibration["iters"], range(args.seeds)
-    print(f"msrcnn_quality: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations each "
-          f"({args.size} px); work folder {work}", flush=True)
-    run = functools.partial(pa.run_seed, analyse=functools.partial(analyse, val_ann=data["val_ann"]))
-    pa.run_arms(arms, seeds, base, weights, work, iters, ARMS, run=run)
-    found, diverged = pa.collect(work, ARMS, seeds)
+def _plot_effects(ax, effects: dict) -> None:
+    keys = [e[0] for e in EFFECTS if e[0] in effects]
+    for y, key in enumerate(keys):
+        effect = effects[key]
+        if effect.get("bootstrap_ci95"):
+            ax.plot(effect["bootstrap_ci95"], [y + 0.15] * 2, color="tab:orange", lw=1.5)
+        if effect.get("ci95"):
+            ax.plot(effect["ci95"], [y] * 2, color="tab:blue", lw=4, alpha=0.6)
+        ax.scatter(effect["per_seed"], [y] * len(effect["per_seed"]), s=12, color="black", zorder=3)
+        ax.scatter([effect["mean"]], [y], marker="|", s=200, color="tab:red", zorder=4)
+    ax.axvline(0, color="gray", lw=1)
+    ax.set_yticks(range(len(keys)), [k.replace("_", " ") for k in keys], fontsize=8)
+    ax.set_xlabel("paired difference (AP points)")
+    ax.set_title("blue: 95 % t (seeds); orange: bootstrap (images)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def effects_markdown(effects: dict) -> str:
+    """The paired effects table and one verdict line per effect."""
+    if not effects:
+        return ""
+    seeds = effects["seeds"]
+    lines = ["", f"Paired effects (same seed with and without the MaskIoU head; seeds {seeds}): mean of the "
+             f"per-seed differences, its 95 % t-interval over seeds (df {len(seeds) - 1}), and the 95 % "
+             f"interval of the same mean over {effects['bootstrap_samples']} bootstrap resamples of the "
+             "held-out images (training noise is in the first, not in the second).", "",
+             "| effect | paper | per seed | mean | 95 % CI (t, seeds) | 95 % CI (bootstrap, images) | excludes zero (t) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, effect in effects.items():
+        if not isinstance(effect, dict):
+            continue
+        digits = 1 if key in dict.fromkeys(e[0] for e in EFFECTS) else 3
+        ci, boot = effect.get("ci95"), effect.get("bootstrap_ci95")
+        cells = [effect["what"], effect["paper"], ", ".join(f"{v:+.{digits}f}" for v in effect["per_seed"]),
+                 f"{effect['mean']:+.{digits}f}", f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else "-",
+                 f"[{boot[0]:+.{digits}f}, {boot[1]:+.{digits}f}]" if boot else "-",
+                 {True: "yes", False: "no", None: "-"}[excludes_zero(effect)]]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Verdicts (AP in points; correlations as differences of coefficients):", ""]
+    for key, effect in effects.items():
+        if isinstance(effect, dict):
+            unit = " points" if key in dict.fromkeys(e[0] for e in EFFECTS) else ""
+            lines.append(f"- {effect['what']}: {verdict(effect, unit)}")
+    return "\n".join(lines) + "\n"
+
+
+def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, header: str, meta: dict) -> dict:
+    """OUT.json, OUT.md, OUT.png from the finished runs' saved detections."""
+    for arm, rows in found.items():
+        for row in rows:
+            row["quality"] = quality(load_detections(work, arm, row["seed"]), val_ann)
     summary = {arm: summarise(rows) for arm, rows in found.items()}
-    header = (f"Mask Scoring R-CNN vs Mask R-CNN on Penn-Fudan ({pa.split(data)}): EfficientNet-Lite0 FPN "
-              f"from ImageNet, {args.size} px, {iters} iterations per arm and seed, seeds 0..{args.seeds - 1}")
-    result = {"size": args.size, "iters": iters, "seeds": list(seeds), "calibration": calibration,
-              "switches": {a: ARMS[a] for a in found}, "threads": args.threads,
-              "arms": {arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
-              "diverged": diverged}  # fmt: skip
+    effects = paired_effects(found, work, load_ground_truth(val_ann))
+    result = dict(meta, arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
+                  effects=effects, diverged=diverged)  # fmt: skip
     pa.write_json_atomic(Path(f"{out}.json"), result)
-    table = markdown(summary, header) + pa.diverged_note(diverged)
+    table = markdown(summary, header) + effects_markdown(effects) + pa.diverged_note(diverged)
     pa.write_text_atomic(Path(f"{out}.md"), table)
     with_seed0 = [arm for arm in found if found[arm][0]["seed"] == 0]
     if with_seed0:
-        plot(work, data["val_ann"], with_seed0, Path(f"{out}.png"), f"{header.split(':')[0]}, seed 0's detections")
+        plot(work, val_ann, with_seed0, effects, Path(f"{out}.png"), f"{header.split(':')[0]}")
     print(table)
+    return result
+
+
+def prepare_synthetic(work: Path, smoke: bool) -> dict:
+    """`maskrcnn synth --style quality` training (seed 1) and held-out (seed 2) sets in WORK/data."""
+    from maskrcnn.data.synthetic import write_synthetic_dataset
+
+    *counts, size = SYNTHETIC_IMAGES["smoke" if smoke else "full"]
+    paths = {}
+    for part, count, seed in zip(("train", "val"), counts, (1, 2)):
+        ann = work / "data" / part / "annotations.json"
+        if not ann.is_file():
+            write_synthetic_dataset(ann.parent, count, seed=seed, size=size, style="quality")
+        paths[f"{part}_ann"], paths[f"{part}_images"] = ann, ann.parent / "images"
+    return paths
+
+
+def recipe(args, work: Path):
+    """(data paths, base config, weights, model description) of the dataset's arm."""
+    if args.dataset == "synthetic":
+        data = prepare_synthetic(work, args.smoke)
+        base, weights = pa.base_config("shapes", args.size, data, args.smoke)
+        base.name = "msrcnn_quality_r18_synthetic"
+        return data, base, weights, "ResNet-18 FPN from scratch (the demo's)"
+    data = pa.prepare_data("pennfudan", work, args)
+    base, weights = pa.base_config("pennfudan", args.size, data, args.smoke)
+    base.name = "msrcnn_quality_effl0_pennfudan"
+    return data, base, weights, "EfficientNet-Lite0 FPN from ImageNet (maskrcnn_effl0_fpn, fine-tuning recipe)"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=ARMS, default="pennfudan",
+                        help="pennfudan (real images) or synthetic (maskrcnn synth --style quality)")
+    parser.add_argument("--arms", help="comma-separated, from maskrcnn, msrcnn (default: both)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs already finished in the work folder")
+    args = pa.common_args(parser, "synthetic 128, pennfudan 288").parse_args(argv)
+    if args.size is None and not args.smoke:
+        args.size = 128 if args.dataset == "synthetic" else 288
+    work, out = pa.setup(args, "msrcnn_quality")
+    switches = ARMS[args.dataset]
+    arms = args.arms.split(",") if args.arms else list(switches)
+    if any(a not in switches for a in arms):
+        sys.exit(f"--arms: choose from {', '.join(switches)}")
+    data, base, weights, model = recipe(args, work)
+    if args.report_only and args.iters is None:
+        sys.exit("--report-only: give the runs' --iters")
+    calibration = pa.calibrate(base, weights, work, args.minutes) if args.iters is None else {"iters": args.iters}
+    iters, seeds = calibration["iters"], range(args.seeds)
+    print(f"msrcnn_quality {args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations "
+          f"each ({args.size} px); work folder {work}", flush=True)
+    for seed in [] if args.report_only else seeds:  # both arms of a seed before the next: pairs finish together
+        pa.run_arms(arms, [seed], base, weights, work, iters, switches)
+    found, diverged = pa.collect(work, switches, seeds)
+    if not found:
+        sys.exit(f"no finished runs in {work}")
+    if stale := [f"{r['arm']} seed {r['seed']}" for rows in found.values() for r in rows if r["iters"] != iters]:
+        sys.exit(f"{work}: {', '.join(stale)} trained another number of iterations than {iters}")
+    header = (f"Mask Scoring R-CNN vs Mask R-CNN on {args.dataset} ({pa.split(data)}): {model}, "
+              f"{args.size} px, {iters} iterations per arm and seed, seeds 0..{args.seeds - 1}")
+    report(found, diverged, work, data["val_ann"], out, header,
+           meta={"dataset": args.dataset, "size": args.size, "iters": iters, "seeds": list(seeds),
+                 "calibration": calibration, "switches": {a: switches[a] for a in found},
+                 "threads": args.threads})  # fmt: skip
     return 0
 
 

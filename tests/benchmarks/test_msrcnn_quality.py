@@ -82,3 +82,35 @@ def test_true_ious_take_the_best_ground_truth_of_the_detections_class(tmp_path):
     # the second detection covers GT 2 exactly, but GT 2 is of another class: no match
     np.testing.assert_allclose(mask_iou, [0.5, 0.0])
     np.testing.assert_allclose(box_iou, [0.5, 0.0])
+
+
+def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path):
+    """`--dataset synthetic --smoke` trains both arms on `synth --style quality` images; then the
+    runs' detections are replaced by known ones and each paired effect must be the difference of
+    what pycocotools scores (the MS arm's masks ranked by mask score, the plain arm's by class score)."""
+    from test_paired_ap import noisy_detections
+
+    work, out = tmp_path / "work", tmp_path / "msrcnn"
+    assert mq.main(["--dataset", "synthetic", "--smoke", "--work", str(work), "--out", str(out)]) == 0
+    val_ann = work / "data" / "val" / "annotations.json"
+    gt = json.loads(val_ann.read_text())
+    assert len(gt["images"]) == mq.SYNTHETIC_IMAGES["smoke"][1]
+    plain, scored = noisy_detections(gt, 0), noisy_detections(gt, 1)
+    rng = np.random.default_rng(2)
+    scored = [{**d, "mask_score": d["score"] * float(rng.random())} for d in scored]
+    for arm, dets in (("maskrcnn", plain), ("msrcnn", scored)):
+        (work / f"{arm}-seed0" / "eval" / "results.json").write_text(json.dumps(dets))
+    found, diverged = mq.pa.collect(work, mq.ARMS["synthetic"], [0])
+    result = mq.report(found, diverged, work, val_ann, out, "test", meta={})
+    by_class = [{k: v for k, v in d.items() if k != "mask_score"} for d in scored]
+    ms_mask, ms_class = pycocotools_stats(val_ann, scored, "segm"), pycocotools_stats(val_ann, by_class, "segm")
+    plain_segm = pycocotools_stats(val_ann, plain, "segm")
+    effects = result["effects"]
+    np.testing.assert_allclose(effects["headline_AP"]["per_seed"], [100 * (ms_mask[0] - plain_segm[0])], atol=1e-9)
+    np.testing.assert_allclose(effects["headline_AP75"]["per_seed"], [100 * (ms_mask[2] - plain_segm[2])], atol=1e-9)
+    np.testing.assert_allclose(effects["rescoring_AP"]["per_seed"], [100 * (ms_mask[0] - ms_class[0])], atol=1e-9)
+    box = pycocotools_stats(val_ann, scored, "bbox")[0] - pycocotools_stats(val_ann, plain, "bbox")[0]
+    np.testing.assert_allclose(effects["box_AP"]["per_seed"], [100 * box], atol=1e-9)
+    low, high = effects["headline_AP"]["bootstrap_ci95"]
+    assert low <= high and effects["headline_AP"]["ci95"] is None  # one seed: no t-interval
+    assert "mask AP: MS R-CNN ranked by mask score - Mask R-CNN: " in Path(f"{out}.md").read_text()
