@@ -64,6 +64,7 @@ from maskrcnn.zoo import get_preset
 REPO = Path(__file__).resolve().parents[1]
 PENNFUDAN = REPO.parent / "shared" / "data" / "pennfudan"
 PENNFUDAN_VAL = 50  # the last 50 images (sorted names) validate, as benchmarks/finetune_pennfudan.py
+PENNFUDAN_IMAGES = 170  # in the real dataset; a stand-in of another size holds out the same share
 
 # C4 on the demo's ResNet-18 (maskrcnn_r50_c4's fields): one stride-16 map holding every anchor,
 # so the FPN's per-level pre-NMS top-k x 5 levels; res5 per 14 x 14 RoI; 14 x 14 masks from one
@@ -127,7 +128,9 @@ def prepare_data(dataset: str, work: Path, args) -> dict:
     if not val_ann.is_file():
         from maskrcnn.data.mask_folders import InstanceIdPngDataset, to_coco
 
-        train_part, val_part = hold_out(to_coco(InstanceIdPngDataset(root)), PENNFUDAN_VAL)
+        coco = to_coco(InstanceIdPngDataset(root))
+        share = round(len(coco["images"]) * PENNFUDAN_VAL / PENNFUDAN_IMAGES)
+        train_part, val_part = hold_out(coco, min(PENNFUDAN_VAL, max(1, share)))
         if args.smoke:  # 4 training and 2 validation images
             train_part, val_part = first_images(train_part, 4), first_images(val_part, 2)
         write_json_atomic(train_ann, train_part)
