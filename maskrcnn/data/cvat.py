@@ -4,7 +4,7 @@
 `<image id name width height>` holds the objects: `<polygon points="x0,y0;x1,y1;...">` and
 `<box xtl ytl xbr ybr>` stay polygons; `<mask rle left top width height>` is a run-length mask
 over its box: comma-separated counts of alternating 0s and 1s (0s first), row by row. Shapes
-sharing a label and a `group_id` are one object. `polyline`, `points`, `tag`, `cuboid`,
+sharing a label and a `group_id` are one object; a shape without a label is skipped. `polyline`, `points`, `tag`, `cuboid`,
 `skeleton`, `ellipse` are skipped and counted. `name` is relative to the `images/` folder beside
 the XML when there is one (CVAT's export layout; `images/<subset>/` for a project export, whose
 `<image>` carries `subset`), else to the XML's folder, and never leaves the XML's folder
@@ -86,6 +86,9 @@ def _read_image(builder: CocoBuilder, image, path: Path, image_root: Path) -> No
             builder.skip(f"CVAT <{shape.tag}>", shape_where)
             continue
         label = shape.get("label")
+        if not label:
+            builder.skip("CVAT shape without a label", shape_where)
+            continue
         group = shape.get("group_id")
         groups.setdefault((label, index if group in (None, "0") else f"group {group}"), []).append(
             (shape, shape_where))
