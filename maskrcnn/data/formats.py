@@ -192,7 +192,8 @@ def as_coco_file(src, images, cache_dir) -> tuple[Path, Path | None, str | None]
     if images and Path(images).resolve() != Path(root).resolve():
         raise UserError(f"--images does not apply to a {fmt} export: {src} names its images "
                         f"(they are read from {root})")
-    out = Path(cache_dir) / f"{src.stem or src.name}.coco.json"
+    stem = src.name[:-len(".json")] if src.name.endswith(".json") else src.name
+    out = Path(cache_dir) / f"{stem.removesuffix('.coco')}.coco.json"
     write_json_atomic(out, data)
     return out, root, f"{note}; converted to {out} (images from {root})"
 
