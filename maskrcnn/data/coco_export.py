@@ -13,14 +13,11 @@ parent, holding the first image; `file_name`s must stay inside it (`safe_paths`)
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ..errors import DatasetError
 from .coco import load_json
 from .safe_paths import path_inside
-
-logger = logging.getLogger(__name__)
 
 
 def is_coco(data) -> bool:

@@ -11,7 +11,6 @@ would be a silent error).
 from __future__ import annotations
 
 import json
-import logging
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ from pathlib import Path
 from ..errors import DatasetError, UserError
 from ..fileio import write_json_atomic
 from .coco import load_json_file
-
-logger = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
     "coco": "COCO json, also as Roboflow, CVAT (COCO 1.0) and Label Studio export it",
@@ -146,7 +143,7 @@ def convert(src, fmt: str, options: Options | None = None) -> tuple[dict, Path]:
         builder, root = read_cityscapes(src, o.split)
         return builder.to_coco(builder.declared, category_ids()), root
     if fmt == "coco":
-        data, root, changes = read_coco_export(src)
+        data, root, _ = read_coco_export(src)
         return data, root
     readers = {"via": lambda: read_via(src, o.class_attribute, o.class_name),
                "via3": lambda: read_via3(src, o.class_attribute, o.class_name),

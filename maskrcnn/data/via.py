@@ -14,8 +14,8 @@ exactly one id set. The attribute's options, in the project's order, are the dec
 A project without any region attribute has one class: `class_name`, by default the name of the
 folder holding the json (its parent's when that folder is a split such as `train` or `val`, so
 `balloon/train/via_region_data.json` gives "balloon"); a one-line notice says so.
-Images are found relative to the json's folder (never outside it: `safe_paths`); their sizes come
-from the image files.
+Images are found relative to the json's folder (never outside it: `safe_paths`; a URL means the
+file of that name there); their sizes come from the image files.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def _read_entry(builder: CocoBuilder, entry: dict, key: str, attribute: str, pat
     filename = entry.get("filename")
     if not isinstance(filename, str) or not filename:
         raise DatasetError(f"{path}: image entry '{key}' has no 'filename'")
+    if "://" in filename:  # a remote image (VIA annotates URLs): its copy beside the json
+        filename = filename.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
     image_path = path_inside(path.parent, path.parent, filename, f"{path}: image entry '{key}'")
     if not image_path.is_file():
         raise DatasetError(f"{path}: image '{filename}': file {image_path} not found (images are "
