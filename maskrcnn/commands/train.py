@@ -67,12 +67,12 @@ def add_parser(subparsers, name: str) -> None:
 def build_config(args):
     """The run's config: file or preset, then the --weights file's architecture (if it embeds
     one), then --set overrides, then the data paths."""
-    formats.use_exports(args, Path(args.out) / "data")
     cfg = load_yaml(args.config) if args.config else get_preset(args.model)
     if args.weights:
         cfg = config_for_weights(cfg, args.weights)
         set_value(cfg, "model.weights", args.weights, source="--weights")
     apply_overrides(cfg, args.set)
+    formats.use_exports(args, Path(args.out) / "data")  # any tool's export -> COCO json
     paths = {"train_ann": args.data, "train_images": args.images,
              "val_ann": args.val_data, "val_images": args.val_images}  # fmt: skip
     for key, path in paths.items():
