@@ -52,10 +52,10 @@ def read_coco_export(path, data=None) -> tuple[dict, Path, list[str]]:
 def placeholder_category(data: dict) -> dict | None:
     """Roboflow's category 0: unused, and the supercategory of every other category."""
     categories = [c for c in data["categories"] if isinstance(c, dict)]
-    used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
+    used = {str(a.get("category_id")) for a in data["annotations"] if isinstance(a, dict)}
     for category in categories:
         others = [c for c in categories if c is not category]
-        if (category.get("id") not in used and others
+        if (str(category.get("id")) not in used and others
                 and all(c.get("supercategory") == category.get("name") for c in others)):
             return category
     return None
@@ -70,6 +70,9 @@ def image_root(data: dict, path: Path) -> Path:
     if first is not None:
         name = first.replace("\\", "/")
         for root in candidates:
-            if (root / name).is_file():
-                return root
+            try:
+                if (root / name).is_file():
+                    return root
+            except (OSError, ValueError):  # a name no file system holds (e.g. a NUL byte)
+                break
     return folder / "images" if (folder / "images").is_dir() else folder

@@ -171,16 +171,23 @@ def _check_options(fmt: str, o: Options) -> None:
 
 def as_coco_file(src, images, cache_dir) -> tuple[Path, Path | None, str | None]:
     """(COCO json, image folder or None = as training finds it, a line saying what was done or
-    None) for any supported export `src`; converted files go to `cache_dir`."""
+    None) for any supported export `src`; converted files go to `cache_dir`. A json that is not
+    recognised (truncated, or a malformed COCO file) is passed on as it is: the COCO reader
+    reports its problems the way train and check-data always do."""
     src = Path(src)
-    parsed = load_json_file(src) if src.is_file() and src.suffix.lower() == ".json" else None
-    fmt, why = detect_format(src, parsed)
+    try:
+        parsed = load_json_file(src) if src.is_file() and src.suffix.lower() == ".json" else None
+        fmt, why = detect_format(src, parsed)
+    except DatasetError:
+        if src.is_file():
+            return src, Path(images) if images else None, None
+        raise
     if fmt == "coco":
-        from .coco_export import read_coco_export
+        from .coco_export import image_root, placeholder_category, read_coco_export
 
+        if placeholder_category(parsed) is None:
+            return src, Path(images) if images else image_root(parsed, src), None
         data, root, changes = read_coco_export(src, parsed)
-        if not changes:
-            return src, Path(images) if images else root, None
         root = Path(images) if images else root
         note = f"{src}: COCO export ({'; '.join(changes)})"
     else:
