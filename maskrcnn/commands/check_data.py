@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..cli import add_set_option
 from ..config import apply_overrides
+from ..data import formats
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic
 from ..zoo import get_preset
@@ -15,7 +16,8 @@ def add_parser(subparsers, name: str) -> None:
         name, help="validate a COCO dataset: errors, statistics, warnings, overlay grid",
         description="Writes OUT/check.json (errors, warnings, statistics) and OUT/overlays.png; "
                     "exits 1 when the dataset has errors.")
-    parser.add_argument("--data", required=True, help="COCO annotation json")
+    parser.add_argument("--data", required=True, help="COCO annotation json, or any export "
+                        "convert-dataset reads (converted into OUT/data/)")
     parser.add_argument("--images", default=None, help="images folder (default: as training finds it)")
     parser.add_argument("--out", required=True, help="folder for check.json and overlays.png")
     parser.add_argument("--model", default="maskrcnn_r50_fpn",
@@ -27,6 +29,7 @@ def add_parser(subparsers, name: str) -> None:
 def run(args) -> int:
     cfg = apply_overrides(get_preset(args.model), args.set)
     out = check_output_dir(args.out)
+    formats.use_exports(args, out / "data")
     result, dataset = check_dataset(args.data, args.images, max(cfg.input.min_size),
                                     cfg.input.max_size, min(cfg.model.anchors.sizes))
     write_json_atomic(out / "check.json", result.to_dict())

@@ -5,48 +5,55 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.cityscapes import category_ids, read_cityscapes
+from ..data import formats
 from ..data.coco_builder import parse_classes
-from ..data.cvat import read_cvat
-from ..data.labelme import read_labelme
-from ..data.mask_folders import InstanceIdPngDataset, PerInstancePngDataset, to_coco
-from ..data.via import read_via
-from ..data.yolo_seg import read_yolo_seg
 from ..errors import DatasetError, UserError
 from ..fileio import check_output_file, write_json_atomic
 
 FORMATS = """\
-formats (SRC):
-  via           VIA 2.x project json (polygon, rect, circle, ellipse); images beside the json;
-                the class is a region attribute (--class-attribute, default: the only one)
-  labelme       folder of LabelMe json files (polygon, rectangle, circle, mask; imageData or path)
+formats (SRC), --format auto (the default) recognises each from the file's content:
+  via           VIA 1.x / 2.x json (polygon, rect, circle, ellipse; regions as list or dict);
+                images beside the json; the class is a region attribute (--class-attribute,
+                default: the only one); no region attribute: one class, --class-name, default
+                the json's folder name (its parent's for train/val/test folders)
+  via3          VIA 3 project json (polygon, rectangle, circle, ellipse), class as for via
+  labelme       folder of LabelMe 3.x-5.x json (polygon, rectangle, circle, mask; imageData or
+                imagePath; group_id joins parts of one object)
   cvat          CVAT for images 1.1 annotations.xml, or its folder (polygon, box, mask)
-  yolo-seg      Ultralytics folder: images/... + labels/....txt + data.yaml / classes.txt
+  label-studio  Label Studio JSON export (polygonlabels, rectanglelabels, brushlabels)
+  coco          COCO json, also Roboflow's (its category 0 dropped), CVAT's COCO 1.0 and
+                Label Studio's COCO export (the images folder found beside it)
+  yolo-seg      Ultralytics folder: images/... + labels/....txt + data.yaml / classes.txt;
+                Roboflow's YOLOv5/v8 export (train/, valid/, test/ each with images/, labels/)
   cityscapes    Cityscapes root with gtFine/ and leftImg8bit/ (--split; the 8 instance classes)
   pennfudan     PNGImages/*.png + PedMasks/*_mask.png (instance ids)
   mask-folders  <id>/images/<id>.png + <id>/masks/*.png (one PNG per instance)
 
 Categories are numbered 1..K in the order --classes gives, else the order the format declares
 (VIA options, CVAT labels, YOLO class list), then other names sorted. Images without objects
-are kept. file_name entries are relative to the folder printed at the end: train with --images.
+are kept. Polygons reaching outside their image are clipped to it. file_name entries are
+relative to the folder printed at the end: train with --images. Paths inside annotation files
+never leave the dataset folder. train and check-data also take any of these directly (--data).
 """
-_SINGLE_CLASS = {"pennfudan": InstanceIdPngDataset, "mask-folders": PerInstancePngDataset}
 
 
 def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(
-        name, help="convert a dataset (VIA, LabelMe, CVAT, YOLO-seg, Cityscapes, mask PNGs) to COCO json",
+        name, help="convert a dataset (VIA, LabelMe, CVAT, Label Studio, Roboflow, YOLO-seg, "
+                   "Cityscapes, mask PNGs) to COCO json",
         epilog=FORMATS, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--format", required=True,
-                        choices=["via", "labelme", "cvat", "yolo-seg", "cityscapes", *_SINGLE_CLASS])
+    parser.add_argument("--format", default="auto", choices=["auto", *formats.DESCRIPTIONS],
+                        help="default: auto, recognised from the file or folder (printed)")
     parser.add_argument("src", help="annotation file or dataset folder (see formats below)")
     parser.add_argument("--out", required=True, help="COCO json to write")
     parser.add_argument("--classes", default=None,
                         help="comma-separated class names: the categories, in this order")
-    parser.add_argument("--class-attribute", default=None, help="via: the region attribute with the class")
+    parser.add_argument("--class-attribute", default=None,
+                        help="via, via3: the region attribute with the class")
     parser.add_argument("--split", default=None, help="cityscapes: train, val or test (default: all)")
     parser.add_argument("--class-name", default=None,
-                        help="pennfudan / mask-folders: name of the single category")
+                        help="via, via3 without class attribute, pennfudan, mask-folders: name of "
+                             "the single category")
     parser.add_argument("--val-out", help="also write a validation json: the last --val-count "
                         "images (in the order converted; sorted names for pennfudan) go there instead")
     parser.add_argument("--val-count", type=int, default=0, help="images held out for --val-out")
@@ -87,24 +94,10 @@ def hold_out(data: dict, count: int) -> list[dict]:
 
 def convert(args) -> tuple[dict, Path]:
     """(COCO dict, folder its file names are relative to)."""
-    classes = parse_classes(args.classes)
-    for option, value, fmt in (("--class-attribute", args.class_attribute, "via"),
-                               ("--split", args.split, "cityscapes")):
-        if value and args.format != fmt:
-            raise UserError(f"{option} applies to --format {fmt} only")
-    if args.format in _SINGLE_CLASS:
-        if classes:
-            raise UserError(f"--classes does not apply to {args.format}; use --class-name")
-        kwargs = {"class_name": args.class_name} if args.class_name else {}
-        return to_coco(_SINGLE_CLASS[args.format](args.src, **kwargs)), Path(args.src)
-    if args.format == "cityscapes":
-        if classes:
-            raise UserError("--classes does not apply to cityscapes: its 8 classes and ids are fixed")
-        builder, root = read_cityscapes(args.src, args.split)
-        return builder.to_coco(builder.declared, category_ids()), root
-    readers = {"via": lambda: read_via(args.src, args.class_attribute),
-               "labelme": lambda: read_labelme(args.src, exclude=args.out),
-               "cvat": lambda: read_cvat(args.src),
-               "yolo-seg": lambda: read_yolo_seg(args.src, classes)}
-    builder, root = readers[args.format]()
-    return builder.to_coco(classes), root
+    fmt = args.format
+    if fmt == "auto":
+        fmt, why = formats.detect_format(args.src)
+        print(f"format: {fmt} ({why}); give --format to choose another")
+    options = formats.Options(classes=parse_classes(args.classes), class_attribute=args.class_attribute,
+                              class_name=args.class_name, split=args.split, exclude=args.out)
+    return formats.convert(args.src, fmt, options)

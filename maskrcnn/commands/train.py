@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..cli import add_set_option
 from ..config import apply_overrides, load_yaml, set_value
+from ..data import formats
 from ..weights.transfer import config_for_weights
 from ..zoo import get_preset
 
@@ -42,10 +43,12 @@ def add_parser(subparsers, name: str) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML config file (every field of the config classes)")
     source.add_argument("--model", help="preset name, e.g. maskrcnn_r50_fpn, maskrcnn_r18_fpn")
-    parser.add_argument("--data", required=True, help="training annotations (COCO json)")
-    parser.add_argument("--images", required=True, help="training images folder")
+    parser.add_argument("--data", required=True, help="training annotations: COCO json, or any "
+                        "export convert-dataset reads (converted into OUT/data/)")
+    parser.add_argument("--images", default=None, help="training images folder (default: found "
+                        "beside the annotations)")
     parser.add_argument("--out", required=True, help="run directory (config, logs, checkpoints)")
-    parser.add_argument("--val-data", default="", help="validation annotations (COCO json)")
+    parser.add_argument("--val-data", default="", help="validation annotations (as --data)")
     parser.add_argument("--val-images", default="", help="validation images folder")
     add_set_option(parser, "config overrides, e.g. solver.max_iter=100 input.min_size=[512]")
     parser.add_argument("--weights", default=None, metavar="SOURCE",
@@ -69,6 +72,7 @@ def build_config(args):
         cfg = config_for_weights(cfg, args.weights)
         set_value(cfg, "model.weights", args.weights, source="--weights")
     apply_overrides(cfg, args.set)
+    formats.use_exports(args, Path(args.out) / "data")  # any tool's export -> COCO json
     paths = {"train_ann": args.data, "train_images": args.images,
              "val_ann": args.val_data, "val_images": args.val_images}  # fmt: skip
     for key, path in paths.items():

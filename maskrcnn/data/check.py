@@ -6,7 +6,7 @@ cannot be decoded or differs in size from the json; all of them are listed, not 
 Statistics: images, instances per class, instances per image, object sizes by COCO's areas
 (small: area < 32^2, medium: < 96^2, large: the rest, from the annotation's `area` as COCO
 evaluation reads it), box aspect ratios (width / height), empty images, crowd regions, and
-annotations the reader skips. Warnings: box and mask disagree (the bbox overlaps the mask's
+annotations the reader skips, boxes it clips to the image (kept: reported as clipped). Warnings: box and mask disagree (the bbox overlaps the mask's
 tight box with IoU < 0.5; boxes under 8 x 8 px excepted), objects smaller than the smallest
 anchor once the image is resized for the model, classes with fewer than 10 instances, images
 whose long side is over twice `input.max_size`.
@@ -30,6 +30,7 @@ from .coco import CocoDataset
 from .images import image_size, open_image, oriented_size
 
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
+CLIPPED = "clipped box"  # the reader's count of boxes clipped to their image (kept, not skipped)
 FEW_INSTANCES = 10
 TOO_LARGE = 2.0  # long side over this many times input.max_size
 DISAGREE_IOU = 0.5  # a bbox overlapping its mask's tight box less than this is wrong...
@@ -109,7 +110,8 @@ def _statistics(dataset: CocoDataset, anns: list[list[dict]], sizes, max_size: i
         "images": len(dataset.images),
         "instances": len(flat),
         "crowd_regions": sum(1 for a in raw if a.get("iscrowd", 0)),
-        "skipped_annotations": dict(dataset.skipped),
+        "skipped_annotations": {r: n for r, n in dataset.skipped.items() if r != CLIPPED},
+        "clipped_boxes": dataset.skipped.get(CLIPPED, 0),
         "empty_images": int((per_image == 0).sum()),
         "instances_per_class": {name: sum(a["label"] == label for a in flat)
                                 for label, name in enumerate(dataset.class_names) if label > 0},
@@ -165,6 +167,9 @@ def _warnings(dataset: CocoDataset, anns, stats: dict, resize, smallest_anchor: 
         warnings.append(f"{stats['images_over_max_size']} images have a long side over "
                         f"{TOO_LARGE:g} x input.max_size ({resize[1]} px): they are shrunk a lot "
                         "(small objects vanish); tile them or raise input.max_size")
+    if stats["clipped_boxes"]:
+        warnings.append(f"{stats['clipped_boxes']} boxes reach outside their image and are clipped "
+                        "to it (kept for training)")
     if stats["skipped_annotations"]:
         warnings.append("the reader skips annotations: " + ", ".join(
             f"{n} x {reason}" for reason, n in stats["skipped_annotations"].items()))

@@ -3,6 +3,9 @@
 Importers add images (kept even without objects) and instances named by class; the builder
 rasterises each instance once to get its COCO `bbox` (tight box of the mask's pixels) and `area`
 (pixel count), and numbers the categories. Polygons stay polygons; masks become compressed RLE.
+A polygon with vertices outside the image (tools let a vertex land past the far edge, x > width)
+is clipped to the image rectangle, counted and reported as clipped: its pixels inside the image
+are unchanged, so no box outside the image reaches training.
 
 Shape helpers turn the primitives annotation tools draw (rectangles, circles, rotated ellipses)
 into polygons or masks in image coordinates: (0, 0) is the top-left corner of the top-left
@@ -30,6 +33,7 @@ class CocoBuilder:
         self.images: list[dict] = []
         self.instances: list[dict] = []  # {image_id, name, segmentation, iscrowd, where}
         self.skipped: dict[str, int] = {}
+        self.clipped = 0  # polygons clipped to their image
 
     def add_image(self, file_name: str, height: int, width: int) -> int:
         image_id = len(self.images) + 1
@@ -46,8 +50,18 @@ class CocoBuilder:
                                    f"{len(polygon) / 2:g}")
             if not all(np.isfinite(polygon)):
                 raise DatasetError(f"{where}: polygon coordinates must be finite numbers")
-        segmentation = [[float(v) for v in polygon] for polygon in polygons]
-        self._add(image_id, name, segmentation, where, iscrowd)
+        image = self.images[image_id - 1]
+        segmentation = []
+        for polygon in polygons:
+            clipped = clip_polygon(polygon, image["width"], image["height"])
+            if clipped != polygon:
+                self.clipped += 1
+            if len(clipped) >= 6:
+                segmentation.append(clipped)
+        if segmentation:
+            self._add(image_id, name, segmentation, where, iscrowd)
+        else:
+            self.skip("object with no pixel inside the image", where)
 
     def add_mask(self, image_id: int, name: str, mask: np.ndarray, where: str,
                  iscrowd: int = 0) -> None:
@@ -80,6 +94,9 @@ class CocoBuilder:
             annotation = self._annotation(instance, id_of[instance["name"]], len(annotations) + 1)
             if annotation is not None:
                 annotations.append(annotation)
+        if self.clipped:
+            logger.warning("%s: clipped %d polygons to their image (vertices outside it, e.g. on "
+                           "x = width)", self.source, self.clipped)
         if self.skipped:
             logger.warning("%s: skipped %s", self.source,
                            ", ".join(f"{n} x {reason}" for reason, n in self.skipped.items()))
@@ -107,6 +124,36 @@ def box_polygon(x1: float, y1: float, x2: float, y2: float) -> list[float]:
     x1, x2 = sorted((x1, x2))
     y1, y2 = sorted((y1, y2))
     return [x1, y1, x2, y1, x2, y2, x1, y2]
+
+
+def clip_polygon(polygon: list[float], width: float, height: float) -> list[float]:
+    """The flat polygon clipped to [0, width] x [0, height] (Sutherland-Hodgman; unchanged, as
+    floats, when it is inside). May return fewer than 3 points when nothing is inside."""
+    points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)  # (P, 2) x, y
+    if (points >= 0).all() and (points[:, 0] <= width).all() and (points[:, 1] <= height).all():
+        return [float(v) for v in polygon]
+    for axis, limit, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False),
+                                    (1, height, True)):
+        points = _clip_half_plane(points, axis, limit, keep_below)
+        if len(points) == 0:
+            break
+    return points.reshape(-1).tolist()
+
+
+def _clip_half_plane(points: np.ndarray, axis: int, limit: float, keep_below: bool) -> np.ndarray:
+    """(P, 2) -> (Q, 2): the polygon's part with points[:, axis] <= limit (or >= when not
+    keep_below); each edge crossing the line adds the crossing point."""
+    inside = points[:, axis] <= limit if keep_below else points[:, axis] >= limit
+    following = np.roll(points, -1, axis=0)
+    following_inside = np.roll(inside, -1)
+    out = []
+    for point, nxt, here, there in zip(points, following, inside, following_inside):
+        if here:
+            out.append(point)
+        if here != there:  # the edge crosses the line: add the crossing
+            t = (limit - point[axis]) / (nxt[axis] - point[axis])
+            out.append(point + t * (nxt - point))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 def ellipse_mask(height: int, width: int, cx: float, cy: float, rx: float, ry: float,

@@ -4,9 +4,15 @@
 `<image id name width height>` holds the objects: `<polygon points="x0,y0;x1,y1;...">` and
 `<box xtl ytl xbr ybr>` stay polygons; `<mask rle left top width height>` is a run-length mask
 over its box: comma-separated counts of alternating 0s and 1s (0s first), row by row. Shapes
-sharing a label and a `group_id` are one object. `polyline`, `points`, `tag`, `cuboid`,
+sharing a label and a `group_id` are one object; a shape without a label is skipped. `polyline`, `points`, `tag`, `cuboid`,
 `skeleton`, `ellipse` are skipped and counted. `name` is relative to the `images/` folder beside
-the XML when there is one (CVAT's export layout), else to the XML's folder.
+the XML when there is one (CVAT's export layout; `images/<subset>/` for a project export, whose
+`<image>` carries `subset`), else to the XML's folder, and never leaves the XML's folder
+(`safe_paths`).
+
+Also read: `z_order` orders an image's instances (lowest first, as CVAT stacks them; overlaps are
+kept: instance masks may overlap); `occluded="1"` shapes are ordinary instances (their outline is
+what the annotator drew); `<attribute>` children are not classes and are ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from ..errors import DatasetError
 from ..ops.rle import segmentation_to_mask
 from .coco_builder import CocoBuilder, box_polygon
 from .images import image_size
+from .safe_paths import path_inside, relative_name
 
 _READ = ("polygon", "box", "mask")
 
@@ -46,6 +53,16 @@ def read_cvat(path) -> tuple[CocoBuilder, Path]:
     return builder, image_root
 
 
+def _image_path(image, name: str, path: Path, image_root: Path, where: str) -> Path:
+    """The image file: `images/<subset>/<name>` for a project export, else `images/<name>`."""
+    subset = image.get("subset")
+    if subset:
+        in_subset = path_inside(path.parent, image_root / subset, name, where)
+        if in_subset.is_file():
+            return in_subset
+    return path_inside(path.parent, image_root, name, where)
+
+
 def _read_image(builder: CocoBuilder, image, path: Path, image_root: Path) -> None:
     name = image.get("name")
     where = f"{path}: image id {image.get('id')} '{name}'"
@@ -55,18 +72,23 @@ def _read_image(builder: CocoBuilder, image, path: Path, image_root: Path) -> No
         height, width = int(image.get("height")), int(image.get("width"))
     except (TypeError, ValueError):
         raise DatasetError(f"{where}: 'width' and 'height' must be integers") from None
-    actual = image_size(image_root / name) if (image_root / name).is_file() else (height, width)
+    image_path = _image_path(image, name, path, image_root, where)
+    actual = image_size(image_path) if image_path.is_file() else (height, width)
     if actual != (height, width):
-        raise DatasetError(f"{where}: the XML says {width} x {height} but {image_root / name} is "
+        raise DatasetError(f"{where}: the XML says {width} x {height} but {image_path} is "
                            f"{actual[1]} x {actual[0]}")
-    image_id = builder.add_image(name, height, width)
+    image_id = builder.add_image(relative_name(image_path, image_root), height, width)
     groups: dict[tuple, list] = {}
-    for index, shape in enumerate(image):
+    shapes = sorted(enumerate(image), key=lambda item: _z_order(item[1], where))
+    for index, shape in shapes:
         shape_where = f"{where} <{shape.tag}> {index}"
         if shape.tag not in _READ:
             builder.skip(f"CVAT <{shape.tag}>", shape_where)
             continue
         label = shape.get("label")
+        if not label:
+            builder.skip("CVAT shape without a label", shape_where)
+            continue
         group = shape.get("group_id")
         groups.setdefault((label, index if group in (None, "0") else f"group {group}"), []).append(
             (shape, shape_where))
@@ -79,6 +101,14 @@ def _read_image(builder: CocoBuilder, image, path: Path, image_root: Path) -> No
             masks = [p if isinstance(p, np.ndarray) else segmentation_to_mask([p], height, width) > 0
                      for p in parts]
             builder.add_mask(image_id, label, np.logical_or.reduce(masks), where)
+
+
+def _z_order(shape, where: str) -> int:
+    try:
+        return int(shape.get("z_order", 0))
+    except ValueError:
+        raise DatasetError(f"{where} <{shape.tag}>: z_order {shape.get('z_order')!r} is not an "
+                           "integer") from None
 
 
 def _shape(shape, size, where: str):

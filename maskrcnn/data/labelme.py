@@ -7,6 +7,11 @@ imageHeight, imageWidth}`, `imagePath` relative to the json. Shapes: `polygon` a
 label and a non-null `group_id` are one object. `point`, `line`, `linestrip`, `points` have no
 area: skipped and counted. When the image file is missing but `imageData` embeds it, the image
 is written there (where LabelMe itself would look for it) and counted.
+
+`imagePath` is relative to the json and must stay inside the folder being converted
+(`safe_paths`): `../../x.png` escaping it is refused before anything is read or written. An
+absolute `imagePath` (older LabelMe versions wrote them) means the file of that name beside the
+json.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import binascii
 import io
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ from ..ops.rle import segmentation_to_mask
 from .coco import load_json_file
 from .coco_builder import CocoBuilder, box_polygon, ellipse_mask
 from .images import image_size
+from .safe_paths import basename_inside, is_absolute, path_inside, relative_name
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,8 @@ def read_labelme(folder, exclude=None) -> tuple[CocoBuilder, Path]:
     for path in files:
         extracted += _read_file(builder, path, folder)
     if extracted:
-        logger.warning("%s: wrote %d images embedded as imageData beside their json", folder, extracted)
+        logger.warning("%s: wrote %d images embedded as imageData to the imagePath of their json "
+                       "(inside this folder)", folder, extracted)
     return builder, folder
 
 
@@ -56,12 +62,12 @@ def _read_file(builder: CocoBuilder, path: Path, root: Path) -> int:
     data = load_json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise DatasetError(f"{path}: not a LabelMe file (no 'shapes' list)")
-    image_path, extracted = _image_file(data, path)
+    image_path, extracted = _image_file(data, path, root)
     height, width = image_size(image_path)
     if (data.get("imageHeight", height), data.get("imageWidth", width)) != (height, width):
         raise DatasetError(f"{path}: imageHeight x imageWidth {data['imageHeight']} x "
                            f"{data['imageWidth']} but {image_path} is {height} x {width}")
-    file_name = Path(os.path.relpath(image_path, root.resolve())).as_posix()
+    file_name = relative_name(image_path, root)
     image_id = builder.add_image(file_name, height, width)
     groups: dict[tuple, list] = {}  # (label, group) -> [(shape, where)]
     for index, shape in enumerate(data["shapes"]):
@@ -80,12 +86,16 @@ def _read_file(builder: CocoBuilder, path: Path, root: Path) -> int:
     return extracted
 
 
-def _image_file(data: dict, path: Path) -> tuple[Path, int]:
+def _image_file(data: dict, path: Path, root: Path) -> tuple[Path, int]:
     """(the image file, 1 if it was just written from imageData else 0)."""
     name = data.get("imagePath")
     if not isinstance(name, str) or not name:
         raise DatasetError(f"{path}: no 'imagePath'")
-    image_path = (path.parent / name.replace("\\", "/")).resolve()
+    where = f"{path}: imagePath"
+    if is_absolute(name):
+        image_path = basename_inside(path.parent, name)
+    else:
+        image_path = path_inside(root, path.parent, name, where)
     if image_path.is_file():
         return image_path, 0
     if not data.get("imageData"):
@@ -95,7 +105,8 @@ def _image_file(data: dict, path: Path) -> tuple[Path, int]:
         Image.open(io.BytesIO(payload)).verify()
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
         raise DatasetError(f"{path}: imageData is not a base64-encoded image ({exc})") from None
-    write_bytes_atomic(image_path, payload)
+    write_bytes_atomic(path_inside(root, image_path.parent, image_path.name, where, writing=True),
+                       payload)
     return image_path, 1
 
 

@@ -7,6 +7,10 @@ line of exactly 4 numbers after the class is a box `cx cy w h` (YOLO detection).
 a label file, or with an empty one, is kept with no objects. The class list is `names` in
 `<root>/data.yaml` (a list, or a dict index -> name), else `<root>/classes.txt` or
 `<root>/obj.names` (one name per line), else `classes` given by the caller, in index order.
+Roboflow's YOLOv5/v8 export puts each split in its own folder (`<root>/train/images`,
+`<root>/train/labels`, `<root>/valid/...`, `data.yaml` at the root, whose `train: ../train/images`
+paths point outside the folder and are not read): every `<root>/<split>/images` is read when there
+is no `<root>/images`.
 """
 
 from __future__ import annotations
@@ -33,19 +37,29 @@ def read_yolo_seg(root, classes: list[str] | None = None) -> tuple[CocoBuilder, 
     if not names:
         raise DatasetError(f"{root}: no class list (data.yaml 'names', classes.txt or obj.names); "
                            "give the names in index order with --classes")
-    images = sorted(p for p in (root / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
+    folders = image_folders(root)
+    images = {folder: sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+              for folder in folders}
+    if not any(images.values()):
         raise DatasetError(f"{root}/images: no images found (expected the Ultralytics layout "
-                           "images/... beside labels/...)")
+                           "images/... beside labels/..., or <split>/images beside <split>/labels)")
     builder = CocoBuilder(str(root), declared_classes=names)
-    for image_path in images:
-        label_path = root / "labels" / image_path.relative_to(root / "images").with_suffix(".txt")
-        height, width = image_size(image_path)
-        image_id = builder.add_image(image_path.relative_to(root).as_posix(), height, width)
-        if label_path.is_file():
-            _read_labels(builder, label_path, image_id, names, (height, width))
-    _warn_orphans(root, images)
+    for folder, paths in images.items():
+        for image_path in paths:
+            label_path = folder.parent / "labels" / image_path.relative_to(folder).with_suffix(".txt")
+            height, width = image_size(image_path)
+            image_id = builder.add_image(image_path.relative_to(root).as_posix(), height, width)
+            if label_path.is_file():
+                _read_labels(builder, label_path, image_id, names, (height, width))
+        _warn_orphans(folder.parent, paths)
     return builder, root
+
+
+def image_folders(root: Path) -> list[Path]:
+    """`root/images`, else every `root/<split>/images` that has a `labels` folder beside it."""
+    if (root / "images").is_dir():
+        return [root / "images"]
+    return sorted(p for p in root.glob("*/images") if p.is_dir() and (p.parent / "labels").is_dir())
 
 
 def class_list(root: Path) -> list[str] | None:

@@ -74,7 +74,8 @@ def test_missing_data_paths(data, tmp_path, capsys):
     _fails(capsys, argv, "nope.json", "not found", "--data")
     argv = _args((ann, tmp_path / "no_images"), tmp_path / "run")
     _fails(capsys, argv, "no_images", "--images")
-    argv = _args(data, tmp_path / "run") + ["--val-data", str(ann)]
+    # --val-images without --val-data (--val-data alone finds its images beside the annotations)
+    argv = _args(data, tmp_path / "run") + ["--val-images", str(images)]
     _fails(capsys, argv, "--val-images")
     assert not (tmp_path / "run").exists()
 

@@ -122,3 +122,22 @@ def test_warnings(synth, tmp_path):
     assert "4 images have a long side over 2 x input.max_size (40 px)" in text
     counts = report["stats"]["instances_per_class"]
     assert f"{sum(c < 10 for c in counts.values())} classes have fewer than 10 instances" in text
+
+
+def test_a_box_past_the_far_edge_is_reported_clipped_not_skipped(tmp_path, capsys):
+    """A hand-made COCO file whose box reaches x = 21 on a 20-px-wide image (a polygon vertex
+    past the edge, boxed by hand): kept and clipped; check-data says "clipped"."""
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 10}],
+            "categories": [{"id": 1, "name": "x"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 45,
+                             "bbox": [12, 2, 9, 5],
+                             "segmentation": [[12, 2, 21, 2, 21, 7, 12, 7]]}]}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    code, report = _check(tmp_path / "a.json", tmp_path, tmp_path / "out")
+    assert code == 0
+    stats = report["stats"]
+    assert stats["clipped_boxes"] == 1 and stats["skipped_annotations"] == {}
+    assert stats["instances"] == 1
+    printed = capsys.readouterr().out
+    assert "1 boxes reach outside their image and are clipped" in printed and "skips" not in printed

@@ -109,3 +109,30 @@ def test_bad_files_are_named_with_the_item(tmp_path, capsys):
     assert main(["convert-dataset", "--format", "cvat", str(tmp_path), "--out",
                  str(tmp_path / "o.json"), "--classes", "dog"]) == 2
     assert "class 'cat' is not in --classes" in capsys.readouterr().err
+
+
+# --- a CVAT-format file from another code base (tests/data/fixtures/cvat/SOURCE.md) ---
+
+
+def test_datumaro_cvat_asset_with_occluded_attributes_and_z_order(tmp_path, capsys):
+    """Datumaro's CVAT-for-images 1.1 test asset: an occluded box with 4 attributes and z_order,
+    a polyline, an unlabelled polygon and points. Only the box is an instance: its mask is the
+    hand-computed pixel block x 0..3, y 2..3."""
+    from real_exports import blank_image, converted_masks, copy_fixture, read_json
+
+    path = copy_fixture("cvat", "train.xml", tmp_path / "export")
+    blank_image(tmp_path / "export" / "img0.jpg", 8, 8)
+    blank_image(tmp_path / "export" / "img1.jpg", 10, 10)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "format: cvat" in captured.out
+    assert "1 x CVAT <polyline>" in captured.err and "1 x CVAT shape without a label" in captured.err
+    coco = read_json(out)
+    assert [c["name"] for c in coco["categories"]] == ["label1", "label2"]  # as <labels> declares
+    masks = converted_masks(coco)
+    truth = np.zeros((8, 8), bool)
+    truth[2:4, 0:4] = True
+    assert [name for name, _ in masks["img0.jpg"]] == ["label1"]
+    assert np.array_equal(masks["img0.jpg"][0][1], truth)
+    assert masks["img1.jpg"] == []

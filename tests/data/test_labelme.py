@@ -104,3 +104,28 @@ def test_bad_files_are_named_with_the_item(tmp_path, capsys):
     fails({**a, "shapes": [_shape("cat", [[0, 0], [1, 1]], "mask", mask="xx")]},
           "a.json: shape 0", "not a base64-encoded PNG")
     assert not (tmp_path / "o.json").exists()
+
+
+# --- real export (tests/data/fixtures/labelme/SOURCE.md) ---
+
+
+def test_real_labelme_3_file_with_embedded_image(tmp_path, capsys):
+    """LabelMe 3.16.2 json with imageData and no image file: auto-detected, the image written
+    inside the folder, every polygon equal to COCO's rasterisation of the raw points."""
+    from real_exports import converted_masks, copy_fixture, polygon_mask, read_json
+
+    path = copy_fixture("labelme", "1.json", tmp_path / "fruit")
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(tmp_path / "fruit"), "--out", str(out)]) == 0
+    assert "format: labelme" in capsys.readouterr().out
+    raw = read_json(path)
+    written = tmp_path / "fruit" / raw["imagePath"]
+    assert written.read_bytes() == base64.b64decode(raw["imageData"])
+    coco = read_json(out)
+    assert [c["name"] for c in coco["categories"]] == sorted({s["label"] for s in raw["shapes"]})
+    got = converted_masks(coco)["1.jpg"]
+    h, w = raw["imageHeight"], raw["imageWidth"]
+    assert len(got) == len(raw["shapes"])
+    for (name, mask), shape in zip(got, raw["shapes"]):
+        truth = polygon_mask([np.ravel(shape["points"]).tolist()], h, w)
+        assert name == shape["label"] and truth.any() and np.array_equal(mask, truth)

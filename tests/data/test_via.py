@@ -116,3 +116,70 @@ def test_bad_files_are_named_with_the_item(tmp_path, capsys):
     path.write_text(json.dumps(PROJECT)[:-20])
     _fails(capsys, _convert(path, tmp_path / "o.json"), "project.json", "not valid JSON")
     assert not (tmp_path / "o.json").exists()
+
+
+# --- real exports (tests/data/fixtures/via/SOURCE.md) ---
+
+# The Matterport Mask_RCNN balloon tutorial's val/via_region_data.json (VIA 1.x: regions in a
+# dict, no region attributes), its first 4 images. The photos are not in the fixture: blank
+# images of the Flickr size classes stand in (_k: 2048 px long side, _b: 1024 px; 4:3 assumed),
+# only their size matters here.
+BALLOON_SIZES = {"24631331976_defa3bb61f_k.jpg": (1536, 2048), "5555705118_3390d70abe_b.jpg": (768, 1024),
+                 "4838031651_3e7b5ea5c7_b.jpg": (768, 1024), "4581425993_72b9b15fc0_b.jpg": (768, 1024)}
+
+
+def test_balloon_tutorial_project_converts_with_no_flags(tmp_path, capsys):
+    from real_exports import blank_image, converted_masks, copy_fixture, polygon_mask, read_json
+
+    folder = tmp_path / "balloon" / "train"  # the tutorial's layout
+    path = copy_fixture("via", "via_region_data.json", folder)
+    for name, (h, w) in BALLOON_SIZES.items():
+        blank_image(folder / name, h, w)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "format: via" in captured.out
+    notice = [line for line in captured.err.splitlines() if "no region attribute" in line]
+    assert len(notice) == 1 and "'balloon'" in notice[0], captured.err
+    coco = read_json(out)
+    assert coco["categories"] == [{"id": 1, "name": "balloon"}]
+    masks = converted_masks(coco)
+    for entry in read_json(path).values():  # the raw file, read independently
+        h, w = BALLOON_SIZES[entry["filename"]]
+        expected = [polygon_mask([[v for xy in zip(r["shape_attributes"]["all_points_x"],
+                                                   r["shape_attributes"]["all_points_y"]) for v in xy]], h, w)
+                    for r in entry["regions"].values()]
+        got = masks[entry["filename"]]
+        assert [name for name, _ in got] == ["balloon"] * len(expected)
+        for (_, mask), truth in zip(got, expected):
+            assert truth.any() and np.array_equal(mask, truth)
+
+
+def test_one_class_project_takes_class_name(tmp_path, capsys):
+    from real_exports import blank_image, copy_fixture, read_json
+
+    path = copy_fixture("via", "via_region_data.json", tmp_path / "photos")
+    for name, (h, w) in BALLOON_SIZES.items():
+        blank_image(tmp_path / "photos" / name, h, w)
+    assert main(["convert-dataset", "--format", "via", str(path), "--out", str(tmp_path / "a.json")]) == 0
+    assert read_json(tmp_path / "a.json")["categories"] == [{"id": 1, "name": "photos"}]
+    assert main(["convert-dataset", str(path), "--out", str(tmp_path / "b.json"),
+                 "--class-name", "ballon"]) == 0
+    assert read_json(tmp_path / "b.json")["categories"] == [{"id": 1, "name": "ballon"}]
+
+
+def test_vertex_past_the_far_edge_is_clipped(tmp_path, capsys):
+    """A rect drawn to x == width and a polygon past it: both end at the image's edge; check-data
+    then reports nothing skipped or clipped."""
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    regions = [{"shape_attributes": {"name": "polygon", "all_points_x": [10, 20, 20, 10],
+                                     "all_points_y": [0, 0, 10, 10]}, "region_attributes": {}},
+               {"shape_attributes": {"name": "polygon", "all_points_x": [12, 23, 23, 12],
+                                     "all_points_y": [2, 2, 12, 12]}, "region_attributes": {}}]
+    (tmp_path / "v.json").write_text(json.dumps({"a.png1": {"filename": "a.png", "regions": regions}}))
+    assert main(["convert-dataset", str(tmp_path / "v.json"), "--out", str(tmp_path / "c.json")]) == 0
+    assert "clipped 1 polygons" in capsys.readouterr().err
+    anns = json.loads((tmp_path / "c.json").read_text())["annotations"]
+    assert anns[0]["segmentation"] == [[10, 0, 20, 0, 20, 10, 10, 10]]  # on the edge: unchanged
+    assert anns[1]["segmentation"] == [[12, 2, 20, 2, 20, 10, 12, 10]]  # past it: clipped
+    assert anns[1]["bbox"] == [12, 2, 8, 8] and anns[1]["area"] == 64

@@ -85,3 +85,29 @@ def test_bad_lines_are_named(tmp_path, capsys):
         assert _convert(tmp_path, tmp_path / "o.json") == 2
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_roboflow_split_layout(tmp_path, capsys):
+    """Roboflow's YOLOv8 export: train/ and valid/ each with images/ + labels/, data.yaml at the
+    root with `train: ../train/images` (outside the folder: not read) and the class names."""
+    from real_exports import blank_image, converted_masks, polygon_mask, read_json
+
+    (tmp_path / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 2\n"
+        "names: ['crack', 'hole']\n\nroboflow:\n  workspace: w\n  project: p\n  version: 1\n"
+        "  license: CC BY 4.0\n")
+    lines = {"train": "1 0.1 0.2 0.6 0.2 0.5 0.9\n", "valid": "0 0 0 1 0 1 0.5 0 0.5\n"}
+    for split, line in lines.items():
+        blank_image(tmp_path / split / "images" / f"{split}_1.jpg", 10, 20)
+        (tmp_path / split / "labels").mkdir()
+        (tmp_path / split / "labels" / f"{split}_1.txt").write_text(line)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(tmp_path), "--out", str(out)]) == 0
+    assert "format: yolo-seg" in capsys.readouterr().out
+    masks = converted_masks(read_json(out))
+    for split, line in lines.items():
+        values = [float(v) for v in line.split()]
+        points = [v * (20 if i % 2 == 0 else 10) for i, v in enumerate(values[1:])]
+        (name, mask), = masks[f"{split}/images/{split}_1.jpg"]
+        assert name == ["crack", "hole"][int(values[0])]
+        assert np.array_equal(mask, polygon_mask([points], 10, 20))
