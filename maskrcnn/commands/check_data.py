@@ -1,11 +1,14 @@
 """`maskrcnn check-data`: validate a COCO dataset as training reads it, with statistics,
-warnings and a grid of ground-truth overlays; exit status 1 when it has errors."""
+warnings and a grid of ground-truth overlays. A dataset with errors: check.json and the report
+still written, then one line on stderr naming the first error and exit status 2 (a user error,
+like every malformed input; 1 is kept for internal errors)."""
 
 from __future__ import annotations
 
 from ..cli import add_set_option
 from ..config import apply_overrides
 from ..data import formats
+from ..errors import DatasetError
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic
 from ..zoo import get_preset
@@ -15,7 +18,7 @@ def add_parser(subparsers, name: str) -> None:
     parser = subparsers.add_parser(
         name, help="validate a COCO dataset: errors, statistics, warnings, overlay grid",
         description="Writes OUT/check.json (errors, warnings, statistics) and OUT/overlays.png; "
-                    "exits 1 when the dataset has errors.")
+                    "exits 2 when the dataset has errors.")
     parser.add_argument("--data", required=True, help="COCO annotation json, or any export "
                         "convert-dataset reads (converted into OUT/data/)")
     parser.add_argument("--images", default=None, help="images folder (default: as training finds it)")
@@ -41,4 +44,7 @@ def run(args) -> int:
         written.append(out / "overlays.png")
     print(f"\n{len(result.errors)} errors, {len(result.warnings)} warnings; wrote "
           + ", ".join(str(p) for p in written))
-    return 1 if result.errors else 0
+    if result.errors:
+        raise DatasetError(f"{len(result.errors)} errors (all in {out / 'check.json'}); the first: "
+                           f"{result.errors[0]}")
+    return 0

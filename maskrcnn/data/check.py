@@ -71,14 +71,11 @@ def _check_images(dataset: CocoDataset, errors: list[str]) -> list[tuple[int, in
     for index, record in enumerate(dataset.images):
         path = dataset.image_path(index)
         if not path.is_file():
-            errors.append(f"{path}: image file not found (image id {record['id']})")
+            what = "is a folder, not an image file" if path.is_dir() else "image file not found"
+            errors.append(f"{path}: {what} (image id {record['id']})")
         else:
             try:
-                height, width = _decoded_size(path)
-                expected = (record.get("height", height), record.get("width", width))
-                if expected != (height, width):
-                    errors.append(f"{path}: image {record['id']} is {width}x{height} after EXIF "
-                                  f"orientation but the json says {expected[1]}x{expected[0]}")
+                dataset.check_size(index, *_decoded_size(path))  # and RLE sizes, without json sizes
             except UserError as exc:
                 errors.append(str(exc))
         sizes.append(_json_size(record, path))

@@ -36,21 +36,34 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, ImageError
+from ..fileio import describe_os_error
 from ..ops.rle import segmentation_to_mask
+from .coco_schema import check_rle_fits, validate_coco
 from .images import image_size, read_image
 
 logger = logging.getLogger(__name__)
 
 BACKGROUND = "__background__"
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16 LE / BE
 
 
-def load_json_file(path: str | Path):
-    """Parse any annotation json; a missing, truncated or invalid file raises DatasetError naming it."""
+def load_json_file(path: str | Path, what: str = "annotation file"):
+    """Parse any json; a missing, unreadable, truncated or invalid file (or one that starts with a
+    byte order mark) raises DatasetError naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a json {what}")
     if not path.is_file():
-        raise DatasetError(f"{path}: annotation file not found")
+        raise DatasetError(f"{path}: {what} not found")
     try:
-        return json.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the {what} ({describe_os_error(exc)})") from None
+    if raw.startswith(_BOMS):
+        raise DatasetError(f"{path}: starts with a byte order mark (BOM), which JSON does not allow; "
+                           "save it as UTF-8 without BOM")
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}" if isinstance(
             exc, json.JSONDecodeError) else "not UTF-8 text"
@@ -60,15 +73,11 @@ def load_json_file(path: str | Path):
         ) from None
 
 
-def load_json(path: str | Path) -> dict:
-    """Parse a COCO annotation file; a truncated or invalid file raises DatasetError naming it."""
+def load_json(path: str | Path, *, need_files: bool = False, need_sizes: bool = False) -> dict:
+    """Parse a COCO annotation file and validate it record by record (`coco_schema`): a truncated,
+    invalid or malformed file raises DatasetError naming it, the record and the field."""
     data = load_json_file(path)
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: the top level must be an object with images, annotations "
-                           "and categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DatasetError(f"{path}: missing the '{key}' list of a COCO annotation file")
+    validate_coco(data, path, need_files=need_files, need_sizes=need_sizes)
     return data
 
 
@@ -82,7 +91,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir) if image_dir else _default_image_dir(self.ann_file)
         self.transforms = transforms
-        data = load_json(self.ann_file)
+        data = load_json(self.ann_file, need_files=True)
         self.category_ids, self.class_names = _categories(data["categories"])
         self.keypoint_names = _keypoint_names(data["categories"])
         images = _index_images(data["images"], self.ann_file)
@@ -112,10 +121,18 @@ class CocoDataset(torch.utils.data.Dataset):
         """Read every image's header (not its pixels): an ImageError names the first that is not
         an image Pillow can open or whose size is not the json's, before any training step."""
         for index in range(len(self)):
-            self._check_size(index, *image_size(self.image_path(index)))
+            self.check_size(index, *image_size(self.image_path(index)))
 
-    def _check_size(self, index: int, height: int, width: int) -> None:
+    def check_size(self, index: int, height: int, width: int) -> None:
+        """ImageError when the decoded size is not the json's; without a size in the json,
+        DatasetError when an RLE of the image's annotations has another size."""
         record = self.images[index]
+        if "height" not in record or "width" not in record:
+            for ann in self._anns[record["id"]]:
+                if isinstance(ann["segmentation"], dict):
+                    check_rle_fits(ann["segmentation"], height, width,
+                                   f"{self.ann_file}: annotation {ann.get('id')} (image {record['id']}, "
+                                   f"{width}x{height} as read from {self.image_path(index)})")
         if (record.get("height", height), record.get("width", width)) != (height, width):
             raise ImageError(
                 f"{self.image_path(index)}: image {record['id']} is {width}x{height} after EXIF "
@@ -126,7 +143,7 @@ class CocoDataset(torch.utils.data.Dataset):
         record = self.images[index]
         image = read_image(self.image_path(index))  # (3, H, W)
         height, width = image.shape[1:]
-        self._check_size(index, height, width)
+        self.check_size(index, height, width)
         target = self._target(self._anns[record["id"]], record["id"], height, width)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
@@ -270,13 +287,7 @@ def _check_rle(rle: dict, where: str) -> None:
 
 def _clean_annotation(ann: dict, image: dict, dataset: CocoDataset) -> dict | None:
     """The annotation ready for training, or None (counted) when it cannot be one."""
-    where = f"{dataset.ann_file}: annotation {ann.get('id')}"
-    check_annotation_numbers(ann, where)
-    segmentation = ann.get("segmentation")
-    size = [image.get("height"), image.get("width")]
-    if isinstance(segmentation, dict) and None not in size and segmentation.get("size") != size:
-        raise DatasetError(f"{where}: RLE size {segmentation.get('size')} differs from its "
-                           f"image's [height, width] {size}")
+    segmentation = ann.get("segmentation")  # checked with its numbers by coco_schema
     if isinstance(segmentation, list):
         # pycocotools reads a 4-number polygon as a box and rejects shorter ones
         polygons = [p for p in segmentation if len(p) >= 6]
@@ -344,7 +355,8 @@ def _check_files_exist(images: list[dict], image_dir: Path, ann_file: Path) -> N
     missing = [im for im in images if not (image_dir / im["file_name"]).is_file()]
     if missing:
         first = missing[0]
+        what = "is a folder, not an image file" if (image_dir / first["file_name"]).is_dir() else "image file not found"
         raise ImageError(
-            f"{image_dir / first['file_name']}: image file not found (image id {first['id']} in "
+            f"{image_dir / first['file_name']}: {what} (image id {first['id']} in "
             f"{ann_file}; {len(missing)} of {len(images)} images missing) - check the images folder"
         )

@@ -56,6 +56,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 def open_image(path: str | Path):
     """Image.open(path) for a `with` block; any failure in it becomes an ImageError naming `path`."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"{path}: image file not found")
     if path.stat().st_size == 0:

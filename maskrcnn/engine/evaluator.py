@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from pathlib import Path
 
@@ -96,12 +95,17 @@ def evaluate_results(results: list[dict], ann_file, tasks=None, source: str = "r
 
 
 def load_ground_truth(ann_file):
-    """The GT as a COCO object, its numbers checked first (pycocotools runs away on a NaN)."""
-    from ..data.coco import check_annotation_numbers, load_json
+    """The GT as a COCO object, validated first (`coco_schema`; pycocotools runs away on a NaN).
+    Annotations without a segmentation are left out, as training and check-data leave them out."""
+    from ..data.coco import load_json
+    from ..data.coco_schema import has_segmentation
 
-    data = load_json(ann_file)
-    for ann in data["annotations"]:
-        check_annotation_numbers(ann, f"{ann_file}: annotation {ann.get('id')}")
+    data = load_json(ann_file, need_sizes=True)
+    skipped = [ann.get("id") for ann in data["annotations"] if not has_segmentation(ann)]
+    if skipped:
+        logger.warning("%s: %d x no segmentation (first ids: %s) - left out of the ground truth",
+                       ann_file, len(skipped), skipped[:5])
+        data = {**data, "annotations": [a for a in data["annotations"] if has_segmentation(a)]}
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(data)
 
@@ -136,6 +140,8 @@ def _check_results(results, gt, ann_file, source: str) -> None:
     scores with a bare ValueError, and takes a NaN box silently)."""
     if not isinstance(results, list):
         raise UserError(f"{source}: must be a list of COCO detections")
+    from ..data.coco_schema import check_rle_fits
+
     image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
     unknown_categories = set()
     for i, r in enumerate(results):
@@ -143,6 +149,10 @@ def _check_results(results, gt, ann_file, source: str) -> None:
         if r["image_id"] not in image_ids:
             raise DatasetError(f"{source}: detection {i} is for image {r['image_id']}, "
                                f"which is not in {ann_file}")
+        if isinstance(r.get("segmentation"), dict):
+            image = gt.imgs[r["image_id"]]
+            check_rle_fits(r["segmentation"], image["height"], image["width"],
+                           f"{source}: detection {i} (image {r['image_id']} in {ann_file})")
         if r["category_id"] not in category_ids:
             unknown_categories.add(r["category_id"])
     if unknown_categories:
@@ -197,14 +207,9 @@ def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
 
 
 def _load_results(path) -> list:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: results file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg}); "
-                        "is the file truncated?") from None
+    from ..data.coco import load_json_file
+
+    return load_json_file(path, what="results file")
 
 
 def _save(results: list, metrics: dict, out_dir) -> None:

@@ -122,8 +122,8 @@ def test_mask_png_of_the_wrong_size(tmp_path):
 def test_missing_bbox_and_rle_of_another_size(tmp_path):
     data = _data()
     del data["annotations"][1]["bbox"]
-    with pytest.raises(DatasetError, match=r"bad\.json: annotation 5 has no 'bbox'"):
+    with pytest.raises(DatasetError, match=r"bad\.json: annotations\[1\] \(id 5\) has no 'bbox'"):
         CocoDataset(_write(tmp_path, data), tmp_path)
     rle = {"size": [12, 20], "counts": [0, 240]}
-    with pytest.raises(DatasetError, match=r"annotation 5: RLE size \[12, 20\] differs .* \[10, 20\]"):
+    with pytest.raises(DatasetError, match=r"annotations\[1\] \(id 5\): 'segmentation' RLE size \[12, 20\] differs .* \[10, 20\]"):
         CocoDataset(_write(tmp_path, _data(segmentation=rle)), tmp_path)

@@ -84,7 +84,7 @@ def synth(tmp_path):
     return ann, json.loads(ann.read_text())
 
 
-def test_every_error_is_listed_and_exits_1(synth, tmp_path, capsys):
+def test_every_error_is_listed_and_exits_2(synth, tmp_path, capsys):
     ann, data = synth
     images = ann.parent / "images"
     names = [im["file_name"] for im in data["images"]]
@@ -92,17 +92,17 @@ def test_every_error_is_listed_and_exits_1(synth, tmp_path, capsys):
     (images / names[1]).write_bytes((images / names[1]).read_bytes()[:100])  # truncated
     Image.new("RGB", (97, 96)).save(images / names[2])
     code, report = _check(ann, images, tmp_path / "out")
-    assert code == 1 and len(report["errors"]) == 3
+    assert code == 2 and len(report["errors"]) == 3
     assert names[0] in report["errors"][0] and "not found" in report["errors"][0]
     assert names[1] in report["errors"][1] and "cannot decode" in report["errors"][1]
     assert names[2] in report["errors"][2] and "is 97x96" in report["errors"][2]
     assert report["stats"]["images"] == 4  # still described
     assert "3 errors" in capsys.readouterr().out
-    # an annotation file the reader refuses: the reader's message, exit 1, no grid
+    # an annotation file the reader refuses: the reader's message, exit 2, no grid
     data["annotations"][0]["category_id"] = 999
     ann.write_text(json.dumps(data))
     code, report = _check(ann, images, tmp_path / "out2")
-    assert code == 1 and "category_id 999" in report["errors"][0]
+    assert code == 2 and "category_id 999" in report["errors"][0]
     assert not (tmp_path / "out2" / "overlays.png").exists()
 
 

@@ -52,7 +52,7 @@ def test_visibility_outside_0_to_2_is_an_error(tmp_path, visibility):
 
 
 def test_non_numbers_are_an_error(tmp_path):
-    with pytest.raises(DatasetError, match=r"kp\.json: annotation 5: 'keypoints' holds 'a' \(value 0\), not a number"):
+    with pytest.raises(DatasetError, match=r"kp\.json: annotations\[1\] \(id 5\): 'keypoints' holds 'a' \(value 0\), not a number"):
         _dataset(tmp_path, _points(nose=["a", 3, 2]))
 
 

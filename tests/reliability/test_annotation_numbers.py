@@ -25,20 +25,20 @@ def _dataset(tmp_path, **changes):
 
 CASES = {
     "nan polygon": (dict(segmentation=[[2, 2, 6, NAN, 6, 6, 2, 6]]),
-                    "annotation 5: segmentation polygon 0 holds NaN (value 3)"),
+                    "annotations[1] (id 5): segmentation polygon 0 holds NaN (value 3)"),
     "infinite polygon": (dict(segmentation=[[2, 2, 6, 2, float("inf"), 6, 2, 6]]),
-                         "annotation 5: segmentation polygon 0 holds inf (value 4)"),
+                         "annotations[1] (id 5): segmentation polygon 0 holds inf (value 4)"),
     "text in polygon": (dict(segmentation=[[2, 2, 6, 2, "6", 6, 2, 6]]),
-                        "annotation 5: segmentation polygon 0 holds '6' (value 4), not a number"),
+                        "annotations[1] (id 5): segmentation polygon 0 holds '6' (value 4), not a number"),
     "odd polygon": (dict(segmentation=[[2, 2, 6, 2, 6, 6, 2]]),
-                    "annotation 5: segmentation polygon 0 has 7 values; x, y pairs need an even count"),
+                    "annotations[1] (id 5): segmentation polygon 0 has 7 values; x, y pairs need an even count"),
     "polygon not a list": (dict(segmentation=[{"x": 1}]),
-                           "annotation 5: segmentation polygon 0 is not a list of numbers"),
-    "nan bbox": (dict(bbox=[2, NAN, 4, 4]), "annotation 5: 'bbox' holds NaN (value 1)"),
-    "bbox of 3": (dict(bbox=[2, 2, 4]), "annotation 5 has no 'bbox' [x, y, width, height]"),
-    "nan area": (dict(area=NAN), "annotation 5: 'area' holds NaN"),
+                           "annotations[1] (id 5): segmentation polygon 0 is not a list of numbers"),
+    "nan bbox": (dict(bbox=[2, NAN, 4, 4]), "annotations[1] (id 5): 'bbox' holds NaN (value 1)"),
+    "bbox of 3": (dict(bbox=[2, 2, 4]), "annotations[1] (id 5) has no 'bbox' [x, y, width, height]"),
+    "nan area": (dict(area=NAN), "annotations[1] (id 5): 'area' holds NaN"),
     "bad rle counts": (dict(segmentation={"size": [10, 20], "counts": [3, -1, 5]}),
-                       "annotation 5: RLE 'counts' must be a string or a list of counts >= 0"),
+                       "annotations[1] (id 5): RLE 'counts' must be a string or a list of counts >= 0"),
 }
 
 
@@ -63,5 +63,5 @@ def test_nan_in_ground_truth_is_refused_by_eval_and_keeps_old_metrics(tmp_path, 
     (out / "metrics.json").write_text('{"bbox/AP": 0.5}')
     code, _, err = run_cli(capsys, "eval", "--results", results, "--data", ann_file, "--out", out)
     assert code == 2
-    assert_one_line_error(err, "eval", str(ann_file), "annotation 5: segmentation polygon 0 holds NaN")
+    assert_one_line_error(err, "eval", str(ann_file), "annotations[1] (id 5): segmentation polygon 0 holds NaN")
     assert read_json(out / "metrics.json") == {"bbox/AP": 0.5}
