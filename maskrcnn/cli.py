@@ -110,8 +110,11 @@ def main(argv=None) -> int:
 
 
 def one_line(exc: BaseException, limit: int = 1000) -> str:
-    """The exception's message on one line (line breaks become '; '), shortened past `limit`."""
-    text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    """The exception's message on one line (line breaks become '; '), shortened past `limit`.
+    A data-loader worker's error carries the worker's traceback in its message: that part is
+    left out (the crash log keeps it)."""
+    message = str(exc).split("Original Traceback (most recent call last)")[0]
+    text = "; ".join(part.strip() for part in message.splitlines() if part.strip())
     text = text or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .config_ranges import check_range
 from .errors import ConfigError
 
 
@@ -297,7 +298,9 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
             )
         if i == len(parts) - 1:
             hint = typing.get_type_hints(type(node))[part]
-            setattr(node, part, _coerce(value, hint, dotted, source))
+            coerced = _coerce(value, hint, dotted, source)
+            check_range(dotted, coerced, source)
+            setattr(node, part, coerced)
         else:
             node = getattr(node, part)
             if not dataclasses.is_dataclass(node):

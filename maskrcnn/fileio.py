@@ -2,7 +2,9 @@
 written, run before any work so a long job never fails at its last step.
 
 A file is written to a temp file in the same folder, fsynced, then renamed over the target: a
-crash or a full disk at any moment leaves the old file or the new one, never half a file.
+crash or a full disk at any moment leaves the old file or the new one, never half a file. The
+temp file of a writer killed outright (`kill -9`) stays; the next write of the same file removes
+it when its process is gone (`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -25,6 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], temp_suffi
     the file; the previous file, if any, is left as it was.
     """
     path = Path(path)
+    remove_stale_temporaries(path, temp_suffix)
     # "xb" on a unique name rather than tempfile.mkstemp: the file gets the usual umask
     # permissions (mkstemp's are 0600) and is still never shared with another writer.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{temp_suffix}")
@@ -44,6 +48,51 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], temp_suffi
         with contextlib.suppress(OSError):  # only still there if something failed
             tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)  # make the rename itself durable
+
+
+def remove_stale_temporaries(path: Path, temp_suffix: str = ".tmp") -> list[Path]:
+    """Delete the temp files a killed writer of `path` left (`.NAME.PID.HEX.tmp` whose PID is no
+    longer a running process); returns them. A folder is listed once per process (a run writing
+    thousands of files into one folder lists it once), so only leftovers of earlier runs count."""
+    folder = path.parent.absolute()
+    if folder not in _STALE_BY_FOLDER:
+        _STALE_BY_FOLDER[folder] = _stale_temporaries(folder)
+    removed = []
+    for tmp in _STALE_BY_FOLDER[folder].pop((path.name, temp_suffix), []):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _stale_temporaries(folder: Path) -> dict[tuple[str, str], list[Path]]:
+    """(target name, temp suffix) -> temp files in `folder` whose writing process is gone."""
+    stale: dict[tuple[str, str], list[Path]] = {}
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith(".")]
+    except OSError:  # no folder yet (nothing to clean) or not listable
+        return stale
+    for name in entries:
+        match = _TEMP_NAME.match(name)
+        if match and not _pid_alive(int(match["pid"])):
+            stale.setdefault((match["name"], match["suffix"]), []).append(folder / name)
+    return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}(?P<suffix>\.[A-Za-z]+)$")
+_STALE_BY_FOLDER: dict[Path, dict[tuple[str, str], list[Path]]] = {}
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -74,7 +74,9 @@ def run(args) -> int:
 
 
 def _calibration_files(args) -> list[Path]:
-    """The calibration images --quantize needs (checked before any work); [] without it."""
+    """The calibration images --quantize needs, each decoded once (checked before any work);
+    [] without it."""
+    from ..data.images import read_image
     from .predict import collect_images
 
     if args.quantize is None:
@@ -86,7 +88,10 @@ def _calibration_files(args) -> list[Path]:
                         "the model will see)")
     if args.calibration_count < 1:
         raise UserError(f"--calibration-count must be at least 1, got {args.calibration_count}")
-    return collect_images([args.calibration_images])[: args.calibration_count]
+    files = collect_images([args.calibration_images])[: args.calibration_count]
+    for path in files:  # decoded once now: an unreadable image stops the run before the export
+        read_image(path)
+    return files
 
 
 def _export_int8(model, out: Path, opset: int, files: list[Path], paste_masks: bool) -> dict:

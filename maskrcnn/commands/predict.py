@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
+from ..data.image_folder import not_a_file, scan_folder
 from ..engine.evaluator import instances_to_results
 from ..fileio import JsonListWriter, atomic_write, check_output_dir
 from ..errors import CheckpointError, ImageError, UserError
@@ -29,7 +30,6 @@ from . import predict_outputs
 
 BACKENDS = ("torch", "onnxruntime")
 TRACK_LOW_SCORE = 0.1  # --track: detections down to this score may continue a track, as in ByteTrack
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 logger = logging.getLogger(__name__)
 
 
@@ -64,17 +64,22 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted), each file once. Missing paths
-    are errors."""
+    """Files as given, folders expanded to their images by `scan_folder` (its skipped entries
+    logged, one warning each), each file once. A path given that is not a file or folder is an
+    error."""
     paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
+            images, skipped = scan_folder(path)
+            for entry in skipped:
+                logger.warning("skipped %s", entry)
+            paths += images
+        elif not_a_file(path) is None:
             paths.append(path)
         else:
-            raise ImageError(f"{path}: no such image file or folder")
+            reason = "no such image file or folder" if not path.is_symlink() else not_a_file(path)
+            raise ImageError(f"{path}: {reason}")
     if not paths:
         raise UserError(f"no images found in {', '.join(inputs)}")
     unique = {}

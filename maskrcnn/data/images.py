@@ -1,5 +1,6 @@
 """The package's one image reader: Pillow, EXIF orientation, RGB in [0, 1].
 
+32-bit float images (mode F: float TIFFs) are scaled by their range or refused, saying which.
 Every way a file can fail to decode (missing, empty, not an image, truncated, a header too large
 to decode safely: Pillow's DecompressionBombError, or anything else a Pillow plugin raises)
 becomes one ImageError naming the file, from `read_image`, `image_size` and `read_mask` alike.
@@ -8,6 +9,7 @@ becomes one ImageError naming the file, from `read_image`, `image_size` and `rea
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from ..errors import ImageError
 # Pillow modes whose pixels are 16-bit integers: convert("RGB") would clip them at 255
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _EXIF_ORIENTATION = 0x0112
+_FLOAT_RANGES = (1.0, 255.0, 65535.0)  # a float image's values fit one of [0, r]: divided by r
+_FLOAT_SCALES_SEEN: set[float] = set()
+logger = logging.getLogger(__name__)
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -28,7 +33,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     Grayscale, palette, RGBA, CMYK and 16-bit images are converted, not rejected.
     """
     with open_image(path) as image:
-        return pil_to_tensor(ImageOps.exif_transpose(image))
+        return pil_to_tensor(ImageOps.exif_transpose(image), name=str(path))
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -92,9 +97,33 @@ def _one_line(exc: Exception) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+def pil_to_tensor(image: Image.Image, name: str = "image") -> torch.Tensor:
+    """(3, H, W) float32 RGB in [0, 1]; `name` (the file) is what an error about it says."""
+    if image.mode == "F":
+        return _float_gray_to_tensor(image, name)
     if image.mode in _SIXTEEN_BIT_MODES:
         gray = np.asarray(image, dtype=np.float32) / 65535.0  # (H, W)
         return torch.from_numpy(np.clip(gray, 0.0, 1.0)).expand(3, -1, -1).contiguous()
     rgb = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _float_gray_to_tensor(image: Image.Image, name: str) -> torch.Tensor:
+    """A 32-bit float image (mode F, e.g. a float TIFF) scaled by its range: values in [0, 1] as
+    they are, in [0, 255] / 255, in [0, 65535] / 65535; anything else is refused (ImageError),
+    since no scale would be a guess worth training or predicting on. Which scale was used is
+    logged once per scale."""
+    gray = np.asarray(image, dtype=np.float32)  # (H, W)
+    if not np.isfinite(gray).all():
+        raise ImageError(f"{name}: 32-bit float image holds NaN or infinite values; refused")
+    low, high = float(gray.min()), float(gray.max())
+    scale = next((s for s in _FLOAT_RANGES if low >= 0 and high <= s), None)
+    if scale is None:
+        raise ImageError(f"{name}: 32-bit float image with values from {low:g} to {high:g}, outside "
+                         "[0, 1], [0, 255] and [0, 65535]; refused - convert it to 8- or 16-bit")
+    if scale not in _FLOAT_SCALES_SEEN:
+        _FLOAT_SCALES_SEEN.add(scale)
+        how = "as they are" if scale == 1 else f"divided by {scale:g}"
+        logger.warning("%s: 32-bit float image with values from %g to %g, read as values in [0, %g] "
+                       "(%s)", name, low, high, scale, how)
+    return torch.from_numpy(gray / scale).expand(3, -1, -1).contiguous()

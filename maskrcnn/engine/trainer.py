@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError, save_yaml, to_dict
+from ..config_ranges import check_ranges
 from ..data.loader import build_train_loader, raise_failed
 from ..data.repeat_factors import repeat_factors
 from ..errors import DatasetError, UserError
@@ -276,7 +277,9 @@ def weights_only_state(trainer: Trainer) -> dict:
 
 
 def check_config(cfg: Config, device: torch.device, world_size: int) -> None:
-    """What a run needs beyond the dataclass types, checked before any work is done."""
+    """What a run needs beyond the dataclass types, checked before any work is done: every
+    numeric field's range first (`config_ranges`), then what the solver and data need."""
+    check_ranges(cfg)
     problems = list(_solver_problems(cfg.solver, device, world_size)) + list(
         _data_problems(cfg.data)
     )
