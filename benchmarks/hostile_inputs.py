@@ -1,4 +1,4 @@
-"""Issue 18's hostile-but-ordinary inputs against the `maskrcnn` command line, each in its own
+"""Issue 18's and issue 25's hostile-but-ordinary inputs against the `maskrcnn` command line, each in its own
 process (4 GB memory cap, 3-minute timeout): exit status, lines on stderr, the last of them, and
 what is left in --out. Run it on any checkout to compare before / after:
 
@@ -48,13 +48,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    parser.add_argument("--match", help="run the cases whose name holds this text, e.g. 25-")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hostile-"))
     try:
         data = _setup(root)
         rows = []
         for name, argv, out, runner in _cases(root, data):
-            if args.only and name not in args.only:
+            if (args.only and name not in args.only) or (args.match and args.match not in name):
                 continue
             rows.append({"case": name, **_run(argv, out, runner)})
             row = rows[-1]
@@ -86,8 +87,8 @@ def _setup(root: Path) -> dict:
 
 
 def _cases(root: Path, d: dict):
-    """(name, argv, --out folder name or None when argv has its own --out, python code to run
-    instead of `python -m maskrcnn` or None)."""
+    """(name, argv, --out folder name, or an existing --out folder that argv names, or None when
+    argv has its own --out; python code to run instead of `python -m maskrcnn` or None)."""
     model = ["--model", "maskrcnn_r18_fpn", "--weights", str(d["weights"])]
     cli = [sys.executable, "-m", "maskrcnn"]
     coco = json.loads(d["ann"].read_text())
@@ -147,11 +148,100 @@ def _cases(root: Path, d: dict):
     yield "9b corrupt training image", train(d["ann"], _corrupt_copy(root, d), "solver.max_iter=3"), "run9b", None  # an epoch
     yield "10a --device cuda:5", predict([d["imgs"]], "--device", "cuda:5"), "out10a", None
     yield "10b r18 weights, --model r50", predict([d["imgs"]], preset="maskrcnn_r50_fpn"), "out10b", None
+    yield from _issue25_cases(root, d, coco, train, predict, cli)
 
 
-def _run(argv: list[str], out: str | None, runner: str | None) -> dict:
-    out_path = None if out is None else Path(tempfile.mkdtemp(prefix="out-")) / out
-    argv = list(argv) + ([] if out_path is None else ["--out", str(out_path)])
+def _issue25_cases(root: Path, d: dict, coco: dict, train, predict, cli):
+    """Issue 25: malformed COCO files, config ranges, odd images and folders, leftovers."""
+
+    def coco_with(name: str, change) -> Path:
+        data = json.loads(json.dumps(coco))
+        change(data)
+        path = root / f"{name}.json"
+        path.write_text(json.dumps(data))
+        return path
+
+    def check(ann):
+        return [*cli, "check-data", "--data", str(ann), "--images", str(d["images"])]
+
+    def gt_eval(ann, detections):
+        path = root / f"{ann.stem}-results.json"
+        path.write_text(json.dumps(detections))
+        return [*cli, "eval", "--results", str(path), "--data", str(ann)]
+
+    first = coco["annotations"][0]
+    good = {"image_id": first["image_id"], "category_id": first["category_id"], "score": 0.9,
+            "bbox": first["bbox"], "segmentation": first["segmentation"]}
+    not_object = coco_with("ann5", lambda c: c["annotations"].append(5))
+    no_cat_id = coco_with("nocatid", lambda c: c["categories"][0].pop("id"))
+    wrong_rle = coco_with("wrongrle", lambda c: ([im.pop("width") for im in c["images"]],
+                                                  [im.pop("height") for im in c["images"]],
+                                                  c["annotations"][0]["segmentation"].update(size=[32, 128])))
+    no_segm = coco_with("nosegm", lambda c: c["annotations"][0].pop("segmentation"))
+    same_name = coco_with("samename", lambda c: c["categories"][1].update(name=c["categories"][0]["name"]))
+    bom = root / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + d["ann"].read_bytes())
+    yield "25-2a annotation 5: check-data", check(not_object), "out25_2a", None
+    yield "25-2b annotation 5: train", train(not_object), "run25_2b", None
+    yield "25-2c annotation 5: eval", gt_eval(not_object, [good]), "out25_2c", None
+    yield "25-3 category without id", train(no_cat_id), "run25_3", None
+    yield "25-4a no image size, RLE: train", train(wrong_rle, None, "solver.max_iter=6"), "run25_4a", None
+    yield "25-4b no image size, RLE: check", check(wrong_rle), "out25_4b", None
+    yield "25-4c no image size: eval", gt_eval(wrong_rle, [good]), "out25_4c", None
+    yield "25-5 eval GT without segm", gt_eval(no_segm, [good]), "out25_5", None
+    bad_size = dict(good, segmentation=dict(good["segmentation"], size=[32, 128]))
+    yield "25-6 results RLE size", gt_eval(d["ann"], [bad_size]), "out25_6", None
+    yield "25-7 mask.resolution=0", train(d["ann"], None, "model.mask.resolution=0"), "run25_7", None
+    yield "25-8 same category name", check(same_name), "out25_8", None
+    yield "25-9 input.min_size=[-1]", train(d["ann"], None, "input.min_size=[-1]"), "run25_9", None
+    yield "25-10 float32 TIFF", predict([_float_tiff(root / "f.tif")]), "out25_10", None
+    yield "25-11 GIF in a folder", predict([_folder_with(root, "gif", d, _gif)]), "out25_11", None
+    yield "25-12 symlink loop", predict([_folder_with(root, "loop", d, _loop)]), "out25_12", None
+    yield "25-13 folder x.jpg", predict([_folder_with(root, "dirjpg", d, lambda p: p.mkdir())]), "out25_13", None
+    stale = root / "run25_15"
+    stale.mkdir()
+    (stale / ".model_final.pt.999999.0123abcd.tmp").write_bytes(b"x" * 1000)
+    yield "25-15 stale temp of kill -9", train(d["ann"], None, "--out", str(stale)), stale, None
+    calibration = root / "calib"
+    calibration.mkdir()
+    (calibration / "a.png").write_text("not an image")
+    yield "25-16a int8, bad calibration", [*cli, "export", "--model", "maskrcnn_r18_fpn", "--weights",
+                                         str(d["weights"]), "--quantize", "int8", "--calibration-images",
+                                         str(calibration), "--out", str(root / "m.onnx")], None, None
+    yield "25-16b json with BOM", check(bom), "out25_16b", None
+
+
+def _float_tiff(path: Path) -> Path:
+    """40 x 50 float32 (mode F) with values in [0, 1]."""
+    pixels = np.random.default_rng(0).random((40, 50), dtype=np.float32)
+    Image.fromarray(pixels, mode="F").save(path)
+    return path
+
+
+def _gif(path: Path) -> None:
+    frames = [Image.fromarray(np.full((30, 40, 3), v, np.uint8)) for v in (60, 200)]
+    frames[0].save(path.with_suffix(".gif"), save_all=True, append_images=frames[1:], duration=100)
+
+
+def _loop(path: Path) -> None:
+    path.symlink_to(path.name)  # x.jpg -> x.jpg
+
+
+def _folder_with(root: Path, name: str, d: dict, make) -> Path:
+    folder = root / name
+    shutil.copytree(d["imgs"], folder)
+    make(folder / "x.jpg")
+    return folder
+
+
+def _run(argv: list[str], out: str | Path | None, runner: str | None) -> dict:
+    """`out`: a name (a new --out folder of that name is added), an existing folder (argv has
+    its --out; listed afterwards) or None (argv has its own --out; not listed)."""
+    if isinstance(out, Path):
+        out_path = out
+    else:
+        out_path = None if out is None else Path(tempfile.mkdtemp(prefix="out-")) / out
+        argv = list(argv) + ([] if out_path is None else ["--out", str(out_path)])
     if runner is not None:  # the same arguments, through `runner` instead of `python -m maskrcnn`
         argv = [sys.executable, "-c", runner, *argv[3:]]
 
@@ -174,7 +264,8 @@ def _listing(path: Path | None) -> str:
         return "-"
     if not path.exists():
         return "nothing written"
-    names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and "tb" not in p.parts)
+    names = sorted(str(p.relative_to(path)) for p in path.rglob("*")
+                   if p.is_file() and "tb" not in p.relative_to(path).parts)
     shown = ", ".join(names[:6]) + (f", ... ({len(names)} files)" if len(names) > 6 else "")
     if (path / "results.json").is_file():
         try:

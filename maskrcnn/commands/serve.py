@@ -28,6 +28,9 @@ def add_parser(subparsers, name: str) -> None:
                         help="the model drops detections below this; requests cannot go lower")
     parser.add_argument("--tile", type=int, help="default tile size for requests (off: whole images)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of the tiles of --tile, in px")
+    parser.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
+                        help="after SIGTERM / Ctrl-C, requests in flight get this long to finish; "
+                             "then they are answered 503 and the server exits (default 10)")
     add_set_option(parser, "config overrides passed to load_model")
     add_tta_option(parser)
     parser.set_defaults(run=run)
@@ -35,22 +38,24 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args) -> int:
     try:
-        import uvicorn
-
         from ..serve.app import ServeOptions, create_app
+        from ..serve.shutdown import serve
     except ImportError as exc:
         raise UserError(f"serving needs FastAPI and uvicorn ({exc.name} is missing): "
                         "pip install 'maskrcnn[serve]'") from None
     _check_backend_args(args)
     options = ServeOptions(max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms,
                            max_queue=args.max_queue, max_body_mb=args.max_body_mb,
-                           score_thresh=args.score_thresh, tile=args.tile, tile_overlap=args.tile_overlap)
+                           score_thresh=args.score_thresh, tile=args.tile, tile_overlap=args.tile_overlap,
+                           shutdown_grace=args.shutdown_grace)
     if args.max_batch < 1 or args.max_queue < 1:
         raise UserError("--max-batch and --max-queue must be at least 1")
+    if not args.shutdown_grace >= 0:
+        raise UserError(f"--shutdown-grace {args.shutdown_grace}: must be >= 0 seconds")
     app = create_app(load_served_model(args), options)
-    # SIGTERM / Ctrl-C: uvicorn stops accepting, finishes the requests in flight, then the app's
-    # shutdown stops the batcher
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=60)
+    # SIGTERM / Ctrl-C: no new connections; requests in flight finish within --shutdown-grace or
+    # get 503, then the server exits (maskrcnn/serve/shutdown.py)
+    serve(app, args.host, args.port, args.shutdown_grace)
     return 0
 
 

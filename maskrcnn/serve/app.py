@@ -33,6 +33,7 @@ from .batching import DynamicBatcher, QueueFull
 from .export_route import add_export_route
 from .limits import BodySizeLimit
 from .schema import Health, Prediction, PredictedInstance
+from .shutdown import Shutdown, ShuttingDown
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class ServeOptions:
     score_thresh: float = 0.5  # per request default
     tile: int | None = None  # per request default
     tile_overlap: int = 64
+    shutdown_grace: float = 10.0  # seconds requests in flight get after SIGTERM (shutdown.py)
 
 
 def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastAPI:
@@ -67,15 +69,19 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
     batcher = DynamicBatcher(lambda jobs: _run_jobs(model.predict, jobs), options.max_batch,
                              options.batch_timeout_ms, options.max_queue)
     started = time.monotonic()
+    shutdown = Shutdown(options.shutdown_grace)
 
     @asynccontextmanager
     async def lifespan(app):
+        shutdown.bind(asyncio.get_running_loop())
         batcher.start()
         yield
-        await run_in_threadpool(batcher.stop)  # the server has already finished requests in flight
+        # every request has its answer; a model call still running is not waited for
+        await run_in_threadpool(batcher.stop, 0.0 if shutdown.draining else None)
 
     app = FastAPI(title="maskrcnn", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.shutdown = shutdown
     app.add_middleware(BodySizeLimit, max_bytes=int(options.max_body_mb * 2**20))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -105,7 +111,11 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
         except QueueFull as exc:
             return JSONResponse({"detail": "server busy: the request queue is full"}, status_code=503,
                                 headers={"Retry-After": str(exc.retry_after)})
-        instances, inference_ms = await asyncio.wrap_future(future)
+        try:
+            instances, inference_ms = await shutdown.result(future)
+        except ShuttingDown:
+            return _shutting_down(f"the server is shutting down and the request did not finish "
+                                  f"within the {shutdown.grace:g} s grace period")
         applied = max(score_thresh, model.min_score_thresh)
         kept = instances[instances.scores >= applied]
         return await run_in_threadpool(_prediction, kept, model, applied, inference_ms, start)
@@ -122,6 +132,10 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
     return app
+
+
+def _shutting_down(why: str) -> JSONResponse:
+    return JSONResponse({"detail": why}, status_code=503, headers={"Retry-After": "5", "Connection": "close"})
 
 
 def decode_image(data: bytes) -> torch.Tensor:

@@ -54,9 +54,13 @@ class DynamicBatcher:
         return future
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the jobs already queued, then end the worker."""
+        """Finish the jobs already queued, then end the worker; waits at most `timeout` seconds
+        (None: as long as that takes), after which the daemon worker is left to the process's end."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                return
             self._thread.join(timeout)
 
     @property
