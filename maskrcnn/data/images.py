@@ -23,7 +23,7 @@ from ..errors import ImageError
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _EXIF_ORIENTATION = 0x0112
 _FLOAT_RANGES = (1.0, 255.0, 65535.0)  # a float image's values fit one of [0, r]: divided by r
-_FLOAT_SCALES_SEEN: set[float] = set()
+_FLOAT_FILES_SEEN: set[str] = set()  # the scale of a file is logged the first time it is read
 logger = logging.getLogger(__name__)
 
 
@@ -112,7 +112,7 @@ def _float_gray_to_tensor(image: Image.Image, name: str) -> torch.Tensor:
     """A 32-bit float image (mode F, e.g. a float TIFF) scaled by its range: values in [0, 1] as
     they are, in [0, 255] / 255, in [0, 65535] / 65535; anything else is refused (ImageError),
     since no scale would be a guess worth training or predicting on. Which scale was used is
-    logged once per scale."""
+    logged once per file."""
     gray = np.asarray(image, dtype=np.float32)  # (H, W)
     if not np.isfinite(gray).all():
         raise ImageError(f"{name}: 32-bit float image holds NaN or infinite values; refused")
@@ -121,8 +121,8 @@ def _float_gray_to_tensor(image: Image.Image, name: str) -> torch.Tensor:
     if scale is None:
         raise ImageError(f"{name}: 32-bit float image with values from {low:g} to {high:g}, outside "
                          "[0, 1], [0, 255] and [0, 65535]; refused - convert it to 8- or 16-bit")
-    if scale not in _FLOAT_SCALES_SEEN:
-        _FLOAT_SCALES_SEEN.add(scale)
+    if name not in _FLOAT_FILES_SEEN:
+        _FLOAT_FILES_SEEN.add(name)
         how = "as they are" if scale == 1 else f"divided by {scale:g}"
         logger.warning("%s: 32-bit float image with values from %g to %g, read as values in [0, %g] "
                        "(%s)", name, low, high, scale, how)
