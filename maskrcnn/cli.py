@@ -111,9 +111,10 @@ def main(argv=None) -> int:
 
 def one_line(exc: BaseException, limit: int = 1000) -> str:
     """The exception's message on one line (line breaks become '; '), shortened past `limit`.
-    A data-loader worker's error carries the worker's traceback in its message: that part is
-    left out (the crash log keeps it)."""
-    message = str(exc).split("Original Traceback (most recent call last)")[0]
+    A data-loader worker's error carries the worker's traceback in its message: only its last
+    line (the worker's exception) is kept (the crash log keeps the whole)."""
+    message, _, traceback_text = str(exc).partition("Original Traceback (most recent call last):")
+    message += "\n" + ([ln for ln in traceback_text.splitlines() if ln.strip()] or [""])[-1]
     text = "; ".join(part.strip() for part in message.splitlines() if part.strip())
     text = text or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
