@@ -12,6 +12,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 import yaml
@@ -38,7 +39,9 @@ class BackboneConfig:
 
 @dataclass
 class InputConfig:
-    min_size: tuple[int, ...] = (800,)  # short side; training picks one per image
+    # short side; training picks one per image. "auto": chosen when a run starts from the training
+    # set's object sizes (engine/auto_size.py), recorded in the run's config.yaml
+    min_size: tuple[int, ...] | Literal["auto"] = (800,)
     max_size: int = 1333  # cap on the long side
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in channel_order
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -61,7 +64,8 @@ class InputConfig:
 
 @dataclass
 class AnchorConfig:
-    sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per FPN level P2..P6
+    # one per FPN level P2..P6; "auto": from the training set's object sizes when a run starts
+    sizes: tuple[int, ...] | Literal["auto"] = (32, 64, 128, 256, 512)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     round_base: bool = True  # torchvision rounds base anchors; detectron2 does not
     # Anchor stride of each level in pixels. Empty: padded image size // feature size, per axis
@@ -205,6 +209,12 @@ class SolverConfig:
     max_iter: int = 90000
     epochs: float = 0.0  # > 0: max_iter = ceil(epochs x training images / ims_per_batch)
     time_limit: float = 0.0  # minutes of training steps (evaluation excluded) that end the run early
+    # > 0: the run takes this many minutes of wall time (steps, evaluations, checkpoints) and its
+    # warm-up and decay are spread over them, re-planned from the measured step time
+    # (engine/budget.py); max_iter and epochs then only size the warm-up and the log's estimate
+    time_budget: float = 0.0
+    budget_evals: int = 4  # with time_budget and a validation set: evaluations spread evenly over it
+    early_stop_patience: int = 0  # > 0: stop after this many evaluations without a better segm/AP
     ims_per_batch: int = 2  # global batch, split across processes
     optimizer: str = "sgd"  # "sgd" | "adamw"
     base_lr: float = 0.02
@@ -373,10 +383,28 @@ def _coerce(value, hint, key: str, source: str):
                 raise TypeError(f"expected {len(item_types)} items, got {len(value)}")
             return tuple(_scalar(v, t) for v, t in zip(value, item_types))
         if origin in (typing.Union, types.UnionType):
-            return value
+            return _coerce_union(value, typing.get_args(hint), key, source)
         return _scalar(value, hint)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: bad value for '{key}': {value!r} ({exc})") from None
+
+
+def _coerce_union(value, options: tuple, key: str, source: str):
+    """`X | Literal["auto"]`: one of the literal words, else a value of the other type."""
+    words = [w for o in options if typing.get_origin(o) is typing.Literal for w in typing.get_args(o)]
+    others = [o for o in options if typing.get_origin(o) is not typing.Literal]
+    if value in words:
+        return value
+    if len(others) != 1:
+        return value
+    if isinstance(value, str) and words:
+        raise TypeError(f"expected {' or '.join(map(repr, words))} or a value of type {others[0]}")
+    return _coerce(value, others[0], key, source)
+
+
+def is_auto(value) -> bool:
+    """True for a field left to be chosen when the run starts (`min_size=auto`)."""
+    return isinstance(value, str) and value == "auto"
 
 
 def _scalar(value, typ):
