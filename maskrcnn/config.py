@@ -8,6 +8,7 @@ torchvision's `maskrcnn_resnet50_fpn` (see REFERENCE.md §3).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -301,8 +302,10 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
         names = {f.name: f for f in dataclasses.fields(node)}
         if part not in names:
             where = ".".join(parts[:i]) or "the top level"
+            near = difflib.get_close_matches(dotted, list(dotted_keys(cfg)), n=3, cutoff=0.5)
+            hint = f"; nearest: {', '.join(near)}" if near else ""
             raise ConfigError(
-                f"{source}: unknown key '{dotted}' ('{part}' is not a field of {where}; "
+                f"{source}: unknown key '{dotted}'{hint} ('{part}' is not a field of {where}; "
                 f"known: {', '.join(sorted(names))})"
             )
         if i == len(parts) - 1:
@@ -312,6 +315,16 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
             node = getattr(node, part)
             if not dataclasses.is_dataclass(node):
                 raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+
+
+def dotted_keys(cfg, prefix: str = ""):
+    """Every settable key of a config tree, dotted (`solver.base_lr`)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from dotted_keys(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
 
 
 def parse_overrides(items: list[str], source: str = "--set") -> dict:

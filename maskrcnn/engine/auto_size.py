@@ -5,7 +5,7 @@ its annotation `area`, measured against its image's short and long side. With th
 (short side S, long side capped at max_size) an object of side `a` in an image with short side
 `h` and long side `l` becomes `a * min(S / h, max_size / l)` pixels.
 
-Input size: the smallest S (a multiple of 32, at least MIN_SIZE) at which
+Input size: the smallest S (a multiple of 32 from MIN_SIZE, or from the cap below if smaller) at which
 - the median object is a COCO "large" object (side >= TYPICAL_SIDE = 96 px), where masks keep
   their detail (most of Mask R-CNN's mask AP comes from such objects), and
 - the 10th-percentile object still covers SMALL_SIDE = 16 px (four cells of the stride-4 P2 map
@@ -68,10 +68,9 @@ def follows_size(inp: InputConfig) -> bool:
 
 def choose_input_size(objects: ObjectSizes, max_size: int | None) -> tuple[int, int, str]:
     """-> (min_size, max_size, reason). `max_size` None: it follows min_size."""
-    cap = min(MAX_SIZE, _round_down(MAX_UPSCALE * float(np.median(objects.shorts))))
-    cap = max(cap, MIN_SIZE)
+    cap = max(STEP, min(MAX_SIZE, _round_down(MAX_UPSCALE * float(np.median(objects.shorts)))))
     chosen = cap
-    for size in range(MIN_SIZE, cap + 1, STEP):
+    for size in range(min(MIN_SIZE, cap), cap + 1, STEP):
         sides = objects.at(size, max_size or round(size * ASPECT_CAP))
         if np.median(sides) >= TYPICAL_SIDE and np.percentile(sides, SMALL_QUANTILE) >= SMALL_SIDE:
             chosen = size
