@@ -89,12 +89,14 @@ class Trainer:
                 turn = now
             for hook in self.hooks:
                 hook.after_step(self)
+            if _any_process(self.iter >= self.max_iter):  # an early stop on the main process
+                self.max_iter = self.iter
 
     def _follow_plan(self, wall_seconds: float) -> None:
         """Budgeted run: account the turn; stop at the budget (the learning rate then set to its
         final value) or move max_iter to the planned total."""
         self.plan.add(wall_seconds, self.seconds)
-        if self.plan.should_stop():
+        if _any_process(self.plan.should_stop()):  # clocks differ: all stop at the same step
             self.plan.done = True
             self.max_iter = self.iter
             self.scheduler.step()  # progress 1: the schedule's final learning rate
@@ -193,6 +195,11 @@ class Trainer:
         self.elapsed = float(state.get("elapsed", 0.0))
         if self.plan is not None:
             self.plan.used = float(state.get("budget_used", 0.0))
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process when it is True on one (a decision all processes must share)."""
+    return bool(distributed.mean_across(torch.tensor([float(flag)])).item() > 0)
 
 
 def _to(value, device):

@@ -93,7 +93,7 @@ def shapes_cfg(shapes, *overrides):
 
 
 def test_budget_run_ends_at_its_budget_with_the_final_lr(tmp_path, shapes):
-    budget = 6.0  # seconds; the same logic as a 2-minute budget (measured in docs/budget.md)
+    budget = 6.0  # seconds; the same logic as a 2-minute budget (measured in docs/training.md)
     data = Timed(CocoDataset(*shapes))
     ends = []
 
