@@ -230,6 +230,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(REPO / "runs" / "finetune_datasets"), help="runs and logs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides (every arm)")
     parser.add_argument("--smoke", action="store_true", help="tiny generated data, a budget of seconds")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the other datasets' results already in OUT.json (run one dataset again)")
     parser.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work)
@@ -239,7 +241,8 @@ def main(argv=None) -> int:
         roots = write_smoke_data(work)
         PENNFUDAN_TRAIN, args.poll = 8, 0.2
         args.set = ["model.rpn.post_nms_topk_test=50", "model.box.detections_per_img=10"] + args.set
-    results = {}
+    previous = Path(f"{args.out}.json")
+    results = json.loads(previous.read_text())["results"] if args.add and previous.is_file() else {}
     for name in args.datasets:
         train, val = write_splits(name, roots[name].resolve(), work / "data")
         pair = run_pair(name, roots[name].resolve(), train, val, args, work)

@@ -14,6 +14,11 @@ capped at MAX_UPSCALE x the median image short side (upsampling adds no detail) 
 MAX_SIZE, the standard 800 px (a CPU budget cannot afford more). When input.max_size is left at
 its default, it follows S (S x 1333 / 800, the standard aspect cap).
 
+The budget: with solver.time_budget, once the first steps have been timed (BudgetSizer), an
+auto input size that leaves fewer than MIN_EPOCHS passes over the training set in the budget is
+scaled down by sqrt(epochs / MIN_EPOCHS) (a step's cost grows with the pixels), to at least
+MIN_BUDGET_SIZE, and re-checked after the next steps (at most MAX_SHRINKS times).
+
 Anchors: the FPN's five levels get sizes s0 x (1, 2, 4, 8, 16), s0 the power of two nearest the
 10th-percentile object side at the chosen input size, between 8 and 32 (the default) px.
 """
@@ -33,6 +38,9 @@ SMALL_QUANTILE = 10  # percentile of object sides that must stay detectable
 MAX_UPSCALE = 2.0
 ASPECT_CAP = 1333 / 800  # max_size / min_size of the standard resize
 ANCHOR_RANGE = (8, 32)
+MIN_EPOCHS = 10.0  # passes over the training set a budget should buy at least
+MIN_BUDGET_SIZE = 192
+MAX_SHRINKS = 3
 
 
 @dataclass
@@ -93,25 +101,58 @@ def choose_anchor_sizes(objects: ObjectSizes, min_size: int, max_size: int) -> t
     return tuple(base * 2**k for k in range(5)), f"10% of objects under {small:.0f} px at this input size"
 
 
-def resolve_auto_sizes(cfg: Config, dataset, say=print) -> None:
+def resolve_auto_sizes(cfg: Config, dataset, say=print) -> bool | None:
     """Replace `auto` in input.min_size / model.anchors.sizes by sizes chosen from `dataset`
-    (in place), saying what was chosen and why."""
+    (in place), saying what was chosen and why. -> None when min_size was not auto, else
+    whether max_size follows it (what BudgetSizer needs)."""
     inp, anchors = cfg.input, cfg.model.anchors
     if not (is_auto(inp.min_size) or is_auto(anchors.sizes)):
-        return
+        return None
     objects = ObjectSizes.from_dataset(dataset)
     if len(objects.sides) == 0:
         fill_auto_defaults(cfg)
         say("auto sizes: the training set has no objects with a size; using the defaults")
-        return
+        return None
+    follows = None
     if is_auto(inp.min_size):
-        fixed_max = None if follows_size(inp) else inp.max_size
-        size, inp.max_size, why = choose_input_size(objects, fixed_max)
+        follows = follows_size(inp)
+        size, inp.max_size, why = choose_input_size(objects, None if follows else inp.max_size)
         inp.min_size = (size,)
         say(f"input.min_size=auto -> [{size}] (max_size {inp.max_size}): {why}")
     if is_auto(anchors.sizes):
         anchors.sizes, why = choose_anchor_sizes(objects, max(inp.min_size), inp.max_size)
         say(f"model.anchors.sizes=auto -> {list(anchors.sizes)}: {why}")
+    return follows
+
+
+class BudgetSizer:
+    """Shrinks an auto input size that the time budget cannot afford (see the module docstring).
+
+    Called by the Trainer's BudgetPlan with the median step time of the steps since the last
+    change (the same value on every process); `say` reports, `save` records the new config."""
+
+    def __init__(self, cfg: Config, num_images: int, say=print, save=lambda: None):
+        self.cfg, self.num_images, self.say, self.save = cfg, num_images, say, save
+        self.follows = True  # max_size follows min_size (set by resolve_auto_sizes)
+        self.shrinks = 0
+
+    def __call__(self, step_seconds: float, seconds_left: float) -> bool:
+        """-> True when the size changed (the plan then forgets the old step times)."""
+        s = self.cfg.solver
+        epochs = seconds_left / max(step_seconds, 1e-9) * s.ims_per_batch * s.accumulate / self.num_images
+        size = max(self.cfg.input.min_size)
+        new = max(MIN_BUDGET_SIZE, _round_down(size * math.sqrt(epochs / MIN_EPOCHS)))
+        if epochs >= MIN_EPOCHS or new >= size or self.shrinks >= MAX_SHRINKS:
+            return False
+        self.shrinks += 1
+        self.cfg.input.min_size = (new,)
+        if self.follows:
+            self.cfg.input.max_size = round(new * ASPECT_CAP)
+        self.say(f"input.min_size {size} -> {new} (max_size {self.cfg.input.max_size}): {step_seconds:.2f} s "
+                 f"per step leaves {epochs:.1f} passes over the {self.num_images} training images in the "
+                 f"budget (want >= {MIN_EPOCHS:g})")  # fmt: skip
+        self.save()
+        return True
 
 
 def fill_auto_defaults(cfg: Config) -> None:

@@ -24,6 +24,7 @@ from collections import deque
 from ..errors import UserError
 
 RECENT_STEPS = 20  # steps whose median duration predicts the next ones
+ADJUST_AFTER = 3  # timed steps (after the run's first) before `adjust` is asked
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, None: 60}
 
@@ -45,6 +46,9 @@ class BudgetPlan:
         self.reserve = 0.0  # seconds kept for the final evaluation
         self.done = False
         self.recent: deque[float] = deque(maxlen=RECENT_STEPS)
+        self.skip_next = True  # the run's first step (warm-up of caches and allocators) is not timed
+        # adjust(step_seconds, seconds_left) -> True if it made steps cheaper (auto_size.BudgetSizer)
+        self.adjust = None
 
     @property
     def available(self) -> float:
@@ -58,10 +62,22 @@ class BudgetPlan:
     def add(self, wall_seconds: float, step_seconds: float) -> None:
         """Account one loop turn: its wall time (step + the previous turn's hooks) and the step."""
         self.used += wall_seconds
+        if self.skip_next:
+            self.skip_next = False
+            return
         self.recent.append(step_seconds)
 
     def step_estimate(self) -> float:
         return statistics.median(self.recent) if self.recent else 0.0
+
+    def maybe_adjust(self, step_seconds: float) -> None:
+        """Ask `adjust` once ADJUST_AFTER steps are timed; a change restarts the timing.
+        `step_seconds`: the median step time, agreed between processes."""
+        if self.adjust is None or len(self.recent) != ADJUST_AFTER:
+            return
+        if self.adjust(step_seconds, self.available - self.used):
+            self.recent.clear()
+            self.skip_next = True  # the first step at the new size pays its own warm-up
 
     def should_stop(self) -> bool:
         """One more step would end further past the budget than stopping now ends before it."""

@@ -38,8 +38,8 @@ from ..weights import load_state
 from ..fileio import check_output_dir, torch_save_atomic
 from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
-from .auto_size import resolve_auto_sizes
-from .budget import BudgetPlan
+from .auto_size import BudgetSizer, resolve_auto_sizes
+from .budget import ADJUST_AFTER, BudgetPlan
 from .recipes import RECIPES, resolve_solver
 from .determinism import deterministic_mode
 from .solver import build_optimizer, build_scheduler
@@ -96,6 +96,8 @@ class Trainer:
         """Budgeted run: account the turn; stop at the budget (the learning rate then set to its
         final value) or move max_iter to the planned total."""
         self.plan.add(wall_seconds, self.seconds)
+        if self.plan.adjust is not None and len(self.plan.recent) == ADJUST_AFTER:
+            self.plan.maybe_adjust(float(distributed.mean_across(torch.tensor([self.plan.step_estimate()]))))
         if _any_process(self.plan.should_stop()):  # clocks differ: all stop at the same step
             self.plan.done = True
             self.max_iter = self.iter
@@ -412,10 +414,16 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
                         "or choose another --out")  # fmt: skip
     train_set = train_set if train_set is not None else _coco_train_set(cfg)
     resolve_solver(cfg.solver, len(train_set))
-    resolve_auto_sizes(cfg, train_set, say=print if info.is_main else lambda _: None)
+    say = print if info.is_main else lambda _: None
+    follows = resolve_auto_sizes(cfg, train_set, say=say)
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
     trainer = build_trainer(cfg, model, dev)
+    if follows is not None and trainer.plan is not None:  # an auto size the budget may shrink
+        save = lambda: info.is_main and save_yaml(cfg, out_dir / "config.yaml")  # noqa: E731
+        sizer = BudgetSizer(cfg, len(train_set), say, save)
+        sizer.follows = follows
+        trainer.plan.adjust = sizer
     checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
     last = checkpointer.last() if resume else None
     if last is not None:

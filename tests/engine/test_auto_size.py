@@ -77,3 +77,18 @@ def test_check_data_warns_at_the_size_a_run_uses(tmp_path, capsys):
     assert "smaller than the smallest anchor" not in out
     assert main([*args, "--set", "input.min_size=[64]", "input.max_size=64"]) == 0
     assert "2 of 2 objects (100%) are smaller than the smallest anchor (32 px)" in capsys.readouterr().out
+
+
+def test_budget_shrinks_an_unaffordable_size():
+    from maskrcnn.engine.auto_size import BudgetSizer
+
+    cfg = Config()
+    cfg.input.min_size, cfg.solver.ims_per_batch = (800,), 2
+    said, saved = [], []
+    sizer = BudgetSizer(cfg, num_images=45, say=said.append, save=lambda: saved.append(1))
+    # 20 s per step, 1650 s left: 1650 / 20 x 2 / 45 = 3.67 passes; x sqrt(3.67 / 10) -> 484 -> 480
+    assert sizer(20.0, 1650.0)
+    assert cfg.input.min_size == (480,) and cfg.input.max_size == 800 and saved == [1]
+    assert "800 -> 480" in said[0] and "3.7 passes" in said[0]
+    # 10 passes or more: unchanged
+    assert not sizer(7.0, 1650.0) and cfg.input.min_size == (480,)
