@@ -63,7 +63,13 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
+        self.saw_set = any(a == "--set" or a.startswith("--set=") for a in args)
         return super().parse_known_args(split_set_lists(args), namespace)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments") and getattr(self, "saw_set", False):
+            message += " (--set takes the KEY=VALUE words after it; the first word without '=' ends its list)"
+        super().error(message)
 
 
 def split_set_lists(argv: list[str]) -> list[str]:

@@ -109,7 +109,7 @@ def test_budget_run_ends_at_its_budget_with_the_final_lr(tmp_path, shapes):
     assert abs(took - budget) <= 0.1 * budget, took
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "lr" in r]
-    assert len(steps) >= 5
+    assert len(steps) >= 2
     last = ckpt.load_checkpoint(ckpt.Checkpointer(tmp_path, 1).last())
     assert last["iter"] == steps[-1]["iter"]
     assert [g["lr"] for g in last["optimizer"]["param_groups"]] == [0.0] * len(last["optimizer"]["param_groups"])
