@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-DEMO_ITERS = 1000
+DEMO_ITERS = 1500
 
 # A ResNet-18 FPN that learns from scratch at 128 px (a trainable BatchNorm trunk: it learned
 # twice as fast as GroupNorm here), slimmed where the CPU would spend its time (FPN width,
