@@ -139,6 +139,8 @@ class BudgetSizer:
     def __call__(self, step_seconds: float, seconds_left: float) -> bool:
         """-> True when the size changed (the plan then forgets the old step times)."""
         s = self.cfg.solver
+        if seconds_left <= 0 or step_seconds <= 0:  # the run is ending anyway
+            return False
         epochs = seconds_left / max(step_seconds, 1e-9) * s.ims_per_batch * s.accumulate / self.num_images
         size = max(self.cfg.input.min_size)
         new = max(MIN_BUDGET_SIZE, _round_down(size * math.sqrt(epochs / MIN_EPOCHS)))
