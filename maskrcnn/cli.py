@@ -38,23 +38,80 @@ COMMANDS = {
     "weights": "weights",
 }
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 2, 1, 130
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "predict": "maskrcnn predict --model maskrcnn_effl0_fpn --weights runs/pf/model_best.pt photos/ --out out/",
+    "synth": "maskrcnn synth --out shapes/ --num-images 100",
+    "convert-dataset": "maskrcnn convert-dataset --format pennfudan PennFudanPed/ --out train.json "
+                       "--val-out val.json --val-count 50",
+    "check-data": "maskrcnn check-data --model maskrcnn_effl0_fpn --data train.json --images PennFudanPed --out check/",
+    "eval": "maskrcnn eval --model maskrcnn_effl0_fpn --weights runs/pf/model_best.pt --data val.json "
+            "--images PennFudanPed --out runs/pf/eval",
+    "train": "maskrcnn train --model maskrcnn_effl0_fpn --weights imagenet --data train.json --images "
+             "PennFudanPed --val-data val.json --val-images PennFudanPed --out runs/pf --budget 30m",
+    "demo": "maskrcnn demo --out runs/demo",
+    "bench": "maskrcnn bench --model maskrcnn_r50_fpn --images photos/ --size 800",
+    "export": "maskrcnn export --model maskrcnn_effl0_fpn --weights runs/pf/model_best.pt --out model.onnx",
+    "serve": "maskrcnn serve --model maskrcnn_effl0_fpn --weights runs/pf/model_best.pt --port 8000",
+    "weights": "maskrcnn weights list",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that `--set` takes only the KEY=VALUE words after it: the first word
+    without '=' ends the list (`predict --set input.min_size=[96] photos/ --out o` works)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        self.saw_set = any(a == "--set" or a.startswith("--set=") for a in args)
+        return super().parse_known_args(split_set_lists(args), namespace)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments") and getattr(self, "saw_set", False):
+            message += " (--set takes the KEY=VALUE words after it; the first word without '=' ends its list)"
+        super().error(message)
+
+
+def split_set_lists(argv: list[str]) -> list[str]:
+    """`--set a=1 b=2 DIR` -> `--set=a=1 --set=b=2 DIR` (each value its own option)."""
+    out, taken = [], None  # values after the current --set; None outside one
+    for token in argv:
+        if token != "--set" and taken is not None and "=" in token and not token.startswith("-"):
+            out.append(f"--set={token}")
+            taken += 1
+            continue
+        if taken == 0:
+            out.append("--set")  # with nothing after it: argparse says what is missing
+        taken = 0 if token == "--set" else None
+        if taken is None:
+            out.append(token)
+    if taken == 0:
+        out.append("--set")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskrcnn", description=__doc__.splitlines()[0])
+    parser = Parser(prog="maskrcnn", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         importlib.import_module(f"maskrcnn.commands.{module}").add_parser(sub, name)
+        _add_example(sub.choices[name], EXAMPLES[name])
         # also accepted after the sub-command; SUPPRESS keeps the global flag's value otherwise
         sub.choices[name].add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                                        help=argparse.SUPPRESS)
     return parser
 
 
+def _add_example(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.epilog = (parser.epilog.rstrip() + "\n\n" if parser.epilog else "") + f"example:\n  {example}"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
     """`--set KEY=VALUE ...` the same on every command: several values after one --set, the
-    option repeated, or both, all collect into `args.set` in order."""
+    option repeated, or both, all collect into `args.set` in order; the first word without '='
+    ends a list (`Parser`), so positional arguments may follow."""
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help=f"{help}; several after one --set or --set repeated")
 

@@ -8,10 +8,12 @@ torchvision's `maskrcnn_resnet50_fpn` (see REFERENCE.md §3).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 import yaml
@@ -39,7 +41,9 @@ class BackboneConfig:
 
 @dataclass
 class InputConfig:
-    min_size: tuple[int, ...] = (800,)  # short side; training picks one per image
+    # short side; training picks one per image. "auto": chosen when a run starts from the training
+    # set's object sizes (engine/auto_size.py), recorded in the run's config.yaml
+    min_size: tuple[int, ...] | Literal["auto"] = (800,)
     max_size: int = 1333  # cap on the long side
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in channel_order
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -62,7 +66,8 @@ class InputConfig:
 
 @dataclass
 class AnchorConfig:
-    sizes: tuple[int, ...] = (32, 64, 128, 256, 512)  # one per FPN level P2..P6
+    # one per FPN level P2..P6; "auto": from the training set's object sizes when a run starts
+    sizes: tuple[int, ...] | Literal["auto"] = (32, 64, 128, 256, 512)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     round_base: bool = True  # torchvision rounds base anchors; detectron2 does not
     # Anchor stride of each level in pixels. Empty: padded image size // feature size, per axis
@@ -206,6 +211,12 @@ class SolverConfig:
     max_iter: int = 90000
     epochs: float = 0.0  # > 0: max_iter = ceil(epochs x training images / ims_per_batch)
     time_limit: float = 0.0  # minutes of training steps (evaluation excluded) that end the run early
+    # > 0: the run takes this many minutes of wall time (steps, evaluations, checkpoints) and its
+    # warm-up and decay are spread over them, re-planned from the measured step time
+    # (engine/budget.py); max_iter and epochs then only size the warm-up and the log's estimate
+    time_budget: float = 0.0
+    budget_evals: int = 4  # with time_budget and a validation set: evaluations spread evenly over it
+    early_stop_patience: int = 0  # > 0: stop after this many evaluations without a better segm/AP
     ims_per_batch: int = 2  # global batch, split across processes
     optimizer: str = "sgd"  # "sgd" | "adamw"
     base_lr: float = 0.02
@@ -292,8 +303,10 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
         names = {f.name: f for f in dataclasses.fields(node)}
         if part not in names:
             where = ".".join(parts[:i]) or "the top level"
+            near = difflib.get_close_matches(dotted, list(dotted_keys(cfg)), n=3, cutoff=0.5)
+            hint = f"; nearest: {', '.join(near)}" if near else ""
             raise ConfigError(
-                f"{source}: unknown key '{dotted}' ('{part}' is not a field of {where}; "
+                f"{source}: unknown key '{dotted}'{hint} ('{part}' is not a field of {where}; "
                 f"known: {', '.join(sorted(names))})"
             )
         if i == len(parts) - 1:
@@ -305,6 +318,16 @@ def set_value(cfg, dotted: str, value, source: str = "override") -> None:
             node = getattr(node, part)
             if not dataclasses.is_dataclass(node):
                 raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+
+
+def dotted_keys(cfg, prefix: str = ""):
+    """Every settable key of a config tree, dotted (`solver.base_lr`)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from dotted_keys(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
 
 
 def parse_overrides(items: list[str], source: str = "--set") -> dict:
@@ -376,10 +399,28 @@ def _coerce(value, hint, key: str, source: str):
                 raise TypeError(f"expected {len(item_types)} items, got {len(value)}")
             return tuple(_scalar(v, t) for v, t in zip(value, item_types))
         if origin in (typing.Union, types.UnionType):
-            return value
+            return _coerce_union(value, typing.get_args(hint), key, source)
         return _scalar(value, hint)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: bad value for '{key}': {value!r} ({exc})") from None
+
+
+def _coerce_union(value, options: tuple, key: str, source: str):
+    """`X | Literal["auto"]`: one of the literal words, else a value of the other type."""
+    words = [w for o in options if typing.get_origin(o) is typing.Literal for w in typing.get_args(o)]
+    others = [o for o in options if typing.get_origin(o) is not typing.Literal]
+    if value in words:
+        return value
+    if len(others) != 1:
+        return value
+    if isinstance(value, str) and words:
+        raise TypeError(f"expected {' or '.join(map(repr, words))} or a value of type {others[0]}")
+    return _coerce(value, others[0], key, source)
+
+
+def is_auto(value) -> bool:
+    """True for a field left to be chosen when the run starts (`min_size=auto`)."""
+    return isinstance(value, str) and value == "auto"
 
 
 def _scalar(value, typ):

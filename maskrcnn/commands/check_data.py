@@ -6,9 +6,9 @@ like every malformed input; 1 is kept for internal errors)."""
 from __future__ import annotations
 
 from ..cli import add_set_option
-from ..config import apply_overrides
+from ..config import apply_overrides, is_auto
 from ..data import formats
-from ..errors import DatasetError
+from ..errors import DatasetError, UserError
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic
 from ..zoo import get_preset
@@ -24,7 +24,8 @@ def add_parser(subparsers, name: str) -> None:
     parser.add_argument("--images", default=None, help="images folder (default: as training finds it)")
     parser.add_argument("--out", required=True, help="folder for check.json and overlays.png")
     parser.add_argument("--model", default="maskrcnn_r50_fpn",
-                        help="preset whose input size and anchors the warnings assume")
+                        help="preset whose input size and anchors the warnings assume ('auto' "
+                             "sizes, as in maskrcnn_effl0_fpn: chosen from this data as training does)")
     add_set_option(parser, "config overrides, e.g. input.max_size=1024 model.anchors.sizes=[16,32,64,128,256]")
     parser.set_defaults(run=run)
 
@@ -33,6 +34,7 @@ def run(args) -> int:
     cfg = apply_overrides(get_preset(args.model), args.set)
     out = check_output_dir(args.out)
     formats.use_exports(args, out / "data")
+    run_sizes(cfg, args.data, args.images)  # after use_exports: args.data is COCO json
     result, dataset = check_dataset(args.data, args.images, max(cfg.input.min_size),
                                     cfg.input.max_size, min(cfg.model.anchors.sizes))
     write_json_atomic(out / "check.json", result.to_dict())
@@ -48,3 +50,16 @@ def run(args) -> int:
         raise DatasetError(f"{len(result.errors)} errors (all in {out / 'check.json'}); the first: "
                            f"{result.errors[0]}")
     return 0
+
+
+def run_sizes(cfg, ann_file, image_dir) -> None:
+    """Input size and anchors as a training run on this data would choose them (`auto`); an
+    unreadable file leaves the defaults (check_dataset then reports what is wrong)."""
+    from ..data.coco import CocoDataset
+    from ..engine.auto_size import fill_auto_defaults, resolve_auto_sizes
+
+    if is_auto(cfg.input.min_size) or is_auto(cfg.model.anchors.sizes):
+        try:
+            resolve_auto_sizes(cfg, CocoDataset(ann_file, image_dir, check_files=False))
+        except UserError:
+            fill_auto_defaults(cfg)

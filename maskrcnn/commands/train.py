@@ -14,6 +14,8 @@ from pathlib import Path
 from ..cli import add_set_option
 from ..config import apply_overrides, load_yaml, set_value
 from ..data import formats
+from ..engine.budget import parse_duration
+from ..weights.registry import IMAGENET, imagenet_source
 from ..weights.transfer import config_for_weights
 from ..zoo import get_preset
 
@@ -53,9 +55,12 @@ def add_parser(subparsers, name: str) -> None:
     add_set_option(parser, "config overrides, e.g. solver.max_iter=100 input.min_size=[512]")
     parser.add_argument("--weights", default=None, metavar="SOURCE",
                         help="start from these weights: a file (ours, torchvision, mmdetection, "
-                             "detectron2, a torchvision ImageNet ResNet) or a named source from "
-                             "`maskrcnn weights list`; a file with an embedded config brings its "
+                             "detectron2, a torchvision ImageNet ResNet), a named source from "
+                             "`maskrcnn weights list`, or imagenet (the preset's ImageNet trunk); a file with an embedded config brings its "
                              "architecture (--set still applies after). Recorded as model.weights")
+    parser.add_argument("--budget", default=None, metavar="DURATION",
+                        help="train for this long (90s, 30m, 1h: steps and evaluations), the "
+                             "warm-up and learning-rate decay fitted to it; sets solver.time_budget")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's last checkpoint (takes "
                              "precedence over --weights, which only starts new runs)")
@@ -68,9 +73,13 @@ def build_config(args):
     """The run's config: file or preset, then the --weights file's architecture (if it embeds
     one), then --set overrides, then the data paths."""
     cfg = load_yaml(args.config) if args.config else get_preset(args.model)
+    if args.weights == IMAGENET:
+        args.weights = imagenet_source(args.model or cfg.name)
     if args.weights:
         cfg = config_for_weights(cfg, args.weights)
         set_value(cfg, "model.weights", args.weights, source="--weights")
+    if args.budget:
+        set_value(cfg, "solver.time_budget", parse_duration(args.budget), source="--budget")
     apply_overrides(cfg, args.set)
     formats.use_exports(args, Path(args.out) / "data")  # any tool's export -> COCO json
     paths = {"train_ann": args.data, "train_images": args.images,
@@ -83,7 +92,7 @@ def build_config(args):
 
 def run(args) -> int:
     from ..engine import distributed
-    from ..engine.trainer import train
+    from ..engine.trainer import summary_line, train
 
     cfg = build_config(args)
     try:
@@ -91,5 +100,5 @@ def run(args) -> int:
     finally:
         distributed.shutdown()
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"training done: {last}")
+        print(summary_line(args.out, last))
     return 0

@@ -1,7 +1,8 @@
 """Optimizer and learning-rate schedule built from `SolverConfig`.
 
 The schedule is a pure function of the iteration (`lr_factor`), so a resumed run only needs the
-iteration count to land on the same learning rate.
+iteration count to land on the same learning rate. A time-budgeted run (solver.time_budget) uses
+`budget_lr_factor`, the same shapes over the fraction of the budget used (engine/budget.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import math
 import torch
 from torch import nn
 
+from typing import Callable
+
 from ..config import SolverConfig
+
+BUDGET_WARMUP_MAX = 0.1  # a budgeted warm-up ends by a tenth of the budget at the latest
 
 # Normalisation layers whose weights are scales, not filters: weight decay pulls them towards 0,
 # which changes the function rather than regularising it.
@@ -64,6 +69,27 @@ def lr_factor(it: int, cfg: SolverConfig) -> float:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SolverConfig):
-    """LambdaLR whose state is just the iteration count (the lambda itself is not saved)."""
+def budget_lr_factor(progress: float, it: int, cfg: SolverConfig) -> float:
+    """Multiplier of base_lr at `progress` (fraction of the time budget used, 0..1) after `it`
+    steps: cosine over the progress (multistep: solver.steps as fractions of max_iter), 0 at the
+    end; warm-up over solver.warmup_iters steps, ending by BUDGET_WARMUP_MAX of the budget."""
+    p = min(max(progress, 0.0), 1.0)
+    if cfg.schedule == "multistep":
+        factor = cfg.gamma ** bisect.bisect_right(sorted(s / cfg.max_iter for s in cfg.steps), p)
+    elif cfg.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * p))
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}")
+    alpha = max(it / cfg.warmup_iters if cfg.warmup_iters else 1.0, p / BUDGET_WARMUP_MAX)
+    if alpha < 1.0:
+        factor *= cfg.warmup_factor * (1.0 - alpha) + alpha
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SolverConfig,
+                    progress: Callable[[], float] | None = None):  # fmt: skip
+    """LambdaLR whose state is just the iteration count (the lambda itself is not saved);
+    with `progress` (a budgeted run's fraction of the budget used), `budget_lr_factor`."""
+    if progress is not None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: budget_lr_factor(progress(), it, cfg))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))

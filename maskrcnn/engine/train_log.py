@@ -49,6 +49,16 @@ class TrainLog:
             if name != "iter":
                 self.writer.add_scalar(f"train/{name}", value, iteration)
 
+    def set_total(self, max_iter: int) -> None:
+        """The bar's total, for runs that re-plan it (time budget, early stop)."""
+        if self.enabled and self.bar.total != max_iter:
+            self.bar.total = max_iter
+
+    def note(self, text: str) -> None:
+        """One line on the console, above the bar."""
+        if self.enabled:
+            self.bar.write(text)
+
     def scalars(self, iteration: int, values: dict[str, float], prefix: str, elapsed: float) -> None:
         """Evaluation results to TensorBoard and as one metrics.jsonl line (`iter`, `elapsed`
         training seconds, `val/segm/AP`, ...); the headline APs (`*/AP`) also to the console."""

@@ -5,6 +5,10 @@ state that makes a resume exact (model, optimizer, scheduler, grad scaler, itera
 states). Checkpoints, logging and evaluation are hooks run after each step. `train()` at the
 bottom is the whole recipe from a `Config` to a run directory.
 
+A run with solver.time_budget ends by its clock instead of max_iter (engine/budget.py): the
+Trainer's `plan` accounts each step's wall time, stops the run at the budget and moves
+`max_iter` to the planned total as it goes, so hooks see the last step as the last.
+
 Iterations count optimiser steps: max_iter, the learning-rate schedule, log and checkpoint
 periods and resume all do. A checkpoint is written between steps only, so a run stopped inside
 an accumulation cycle resumes from the last step and replays the whole cycle (same images, same
@@ -35,6 +39,8 @@ from ..weights import load_state
 from ..fileio import check_output_dir, torch_save_atomic
 from ..weights.transfer import init_from_weights
 from .checkpoint import POINTER, Checkpointer, load_checkpoint, periodic_name
+from .auto_size import BudgetSizer, resolve_auto_sizes
+from .budget import ADJUST_AFTER, BudgetPlan
 from .recipes import RECIPES, resolve_solver
 from .determinism import deterministic_mode
 from .solver import build_optimizer, build_scheduler
@@ -51,8 +57,8 @@ class Trainer:
     """Runs iterations `start_iter..max_iter-1`; `self.iter` counts completed iterations."""
 
     def __init__(self, model: nn.Module, optimizer, scheduler, loader, cfg: Config,
-                 device: torch.device, hooks: tuple = ()):  # fmt: skip
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+                 device: torch.device, hooks: tuple = (), plan: BudgetPlan | None = None):  # fmt: skip
+        self.model, self.optimizer, self.scheduler, self.plan = model, optimizer, scheduler, plan
         self.loader, self.cfg, self.device, self.hooks = loader, cfg, device, list(hooks)
         self.amp_dtype = amp_dtype(cfg.solver, device)
         # Only fp16 has a range narrow enough to need loss scaling; disabled, the scaler is a no-op.
@@ -68,17 +74,42 @@ class Trainer:
         self.model.train()
         batches = iter(self.loader)
         limit = self.cfg.solver.time_limit * 60
+        turn = time.perf_counter()  # start of this loop turn: the step plus the previous hooks
         while self.iter < self.max_iter:
             start = time.perf_counter()
             images, targets = raise_failed(next(batches))
             self.losses = self.run_step(images, targets)
-            self.seconds = time.perf_counter() - start
+            now = time.perf_counter()
+            self.seconds = now - start
             self.elapsed += self.seconds
             self.iter += 1
             if limit and self.elapsed >= limit:
                 self.max_iter = self.iter  # out of time: this step is the last (hooks see it so)
+            if self.plan is not None:
+                self._follow_plan(now - turn)
+                turn = now
             for hook in self.hooks:
                 hook.after_step(self)
+            if _any_process(self.iter >= self.max_iter):  # an early stop on the main process
+                self.max_iter = self.iter
+
+    def _follow_plan(self, wall_seconds: float) -> None:
+        """Budgeted run: account the turn; stop at the budget (the learning rate then set to its
+        final value) or move max_iter to the planned total."""
+        self.plan.add(wall_seconds, self.seconds)
+        if self.plan.adjust is not None and len(self.plan.recent) == ADJUST_AFTER:
+            self.plan.maybe_adjust(float(distributed.mean_across(torch.tensor([self.plan.step_estimate()]))))
+        if _any_process(self.plan.should_stop()):  # clocks differ: all stop at the same step
+            self.plan.done = True
+            self.max_iter = self.iter
+            self.scheduler.step()  # progress 1: the schedule's final learning rate
+        else:
+            self.max_iter = self.plan.planned_iters(self.iter)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run done: of the time budget, else of max_iter."""
+        return self.plan.progress if self.plan is not None else self.iter / max(self.max_iter, 1)
 
     def run_step(self, images: list, targets: list) -> dict[str, float]:
         """One optimiser step on this process's images, split into N = solver.accumulate equal
@@ -152,6 +183,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iter": self.iter,
             "elapsed": self.elapsed,
+            "budget_used": self.plan.used if self.plan is not None else 0.0,
             "config": to_dict(self.cfg),
             "rng": rng_state(),
         }
@@ -164,6 +196,13 @@ class Trainer:
         set_rng_state(state["rng"])
         self.iter = int(state["iter"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        if self.plan is not None:
+            self.plan.used = float(state.get("budget_used", 0.0))
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process when it is True on one (a decision all processes must share)."""
+    return bool(distributed.mean_across(torch.tensor([float(flag)])).item() > 0)
 
 
 def _to(value, device):
@@ -236,35 +275,56 @@ class LogHook:
 
     def after_step(self, trainer: Trainer) -> None:
         write = trainer.iter % self.period == 0 or trainer.iter == trainer.max_iter
+        self.log.set_total(trainer.max_iter)  # a budgeted run re-plans its total
         self.log.step(trainer.iter, trainer.lr, trainer.losses, trainer.seconds, write)
 
 
 class EvalHook:
-    """Evaluates every `period` iterations (0: only at the end) and keeps `model_best.pt`, the
-    weights with the highest segm/AP (bbox/AP for models without masks)."""
+    """Evaluates every `period` iterations, or `fractions` times spread over a budgeted run (both
+    0: only at the end), and keeps `model_best.pt`, the weights with the highest segm/AP
+    (bbox/AP for models without masks). `patience` > 0: stops the run after that many
+    evaluations in a row without a better value (early stopping)."""
 
     def __init__(self, evaluate: Callable[[nn.Module], dict], period: int, out_dir: Path,
-                 log: TrainLog):  # fmt: skip
+                 log: TrainLog, fractions: int = 0, patience: int = 0):  # fmt: skip
         self.evaluate, self.period, self.log = evaluate, period, log
+        self.fractions, self.patience, self.stale = fractions, patience, 0
         self.best_path = Path(out_dir) / "model_best.pt"
         # A resumed run must beat the best of the interrupted one, not start from scratch.
         self.best = load_checkpoint(self.best_path)["value"] if self.best_path.is_file() else None
+        self.next_fraction = 1
+
+    def _due(self, trainer: Trainer) -> bool:
+        if trainer.iter == trainer.max_iter or (self.period > 0 and trainer.iter % self.period == 0):
+            return True
+        if self.fractions and trainer.progress >= self.next_fraction / self.fractions:
+            self.next_fraction = math.floor(trainer.progress * self.fractions) + 1
+            return True
+        return False
 
     def after_step(self, trainer: Trainer) -> None:
-        due = self.period > 0 and trainer.iter % self.period == 0
-        if not (due or trainer.iter == trainer.max_iter):
+        if not self._due(trainer):
             return
+        start = time.perf_counter()
         model = distributed.unwrap(trainer.model)
         model.eval()
         with torch.no_grad():
             metrics = self.evaluate(model)
         model.train()
+        if trainer.plan is not None:
+            trainer.plan.keep_for_final_eval(time.perf_counter() - start)
         self.log.scalars(trainer.iter, metrics, "val", trainer.elapsed)
         key = "segm/AP" if "segm/AP" in metrics else "bbox/AP"
         if key in metrics and (self.best is None or metrics[key] > self.best):
-            self.best = metrics[key]
+            self.best, self.stale = metrics[key], 0
             state = dict(weights_only_state(trainer), metric=key, value=float(metrics[key]))
             torch_save_atomic(self.best_path, state)
+        else:
+            self.stale += 1
+        if self.patience and self.stale >= self.patience and trainer.iter < trainer.max_iter:
+            self.log.note(f"early stop at iteration {trainer.iter}: val {key} not better than "
+                          f"{self.best:.4f} for {self.stale} evaluations (solver.early_stop_patience)")
+            trainer.max_iter = trainer.iter  # the checkpoint hook after this one writes the end
 
 
 def weights_only_state(trainer: Trainer) -> dict:
@@ -303,7 +363,10 @@ def _solver_problems(s, device: torch.device, world_size: int):
             yield f"solver.{name} must be at least 1"
     if s.recipe not in RECIPES:
         yield f"solver.recipe={s.recipe!r} must be one of: '', finetune"
-    for name in ("warmup_iters", "eval_period", "clip_grad_norm", "seed", "epochs", "time_limit"):
+    if s.time_limit > 0 and s.time_budget > 0:
+        yield "give solver.time_budget (the schedule fits the budget) or solver.time_limit, not both"
+    for name in ("warmup_iters", "eval_period", "clip_grad_norm", "seed", "epochs", "time_limit",
+                 "time_budget", "budget_evals", "early_stop_patience"):
         if getattr(s, name) < 0:
             yield f"solver.{name} must be >= 0"
     if s.base_lr <= 0:
@@ -354,9 +417,16 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
                         "or choose another --out")  # fmt: skip
     train_set = train_set if train_set is not None else _coco_train_set(cfg)
     resolve_solver(cfg.solver, len(train_set))
+    say = print if info.is_main else lambda _: None
+    follows = resolve_auto_sizes(cfg, train_set, say=say)
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
     trainer = build_trainer(cfg, model, dev)
+    if follows is not None and trainer.plan is not None:  # an auto size the budget may shrink
+        save = lambda: info.is_main and save_yaml(cfg, out_dir / "config.yaml")  # noqa: E731
+        sizer = BudgetSizer(cfg, len(train_set), say, save)
+        sizer.follows = follows
+        trainer.plan.adjust = sizer
     checkpointer = Checkpointer(out_dir, cfg.solver.keep_checkpoints)
     last = checkpointer.last() if resume else None
     if last is not None:
@@ -386,6 +456,17 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     return out_dir / periodic_name(trainer.iter)
 
 
+def summary_line(out_dir: str | Path, last: Path) -> str:
+    """The run's closing line: its last checkpoint and, with a validation set, its best one."""
+    line = f"training done: {last}"
+    best = Path(out_dir) / "model_best.pt"
+    if best.is_file():
+        state = load_checkpoint(best)
+        line += (f"; best by val {state['metric']}: {best} ({100 * state['value']:.1f} at "
+                 f"iteration {state['iter']})")
+    return line
+
+
 def build_trainer(cfg: Config, model: nn.Module | None, device: torch.device, loader=None) -> Trainer:
     """The model (built from `cfg` unless given) on `device`, rewritten for the fast step when
     solver.fast, with its optimizer and schedule; wrapped for several processes."""
@@ -400,8 +481,9 @@ def build_trainer(cfg: Config, model: nn.Module | None, device: torch.device, lo
 
         prepare_for_training(model)
     optimizer = build_optimizer(model, cfg.solver)
-    scheduler = build_scheduler(optimizer, cfg.solver)
-    return Trainer(distributed.wrap(model, device), optimizer, scheduler, loader, cfg, device)
+    plan = BudgetPlan(cfg.solver.time_budget) if cfg.solver.time_budget > 0 else None
+    scheduler = build_scheduler(optimizer, cfg.solver, plan and (lambda: plan.progress))
+    return Trainer(distributed.wrap(model, device), optimizer, scheduler, loader, cfg, device, plan=plan)
 
 
 def _train_loader(cfg: Config, train_set, start_iter: int, info: distributed.DistInfo):
@@ -420,11 +502,14 @@ def _train_loader(cfg: Config, train_set, start_iter: int, info: distributed.Dis
 
 def _main_hooks(cfg: Config, out_dir: Path, checkpointer: Checkpointer, log: TrainLog,
                 evaluate) -> list:  # fmt: skip
-    # Logging first, so metrics.jsonl holds iteration N before checkpoint N exists.
-    hooks = [LogHook(log, cfg.solver.log_period),
-             CheckpointHook(checkpointer, cfg.solver.checkpoint_period)]  # fmt: skip
+    # Logging first, so metrics.jsonl holds iteration N before checkpoint N exists; evaluation
+    # before the checkpoint, so an early stop makes this step's checkpoint the final one.
+    s = cfg.solver
+    hooks = [LogHook(log, s.log_period)]
     if evaluate is not None:
-        hooks.append(EvalHook(evaluate, cfg.solver.eval_period, out_dir, log))
+        fractions = s.budget_evals if s.time_budget > 0 else 0
+        hooks.append(EvalHook(evaluate, s.eval_period, out_dir, log, fractions, s.early_stop_patience))
+    hooks.append(CheckpointHook(checkpointer, s.checkpoint_period))
     return hooks
 
 

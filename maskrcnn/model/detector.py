@@ -24,6 +24,9 @@ class MaskRCNN(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
+        from ..engine.auto_size import fill_auto_defaults
+
+        fill_auto_defaults(cfg)  # sizes still "auto" (no training set chose them): the defaults
         self.cfg = cfg
         inp = cfg.input
         self.register_buffer("pixel_mean", torch.tensor(inp.pixel_mean).view(3, 1, 1), persistent=False)

@@ -209,3 +209,19 @@ def get_source(name: str) -> Source:
     hint = f"nearest: {', '.join(near)}" if near else "none is close"
     raise CheckpointError(f"'{name}' is neither a weights file nor a known weights source ({hint}; "
                           "`maskrcnn weights list` shows them all)")  # fmt: skip
+
+
+IMAGENET = "imagenet"  # --weights imagenet: the preset's ImageNet trunk
+_TRUNK = " (trunk)"
+
+
+def imagenet_source(preset: str) -> str:
+    """The named source of `preset`'s ImageNet trunk (the first registered source whose
+    architecture is '<preset> (trunk)'); CheckpointError for presets without one."""
+    for source in SOURCES.values():
+        if source.architecture == preset + _TRUNK:
+            return source.name
+    with_trunk = sorted({s.architecture[: -len(_TRUNK)] for s in SOURCES.values()
+                         if s.architecture.endswith(_TRUNK) and " " not in s.architecture[: -len(_TRUNK)]})
+    raise CheckpointError(f"--weights imagenet: preset '{preset}' has no ImageNet trunk weights; "
+                          f"presets with one: {', '.join(with_trunk)}")  # fmt: skip
