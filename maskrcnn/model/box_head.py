@@ -9,7 +9,7 @@ from torch import nn
 from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
 from ..structures import BatchedBoxes, split_per_image
-from .backbone import ConvNorm
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 BODIES = {"2fc": (0, 2), "4conv1fc": (4, 1), "avgpool": (0, 0)}  # (3x3 convs, fcs)

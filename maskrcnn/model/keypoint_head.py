@@ -9,7 +9,7 @@ from torch import nn
 
 from ..config import KeypointHeadConfig
 from ..structures import split_per_image
-from .backbone import ConvNorm
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 _CUBIC_A = -0.75  # the cubic convolution kernel PyTorch's bicubic resize uses

@@ -14,7 +14,7 @@ from torch import nn
 from ..config import MaskHeadConfig
 from ..ops.masks import mask_targets
 from ..structures import split_per_image
-from .backbone import ConvNorm
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 

@@ -21,7 +21,7 @@ from ..ops.boxes import (
     smooth_l1_sum,
 )
 from ..structures import BatchedBoxes
-from .backbone import ConvNorm
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 
