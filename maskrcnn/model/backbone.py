@@ -136,6 +136,7 @@ class Backbone(nn.Module):
             raise ConfigError(f"model.backbone.kind: unknown '{cfg.kind}' (expected one of {', '.join(KINDS)})")
         if cfg.kind == "c4" and cfg.arch != "resnet":
             raise ConfigError(f"model.backbone.kind: c4 needs a ResNet trunk (its conv5 runs per RoI), not '{cfg.arch}'")
+        self.input_format = nn.Identity()  # a fast path's `InputFormat` (dtype, memory layout)
         self.trunk = build_trunk(cfg)
         if cfg.kind == "c4":
             self.fpn = None
@@ -145,5 +146,5 @@ class Backbone(nn.Module):
             self.out_channels, self.strides = cfg.fpn_channels, (4, 8, 16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.trunk(x)
+        feats = self.trunk(self.input_format(x))
         return feats[-1:] if self.fpn is None else self.fpn(feats)
