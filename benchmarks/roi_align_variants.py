@@ -115,11 +115,12 @@ def _grad(m: torch.Tensor) -> torch.Tensor:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a small image, few RoIs, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per variant (full run)")
     parser.add_argument("--out", default=None, help="write <out>.json")
     args = parser.parse_args(argv)
     gen = torch.Generator().manual_seed(0)
     size, channels, n_infer, n_train, repeats = ((128, 160), 16, 40, 64, 2) if args.smoke else \
-        ((800, 1088), 256, 1000, 1024, 15)  # fmt: skip
+        ((800, 1088), 256, 1000, 1024, args.repeats)  # fmt: skip
     maps = pyramid(size, channels, gen)
     report = {"threads": torch.get_num_threads(), "image": list(size), "channels": channels,
               "rois": {"inference": n_infer, "training": n_train}, "median_ms": {}}  # fmt: skip

@@ -32,11 +32,9 @@ from torchvision.ops import FrozenBatchNorm2d
 from ..ops.poolers import Fp32RoIPooler, GatherRoIAlign
 from .backbone import ResNetTrunk
 from .efficientnet_lite import ConvNormAct
-from .fast_mask_tail import MatmulMaskTail
 from .fast_variants import CastsInput, InputFormat, PixelRowsFlatten, layer_variant, pixel_rows_fc, replace_module
 from .head_contract import declared_outputs
 from .layers import ConvNorm
-from .mask_head import FCNMaskHead
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -140,10 +138,10 @@ def _read_pooled_rows(heads: nn.Module) -> None:
 
 
 def _set_mask_tail(heads: nn.Module) -> None:
-    """fp32: an FCN mask head with sigmoid masks ends in `MatmulMaskTail` (2.8x faster, exact)."""
+    """fp32: a mask head that has a faster exact tail ends in it (the FCN head's `MatmulMaskTail`)."""
     head = getattr(heads, "mask_head", None)
-    if isinstance(head, FCNMaskHead) and head.cfg.loss != "softmax" and MatmulMaskTail.fits(head.deconv, head.logits):
-        head.fast_tail = MatmulMaskTail(head.deconv, head.logits)
+    if hasattr(head, "use_fast_tail"):
+        head.use_fast_tail()
 
 
 def fold_norms(model: nn.Module) -> int:
