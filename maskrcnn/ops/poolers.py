@@ -1,5 +1,16 @@
 """RoI pooling: each RoI is pooled from the pyramid level that matches its size (FPN eq. 1) by
-RoIAlign, RoIPool or RoIWarp (the paper's Table 2c)."""
+RoIAlign, RoIPool or RoIWarp (the paper's Table 2c).
+
+RoIAlign has one implementation per case, chosen by constructing the pooler's class (the fast
+paths swap it with `RoIPooler.as_variant`):
+- `RoIPooler`: torchvision's kernels per level, RoIs split across threads (`ThreadedRoIAlign` in
+  training): the model as built, the exact reference, and what ONNX export traces;
+- `GatherRoIAlign`: a weighted gather of channel rows in the maps' own dtype and layout: the
+  fp32 and bf16 inference fast paths;
+- `SparseRoIAlign`: one sparse matrix product over all levels, channels-last: fast training;
+- `Fp32RoIPooler`: torchvision's kernels on fp32 NCHW maps, for the poolers a fast path has no
+  variant of. `benchmarks/roi_align_variants.py` times them side by side on the same maps.
+"""
 
 from __future__ import annotations
 
