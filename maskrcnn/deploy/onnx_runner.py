@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import json
 import os
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -169,32 +168,10 @@ class OnnxPredictor:
 
     def _instances(self, image: torch.Tensor, out: dict, resized_size, keep_mask_probs: bool) -> Instances:
         """One image's rows of the graph's outputs -> its `Instances` at its own size."""
-        from ..model.detector import scale_ratio
+        from ..model.postprocess import to_instances
 
-        h, w = image.shape[-2:]
-        rh, rw = resized_size
-        ratio = scale_ratio(w, rw, h, rh, image.device)
-        fields = {"boxes": out["boxes"] * ratio, "scores": out["scores"], "labels": out["labels"]}
-        if "mask_probs" in out:
-            from ..ops.masks import paste_masks
-
-            if "masks" in out:  # pasted in the graph, at the batch's largest size
-                fields["masks"] = out["masks"][:, :h, :w]
-            paste = partial(paste_masks, out["mask_probs"], fields["boxes"], (h, w), aligned=self.info.get("mask_aligned", False))
-            threshold = self.info.get("mask_threshold", 0.5)
-            if keep_mask_probs:
-                fields["mask_probs"] = paste()
-            if "masks" not in out:
-                fields["masks"] = fields["mask_probs"] > threshold if keep_mask_probs else paste(threshold=threshold)
-        if "mask_scores" in out:
-            fields["mask_scores"] = out["mask_scores"]
-        if "keypoint_heatmaps" in out:
-            from ..model.keypoint_head import decode_keypoints
-
-            keypoints = decode_keypoints(out["keypoint_heatmaps"], out["boxes"])  # resized pixels
-            keypoints[..., :2] *= ratio[:2]
-            fields["keypoints"] = keypoints
-        return Instances((h, w), self.class_names, **fields)
+        return to_instances(out, resized_size, image.shape[-2:], self.class_names, self.info.get("mask_aligned", False),
+                            keep_mask_probs, self.info.get("mask_threshold", 0.5))  # fmt: skip
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) -> (3, h, w) at the model's scale: MaskRCNN.preprocess's own resize."""

@@ -24,7 +24,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import torch
 
 from ..fileio import write_bytes_atomic
 from .onnx_export import METADATA_KEY, ExportError
@@ -33,17 +32,11 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def output_layer_keys(model) -> list[str]:
-    """'parent/leaf/' for each compute layer of the model's output layers, as the ONNX exporter
+    """'parent/leaf/' for each output layer the model's heads declare, as the ONNX exporter
     names their nodes ('/.../box_head/cls_score/Gemm')."""
-    from ..model.fast_inference import output_layers
+    from ..model.head_contract import declared_outputs
 
-    wanted = {id(m) for layer in output_layers(model) for m in layer.modules()}
-    keys = []
-    for name, module in model.named_modules():
-        if id(module) in wanted and isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d,
-                                                        torch.nn.Linear)):
-            keys.append("/".join(name.split(".")[-2:]) + "/")
-    return keys
+    return ["/".join(layer.name.split(".")[-2:]) + "/" for layer in declared_outputs(model)]
 
 
 def float_layer_keys(model) -> list[str]:

@@ -3,45 +3,20 @@ trunk cut after conv4 (C4, stride 16), whose conv5 runs per RoI (`res5_head.py`)
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet
-from torchvision.ops import FrozenBatchNorm2d
 
 from ..config import BackboneConfig
 from ..errors import ConfigError
+from .efficientnet_lite import EfficientNetLiteTrunk
+from .layers import ConvNorm, make_norm
 from .weight_init import init_layers
 
 KINDS = ("fpn", "c4")
-
-
-class ConvNorm(nn.Sequential):
-    """Conv (+ optional BatchNorm) (+ optional ReLU); the conv has a bias only without a norm."""
-
-    def __init__(self, cin, cout, kernel, stride=1, norm="none", relu=False, eps=1e-5):
-        layers = OrderedDict(
-            conv=nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=norm == "none")
-        )
-        if norm != "none":
-            layers["norm"] = make_norm(norm, cout, eps)
-        if relu:
-            layers["relu"] = nn.ReLU(inplace=True)
-        super().__init__(layers)
-
-
-def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
-    """"frozen_bn" for pretrained trunks, "bn" / "gn" (32 groups) for layers that learn."""
-    if kind == "frozen_bn":
-        return FrozenBatchNorm2d(channels, eps=eps)
-    if kind == "bn":
-        return nn.BatchNorm2d(channels, eps=eps)
-    if kind == "gn":
-        return nn.GroupNorm(min(32, channels), channels, eps=eps)
-    raise ValueError(f"unknown norm '{kind}' (expected 'frozen_bn', 'bn' or 'gn')")
 
 
 def resnet_layers(cfg: BackboneConfig) -> resnet.ResNet:
@@ -110,8 +85,6 @@ def build_trunk(cfg: BackboneConfig) -> nn.Module:
     if cfg.arch == "resnet":
         return ResNetTrunk(cfg)
     if cfg.arch.startswith("efficientnet_lite"):
-        from .efficientnet_lite import EfficientNetLiteTrunk  # it imports make_norm from here
-
         return EfficientNetLiteTrunk(cfg)
     raise ValueError(f"unknown model.backbone.arch '{cfg.arch}' (resnet or efficientnet_lite0..4)")
 
@@ -163,6 +136,7 @@ class Backbone(nn.Module):
             raise ConfigError(f"model.backbone.kind: unknown '{cfg.kind}' (expected one of {', '.join(KINDS)})")
         if cfg.kind == "c4" and cfg.arch != "resnet":
             raise ConfigError(f"model.backbone.kind: c4 needs a ResNet trunk (its conv5 runs per RoI), not '{cfg.arch}'")
+        self.input_format = nn.Identity()  # a fast path's `InputFormat` (dtype, memory layout)
         self.trunk = build_trunk(cfg)
         if cfg.kind == "c4":
             self.fpn = None
@@ -172,5 +146,5 @@ class Backbone(nn.Module):
             self.out_channels, self.strides = cfg.fpn_channels, (4, 8, 16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.trunk(x)
+        feats = self.trunk(self.input_format(x))
         return feats[-1:] if self.fpn is None else self.fpn(feats)

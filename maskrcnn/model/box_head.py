@@ -9,13 +9,14 @@ from torch import nn
 from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
 from ..structures import BatchedBoxes, split_per_image
-from .backbone import ConvNorm
+from .head_contract import DeclaresOutputs
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 BODIES = {"2fc": (0, 2), "4conv1fc": (4, 1), "avgpool": (0, 0)}  # (3x3 convs, fcs)
 
 
-class BoxHead(nn.Module):
+class BoxHead(DeclaresOutputs, nn.Module):
     """(N, C, R, R) RoI features -> class logits (N, K+1) and box deltas (N, 4 (K+1)); label 0 is
     background. Body: "2fc" (v1), "4conv1fc" (v2) or "avgpool" (C4: the mean of res5's output)."""
 
@@ -31,6 +32,7 @@ class BoxHead(nn.Module):
         )
         channels = cfg.conv_dim if num_convs else in_channels
         dim = channels * in_resolution**2 if num_fcs else channels
+        self.flatten = nn.Flatten()  # (N, C, R, R) -> (N, C R R) before the fcs
         self.fcs = nn.ModuleList(nn.Linear(dim if i == 0 else cfg.fc_dim, cfg.fc_dim) for i in range(num_fcs))
         out_dim = cfg.fc_dim if num_fcs else channels
         self.cls_score = nn.Linear(out_dim, num_classes)
@@ -40,6 +42,9 @@ class BoxHead(nn.Module):
         init_layers(self.cls_score, "normal", std=0.01)
         init_layers(self.bbox_pred, "normal", std=0.001)
 
+    def output_layers(self) -> dict[str, int]:
+        return {"cls_score": 1, "bbox_pred": 4}
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.features(x)
         return self.cls_score(x), self.bbox_pred(x)
@@ -47,7 +52,7 @@ class BoxHead(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, R, R) -> (N, D): what the class and box layers read."""
         x = self.convs(x)
-        x = x.flatten(1) if len(self.fcs) else x.mean((2, 3))
+        x = self.flatten(x) if len(self.fcs) else x.mean((2, 3))
         for fc in self.fcs:
             x = F.relu(fc(x))
         return x
@@ -63,7 +68,7 @@ class BoxHead(nn.Module):
         losses = box_losses(logits, deltas, labels, torch.cat(box_targets), self.cfg.smooth_l1_beta)
         return {k: v * self.cfg.loss_weight for k, v in losses.items()}
 
-    def detect(self, x: torch.Tensor, proposals: list[torch.Tensor], image_sizes) -> list[dict]:
+    def predict(self, x: torch.Tensor, proposals: list[torch.Tensor], image_sizes) -> list[dict]:
         """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)};
         for a traced batch (`BatchedBoxes` proposals) one dict of every image's, with "batch_index"."""
         logits, deltas = self(x)

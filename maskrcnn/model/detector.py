@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +11,7 @@ from ..errors import ConfigError
 from ..ops.image_resize import resize_8bit
 from ..structures import ImageList, Instances
 from .backbone import Backbone
-from .keypoint_head import decode_keypoints
+from .postprocess import scale_ratio, to_instances
 from .roi_heads import RoIHeads
 from .rpn import RPN
 
@@ -135,33 +133,10 @@ class MaskRCNN(nn.Module):
         return sizes[int(u.item())]
 
     def postprocess(self, detections, resized_sizes, input_sizes, keep_mask_probs) -> list[Instances]:
-        from ..ops.masks import paste_masks
-
-        out = []
-        for det, (rh, rw), (h, w) in zip(detections, resized_sizes, input_sizes):
-            fields = {"boxes": det["boxes"] * scale_ratio(w, rw, h, rh, det["boxes"].device),
-                      "scores": det["scores"], "labels": det["labels"]}  # fmt: skip
-            if "mask_probs" in det:
-                paste = partial(paste_masks, det["mask_probs"], fields["boxes"], (h, w), aligned=self.cfg.model.mask.aligned)
-                if keep_mask_probs:
-                    fields["mask_probs"] = paste()
-                fields["masks"] = fields["mask_probs"] > 0.5 if keep_mask_probs else paste(threshold=0.5)
-            if "mask_scores" in det:
-                fields["mask_scores"] = det["mask_scores"]  # ranks masks; `scores` still ranks boxes
-            if "keypoint_heatmaps" in det:
-                keypoints = decode_keypoints(det["keypoint_heatmaps"], det["boxes"])  # (D, K, 3) x, y, score
-                keypoints[..., :2] *= scale_ratio(w, rw, h, rh, keypoints.device)[:2]
-                fields["keypoints"] = keypoints
-            out.append(Instances((h, w), self.class_names, **fields))
-        return out
-
-
-def scale_ratio(w, rw, h, rh, device) -> torch.Tensor:
-    """Per-coordinate scale back to the input size, in float32 as torchvision computes it."""
-    f32 = torch.float32
-    rx = torch.tensor(w, dtype=f32, device=device) / torch.tensor(rw, dtype=f32, device=device)
-    ry = torch.tensor(h, dtype=f32, device=device) / torch.tensor(rh, dtype=f32, device=device)
-    return torch.stack([rx, ry, rx, ry])
+        """Per image: detections in the batch's pixels -> `Instances` at its input size."""
+        aligned = self.cfg.model.mask.aligned
+        return [to_instances(det, resized, size, self.class_names, aligned, keep_mask_probs)
+                for det, resized, size in zip(detections, resized_sizes, input_sizes)]
 
 
 def resized_size(height: int, width: int, min_size: int, max_size: int, rounding: str = "floor") -> tuple[int, int]:

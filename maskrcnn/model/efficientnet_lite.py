@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BackboneConfig
-from .backbone import make_norm
+from .layers import make_norm
 
 # Per stage: expansion ratio, kernel, stride of the first block, output channels, repeats
 # (TensorFlow's lite block strings "r1_k3_s11_e1_i32_o16" ... "r1_k3_s11_e6_i192_o320").

@@ -1,19 +1,24 @@
 """The fast inference path: frozen norms folded into convolutions, channels-last, bf16 features.
 
-`prepare_for_inference(model, precision)` rewrites a built model in place, from outside (the
-model's modules know nothing of it, but for the FCN mask head's `fast_tail` slot: where layouts
-or dtypes must change between layers it adds forward pre-hooks), for inference only:
+`prepare_for_inference(model, precision)` rewrites a built model in place for inference only,
+by swapping modules for the named variants of fast_variants.py and ops/poolers.py (what it
+swapped shows in `print(model)`):
 - every FrozenBatchNorm2d (and eval-mode BatchNorm2d) directly after a convolution is folded
   into that convolution's weight and bias (one convolution instead of conv + 2 elementwise ops);
 - "bf16": the feature layers (trunk, FPN, RPN conv, box/mask/keypoint/MaskIoU head bodies) hold
   bf16 weights and run on bf16 activations; the small output layers (objectness, box deltas,
   class scores, mask logits, keypoint heatmaps, IoU) stay fp32 so that rankings are not
-  quantised; box decoding, NMS and mask pasting always run in fp32. RoIAlign gathers rows of
-  the bf16 channels-last maps with bf16-rounded weights, accumulating in fp32
-  (`GatherRoIAlign`); RoIPool, RoIWarp and adaptive sampling read fp32 NCHW copies.
+  quantised (the output layers are those the heads declare, head_contract.py; every layer of
+  the RPN and RoI heads is a `Cast*` variant that casts its input to its own dtype); box
+  decoding, NMS and mask pasting always run in fp32. RoIAlign gathers rows of the bf16
+  channels-last maps with bf16-rounded weights, accumulating in fp32 (`GatherRoIAlign`; a box
+  head of fcs then reads its output as pixel rows, `PixelRowsFlatten`); RoIPool, RoIWarp and
+  adaptive sampling read fp32 NCHW copies (`Fp32RoIPooler`).
 - "fp32": the ResNet stem's max pool is `SeparableMaxPool3x3`, and an FCN mask head with
-  sigmoid masks ends in `MatmulMaskTail` (deconv, ReLU and the detected class's logits as
-  matrix products, fast_mask_tail.py).
+  sigmoid masks ends in `MatmulMaskTail` (its `fast_tail`: deconv, ReLU and the detected
+  class's logits as matrix products, fast_mask_tail.py).
+- the backbone's `input_format` is an `InputFormat` casting the batch to the precision's dtype
+  and layout.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
-from ..ops.poolers import GatherRoIAlign
-from .backbone import ConvNorm, ResNetTrunk
+from ..ops.poolers import Fp32RoIPooler, GatherRoIAlign
+from .backbone import ResNetTrunk
 from .efficientnet_lite import ConvNormAct
-from .fast_mask_tail import MatmulMaskTail
-from .mask_head import FCNMaskHead
+from .fast_variants import CastsInput, InputFormat, PixelRowsFlatten, layer_variant, pixel_rows_fc, replace_module
+from .head_contract import declared_outputs
+from .layers import ConvNorm
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -68,8 +74,8 @@ def prepare_for_inference(
             trunk.maxpool = SeparableMaxPool3x3()
     layout = torch.channels_last if channels_last else torch.contiguous_format
     dtype = PRECISIONS[precision]
-    model.backbone.register_forward_pre_hook(lambda _, args: (args[0].to(dtype=dtype, memory_format=layout),))
-    _set_pooler(model.roi_heads, dtype)
+    model.backbone.input_format = InputFormat(dtype, layout)
+    _set_pooler(model.roi_heads)
     if precision == "fp32":
         _set_mask_tail(model.roi_heads)
     if compile:
@@ -110,36 +116,32 @@ def _every_other(x: torch.Tensor, dim: int, start: int, count: int) -> torch.Ten
     return x[tuple(index)]
 
 
-def _set_pooler(heads: nn.Module, dtype: torch.dtype) -> None:
+def _set_pooler(heads: nn.Module) -> None:
     """RoIAlign with a fixed sampling ratio gathers rows of the maps in their own dtype and layout
     (`GatherRoIAlign`); any other pooler (RoIPool, RoIWarp, adaptive sampling) reads fp32 NCHW
-    maps, as built."""
+    maps (`Fp32RoIPooler`)."""
     if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
-        heads.pooler = GatherRoIAlign(heads.pooler)
+        heads.pooler = heads.pooler.as_variant(GatherRoIAlign)
         _read_pooled_rows(heads)
         return
-    heads.pooler.register_forward_pre_hook(lambda _, args: ([f.float().contiguous() for f in args[0]], *args[1:]))
+    heads.pooler = heads.pooler.as_variant(Fp32RoIPooler)
 
 
 def _read_pooled_rows(heads: nn.Module) -> None:
-    """A box head of fcs only reads the gather pooler's (N, R, R, C) output as it lies: the
-    first fc's columns permuted from (C, R, R) to (R, R, C) order, the input permuted to match,
-    so that flattening it is a view instead of a copy (the same sums, in another order)."""
+    """A box head of fcs only reads the gather pooler's channels-last output as it lies
+    (`PixelRowsFlatten`, the first fc's columns permuted to match): a view instead of a copy."""
     head = heads.box_head
     if heads.res5 is not None or len(head.convs) or not len(head.fcs):
         return
-    fc = head.fcs[0]
-    r = heads.resolutions["box"]
-    columns = fc.weight.data.view(fc.out_features, -1, r, r)  # (D, C, R, R)
-    fc.weight.data = columns.permute(0, 2, 3, 1).reshape(fc.out_features, -1).contiguous()
-    head.register_forward_pre_hook(lambda _, args: (args[0].permute(0, 2, 3, 1), *args[1:]))
+    pixel_rows_fc(head.fcs[0], head.fcs[0].in_features // heads.resolutions["box"] ** 2, heads.resolutions["box"])
+    head.flatten = PixelRowsFlatten()
 
 
 def _set_mask_tail(heads: nn.Module) -> None:
-    """fp32: an FCN mask head with sigmoid masks ends in `MatmulMaskTail` (2.8x faster, exact)."""
+    """fp32: a mask head that has a faster exact tail ends in it (the FCN head's `MatmulMaskTail`)."""
     head = getattr(heads, "mask_head", None)
-    if isinstance(head, FCNMaskHead) and head.cfg.loss != "softmax" and MatmulMaskTail.fits(head.deconv, head.logits):
-        head.fast_tail = MatmulMaskTail(head.deconv, head.logits)
+    if hasattr(head, "use_fast_tail"):
+        head.use_fast_tail()
 
 
 def fold_norms(model: nn.Module) -> int:
@@ -193,31 +195,14 @@ def _fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> int:
 
 
 def set_feature_dtype(model: nn.Module, dtype: torch.dtype) -> None:
-    """Feature layers to `dtype`; output layers (named in `output_layers`) stay fp32. Every layer
-    of the RPN and RoI heads casts its input to its own dtype (pooled RoIs are fp32, features
-    reaching an fp32 output layer are not)."""
+    """Feature layers to `dtype`; the output layers the heads declare stay fp32. Every layer of
+    the RPN and RoI heads casts its input to its own dtype (`CastsInput`: pooled RoIs are fp32,
+    features reaching an fp32 output layer are not)."""
     for module in (model.backbone, model.rpn, model.roi_heads):
         module.to(dtype)
-    for layer in output_layers(model):
-        layer.float()
-    for part in (model.rpn, model.roi_heads):
-        for layer in part.modules():
-            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                layer.register_forward_pre_hook(_cast_input)
-
-
-def _cast_input(layer: nn.Module, args: tuple) -> tuple:
-    x, dtype = args[0], layer.weight.dtype
-    return args if x.dtype == dtype else (x.to(dtype), *args[1:])
-
-
-def output_layers(model: nn.Module) -> list[nn.Module]:
-    heads = model.roi_heads
-    layers = [model.rpn.head.objectness, model.rpn.head.deltas, heads.box_head.cls_score, heads.box_head.bbox_pred]
-    if hasattr(heads, "mask_head"):
-        layers.append(heads.mask_head.logits)
-    if hasattr(heads, "maskiou_head"):
-        layers.append(heads.maskiou_head.iou)
-    if hasattr(heads, "keypoint_head"):
-        layers.append(heads.keypoint_head.deconv)
-    return layers
+    for layer in declared_outputs(model):
+        layer.module.float()
+    for part in ("rpn", "roi_heads"):
+        for name, layer in list(getattr(model, part).named_modules()):
+            if type(layer) in (nn.Conv2d, nn.ConvTranspose2d, nn.Linear):
+                replace_module(model, f"{part}.{name}", layer_variant(layer, CastsInput))

@@ -9,14 +9,15 @@ from torch import nn
 
 from ..config import KeypointHeadConfig
 from ..structures import split_per_image
-from .backbone import ConvNorm
+from .head_contract import DeclaresOutputs, Handoff
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 _CUBIC_A = -0.75  # the cubic convolution kernel PyTorch's bicubic resize uses
 _DECODE_BUDGET = 1 << 24  # resized heatmap values per chunk (64 MB)
 
 
-class KeypointHead(nn.Module):
+class KeypointHead(DeclaresOutputs, nn.Module):
     """(N, C, 14, 14) -> heatmap logits (N, K, 56, 56): 8 x conv3x3 512, deconv 4x4/2, bilinear x2.
 
     Training returns its loss on the positive RoIs; inference adds `keypoint_heatmaps` (D, K, 56,
@@ -31,11 +32,14 @@ class KeypointHead(nn.Module):
         self.deconv = nn.ConvTranspose2d(dims[-1], cfg.num_keypoints, 4, stride=2, padding=1)
         init_layers(self, "msra")
 
+    def output_layers(self) -> dict[str, None]:
+        return {"deconv": None}  # one heatmap per keypoint type, whatever the classes
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.deconv(self.convs(x))  # (N, K, 28, 28)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-    def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
+    def losses(self, x: torch.Tensor, rois, targets: list[dict], handoff: Handoff) -> dict[str, torch.Tensor]:
         """Positive RoIs' features (P, C, 14, 14) -> {"loss_keypoint"}."""
         if any("keypoints" not in t for t in targets):
             raise ValueError("the keypoint head is enabled: every target needs 'keypoints' (N, K, 3) x, y, visibility")
@@ -43,7 +47,7 @@ class KeypointHead(nn.Module):
         loss = keypoint_loss(self(x), rois.boxes, rois.matched, gt)
         return {"loss_keypoint": loss * self.cfg.loss_weight}
 
-    def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
+    def predict(self, x: torch.Tensor, detections: list[dict], handoff: Handoff) -> None:
         heatmaps = self(x)  # (D, K, 56, 56)
         for det, h in zip(detections, split_per_image(heatmaps, [d["labels"].shape[0] for d in detections])):
             det["keypoint_heatmaps"] = h

@@ -9,15 +9,16 @@ from torch import nn
 
 from ..config import MaskIoUHeadConfig
 from ..structures import split_per_image
+from .head_contract import DeclaresOutputs, Handoff
 from .weight_init import init_layers
 
 
-class MaskIoUHead(nn.Module):
+class MaskIoUHead(DeclaresOutputs, nn.Module):
     """RoI mask features (N, C, R, R) + predicted mask logits (N, M, M) -> IoU per class (N, K+1).
 
     The mask is squashed to probabilities and max-pooled (M / R)x(M / R) to the features'
     resolution, so the head sees where the mask branch put the object next to what the RoI looks
-    like. It reads the mask head's logits and GT crops from `shared` (see `MaskHead`): training
+    like. It reads the mask head's logits and GT crops from the `Handoff` (see `MaskHead`): training
     returns its loss, inference adds `mask_scores` (D,) = box score x predicted IoU.
     """
 
@@ -38,6 +39,9 @@ class MaskIoUHead(nn.Module):
         init_layers(self.fcs, "xavier")
         init_layers(self.iou, "normal", std=0.01)
 
+    def output_layers(self) -> dict[str, int]:
+        return {"iou": 1}
+
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         mask = F.max_pool2d(mask_logits.sigmoid()[:, None], self.mask_pool, self.mask_pool)  # (N, 1, R, R)
         x = torch.cat([features, mask.to(features.dtype)], dim=1)  # (N, C + 1, R, R)
@@ -48,18 +52,18 @@ class MaskIoUHead(nn.Module):
             x = F.relu(fc(x))
         return self.iou(x)
 
-    def losses(self, x: torch.Tensor, rois, targets: list[dict], shared: dict) -> dict[str, torch.Tensor]:
+    def losses(self, x: torch.Tensor, rois, targets: list[dict], handoff: Handoff) -> dict[str, torch.Tensor]:
         """Positive RoIs' mask features (P, C, R, R) -> {"loss_maskiou"}."""
-        logits, crops = shared["mask_logits"], shared["mask_targets"]  # (P, M, M) each
+        logits, crops = handoff.mask_logits, handoff.mask_targets  # (P, M, M) each
         fractions = torch.cat([area_inside_fraction(t["masks"], b, m)
                                for t, b, m in zip(targets, rois.boxes, rois.matched)])
         iou_targets = maskiou_targets(logits, crops.to(logits.dtype), fractions.to(logits.dtype))
         loss = maskiou_loss(self(x, logits), torch.cat(rois.labels), iou_targets)
         return {"loss_maskiou": loss * self.cfg.loss_weight}
 
-    def infer(self, x: torch.Tensor, detections: list[dict], shared: dict) -> None:
+    def predict(self, x: torch.Tensor, detections: list[dict], handoff: Handoff) -> None:
         labels = torch.cat([d["labels"] for d in detections])
-        iou_pred = self(x, shared["mask_logits"])  # (D, K+1)
+        iou_pred = self(x, handoff.mask_logits)  # (D, K+1)
         scores = mask_scores(iou_pred, labels, torch.cat([d["scores"] for d in detections]))
         for det, s in zip(detections, split_per_image(scores, [d["labels"].shape[0] for d in detections])):
             det["mask_scores"] = s

@@ -19,6 +19,7 @@ from ..ops.boxes import Matcher, match_boxes, sample_balanced
 from ..ops.poolers import POOLERS, RoIPooler
 from ..structures import BatchedBoxes
 from .box_head import BODIES, BoxHead
+from .head_contract import Handoff
 from .keypoint_head import KeypointHead
 from .mask_head import FCNMaskHead, MLPMaskHead
 from .maskiou_head import MaskIoUHead
@@ -100,12 +101,12 @@ class RoIHeads(nn.Module):
         pos, rows = rois.positives()
         # features per pooled resolution, read by every head that pools alike
         pooled = {self.resolutions["box"]: box_x[rows]} if self.res5 is not None else {}
-        shared = {}
+        handoff = Handoff()
         for name, head in self.instance_heads():
             r = self.resolutions[name]
             if r not in pooled:
                 pooled[r] = self.roi_features(features, pos.boxes, r)
-            losses.update(head.losses(pooled[r], pos, targets, shared))
+            losses.update(head.losses(pooled[r], pos, targets, handoff))
         return losses
 
     def _detect(self, features, proposals, image_sizes) -> list[dict]:
@@ -114,7 +115,7 @@ class RoIHeads(nn.Module):
     def detect_boxes(self, features, proposals, image_sizes) -> list[dict]:
         """The box head's detections: per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)}."""
         box_x = self.roi_features(features, proposals, self.resolutions["box"])
-        return self.box_head.detect(box_x, proposals, image_sizes)
+        return self.box_head.predict(box_x, proposals, image_sizes)
 
     def predict_instances(self, features, detections: list[dict]) -> list[dict]:
         """The instance heads (mask, MaskIoU, keypoint) on given detections: each adds its fields
@@ -122,12 +123,12 @@ class RoIHeads(nn.Module):
         boxes = [d["boxes"] for d in detections]
         if "batch_index" in detections[0]:  # a traced batch
             boxes = BatchedBoxes(boxes[0], detections[0]["batch_index"])
-        pooled, shared = {}, {}
+        pooled, handoff = {}, Handoff()
         for name, head in self.instance_heads():
             r = self.resolutions[name]
             if r not in pooled:
                 pooled[r] = self.roi_features(features, boxes, r)
-            head.infer(pooled[r], detections, shared)
+            head.predict(pooled[r], detections, handoff)
         return detections
 
     def sample(self, proposals, targets, generators) -> SampledRoIs:

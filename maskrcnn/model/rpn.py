@@ -21,7 +21,8 @@ from ..ops.boxes import (
     smooth_l1_sum,
 )
 from ..structures import BatchedBoxes
-from .backbone import ConvNorm
+from .head_contract import DeclaresOutputs
+from .layers import ConvNorm
 from .weight_init import init_layers
 
 
@@ -78,7 +79,7 @@ class AnchorGenerator(nn.Module):
         return out
 
 
-class RPNHead(nn.Module):
+class RPNHead(DeclaresOutputs, nn.Module):
     """Shared conv(s) + per-anchor objectness logit and box deltas, on every level."""
 
     def __init__(self, channels: int, num_anchors: int, num_convs: int = 1, norm: str = "none"):
@@ -89,6 +90,9 @@ class RPNHead(nn.Module):
         self.objectness = nn.Conv2d(channels, num_anchors, 1)
         self.deltas = nn.Conv2d(channels, num_anchors * 4, 1)
         init_layers(self, "normal", std=0.01)
+
+    def output_layers(self) -> dict[str, None]:
+        return {"objectness": None, "deltas": None}  # per anchor, class-agnostic
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """-> per level objectness (B, Hl*Wl*A) and deltas (B, Hl*Wl*A, 4), anchor order."""

@@ -1,5 +1,16 @@
 """RoI pooling: each RoI is pooled from the pyramid level that matches its size (FPN eq. 1) by
-RoIAlign, RoIPool or RoIWarp (the paper's Table 2c)."""
+RoIAlign, RoIPool or RoIWarp (the paper's Table 2c).
+
+RoIAlign has one implementation per case, chosen by constructing the pooler's class (the fast
+paths swap it with `RoIPooler.as_variant`):
+- `RoIPooler`: torchvision's kernels per level, RoIs split across threads (`ThreadedRoIAlign` in
+  training): the model as built, the exact reference, and what ONNX export traces;
+- `GatherRoIAlign`: a weighted gather of channel rows in the maps' own dtype and layout: the
+  fp32 and bf16 inference fast paths;
+- `SparseRoIAlign`: one sparse matrix product over all levels, channels-last: fast training;
+- `Fp32RoIPooler`: torchvision's kernels on fp32 NCHW maps, for the poolers a fast path has no
+  variant of. `benchmarks/roi_align_variants.py` times them side by side on the same maps.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +24,7 @@ from torchvision.ops import roi_align, roi_pool
 
 from ..structures import BatchedBoxes
 from .boxes import box_area
-from .roi_align_sparse import pyramid_rows, roi_align_gather_levels
+from .roi_align_sparse import pyramid_rows, roi_align_gather_levels, roi_align_sparse_levels
 
 # torchvision's CPU RoIAlign kernels (forward and backward) run on one thread: RoIs are split
 # across threads (the kernels release the GIL). Below this many RoIs a split is not worth it.
@@ -72,13 +83,27 @@ class RoIPooler(nn.Module):
         self.min_level, self.max_level = min_level, max_level
         self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
 
+    def extra_repr(self) -> str:
+        return (f"kind={self.kind}, sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, "
+                f"levels=P{self.min_level}..P{self.max_level}")
+
+    def as_variant(self, cls: type[RoIPooler]) -> RoIPooler:
+        """The same pooler (geometry, level mapping) computed by the variant `cls`."""
+        return cls(self.sampling_ratio, self.aligned, self.min_level, self.max_level, self.canonical_scale,
+                   self.canonical_level, self.kind)  # fmt: skip
+
+    def rois_and_levels(self, features, boxes):
+        """-> rois (N, 5), each RoI's level index (N,), the levels' scales (one per map pooled)."""
+        rois = boxes_to_rois(boxes)
+        levels = assign_levels(rois[:, 1:], self.min_level, self.max_level, self.canonical_scale,
+                               self.canonical_level)  # fmt: skip
+        num_levels = min(len(features), self.max_level - self.min_level + 1)
+        return rois, levels, [1.0 / math.pow(2, self.min_level + offset) for offset in range(num_levels)]
+
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
         """features: [P`min_level`..] (B, C, Hl, Wl) at strides 2**level; boxes: per-image (Ni, 4)."""
-        rois = boxes_to_rois(boxes)  # (N, 5)
-        levels = assign_levels(
-            rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level
-        )
-        num_levels = min(len(features), self.max_level - self.min_level + 1)
+        rois, levels, scales = self.rois_and_levels(features, boxes)  # (N, 5), (N,), per level
+        num_levels = len(scales)
         if torch.jit.is_tracing():
             return self._pool_traced(features[:num_levels], rois, levels, resolution)
         channels = features[0].shape[1]
@@ -154,11 +179,10 @@ class GatherRoIAlign(RoIPooler):
     kept for the next call on the same maps (the mask head's after the box head's) while the
     maps live."""
 
-    def __init__(self, pooler: RoIPooler):
-        if pooler.kind != "roialign" or pooler.sampling_ratio <= 0:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kind != "roialign" or self.sampling_ratio <= 0:
             raise ValueError("GatherRoIAlign needs RoIAlign with a fixed sampling ratio")
-        super().__init__(pooler.sampling_ratio, pooler.aligned, pooler.min_level, pooler.max_level,
-                         pooler.canonical_scale, pooler.canonical_level)  # fmt: skip
         self._rows: tuple[list[weakref.ref], torch.Tensor] | None = None
 
     def rows(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -180,14 +204,36 @@ class GatherRoIAlign(RoIPooler):
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
         if torch.jit.is_tracing():  # an export: torchvision's registered ops, as the built model's
             return super().forward([f.float() for f in features], boxes, resolution)
-        rois = boxes_to_rois(boxes)  # (N, 5)
-        levels = assign_levels(
-            rois[:, 1:], self.min_level, self.max_level, self.canonical_scale, self.canonical_level
-        )
-        num_levels = min(len(features), self.max_level - self.min_level + 1)
-        scales = [1.0 / math.pow(2, self.min_level + offset) for offset in range(num_levels)]
-        return roi_align_gather_levels(features[:num_levels], rois, levels, scales, resolution,
-                                       self.sampling_ratio, self.aligned, self.rows(features[:num_levels]))  # fmt: skip
+        rois, levels, scales = self.rois_and_levels(features, boxes)
+        maps = features[: len(scales)]
+        return roi_align_gather_levels(maps, rois, levels, scales, resolution, self.sampling_ratio, self.aligned,
+                                       self.rows(maps))  # fmt: skip
+
+
+class SparseRoIAlign(RoIPooler):
+    """Training RoIAlign (fixed sampling ratio) over all levels as one sparse matrix product on
+    the channels-last maps (`roi_align_sparse_levels`), in fp32 with autocast off: the fast
+    training path's pooler (no NCHW copy of the maps, no per-sample scatter in backward)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kind != "roialign" or self.sampling_ratio <= 0:
+            raise ValueError("SparseRoIAlign needs RoIAlign with a fixed sampling ratio")
+
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        rois, levels, scales = self.rois_and_levels(features, boxes)
+        with torch.autocast(features[0].device.type, enabled=False):
+            return roi_align_sparse_levels(features[: len(scales)], rois, levels, scales, resolution,
+                                           self.sampling_ratio, self.aligned)  # fmt: skip
+
+
+class Fp32RoIPooler(RoIPooler):
+    """The pooler as built, on fp32 NCHW copies of the maps with autocast off: what a fast path
+    runs for a pooler it has no variant of (adaptive sampling, RoIPool, RoIWarp)."""
+
+    def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        with torch.autocast(features[0].device.type, enabled=False):
+            return super().forward([f.float().contiguous() for f in features], boxes, resolution)
 
 
 def quantize_rois(rois: torch.Tensor, scale: float) -> torch.Tensor:

@@ -2,9 +2,11 @@
 
 Every tensor of the model is, exactly one of:
 - loaded: taken whole from the file (same key, same shape);
-- re-initialised: a class-dependent layer (class scores, box deltas, mask logits, MaskIoU
-  output) when the file's classes differ from the dataset's, or the keypoint predictor when the
-  keypoint count differs; it keeps the preset's initialisation;
+- re-initialised: a class-dependent layer (an output layer whose rows follow the classes, as its
+  head declares: class scores, box deltas, mask logits, MaskIoU output) when the file's classes
+  differ from the dataset's, or an output layer whose rows do not follow the classes (keypoint
+  heatmaps, a class-agnostic mask) when only its output count differs; it keeps the preset's
+  initialisation;
 - copied by name: such a layer, re-initialised, then given the file's rows of every class both
   label spaces share by name (COCO "person" -> the dataset's "person"; the background row too);
 - newly initialised: not in the file (the FPN and heads when the file is an ImageNet trunk).
@@ -25,17 +27,9 @@ from torch import nn
 
 from ..config import Config, from_dict
 from ..errors import CheckpointError
+from ..model.head_contract import OutputLayer, declared_outputs
 from . import read_weights
 
-# our key prefix -> rows per class along dim 0
-CLASS_ROWS = {
-    "roi_heads.box_head.cls_score.": 1,
-    "roi_heads.box_head.bbox_pred.": 4,
-    "roi_heads.mask_head.logits.": 1,
-    "roi_heads.maskiou_head.iou.": 1,
-}
-KEYPOINT_PREDICTOR = "roi_heads.keypoint_head.deconv."
-_CLS = "roi_heads.box_head.cls_score.weight"
 _COUNTER = "num_batches_tracked"  # BatchNorm bookkeeping, not a weight
 
 
@@ -70,20 +64,24 @@ def init_from_weights(model: nn.Module, source: str) -> Transfer:
     state, config = read_weights(source)
     own = {k: v for k, v in model.state_dict().items() if not k.endswith(_COUNTER)}
     state = {k: v for k, v in state.items() if not k.endswith(_COUNTER)}
-    src_names, dst_names = file_class_names(state, config), tuple(model.cfg.model.class_names)
-    same = _same_classes(state, own, src_names, dst_names)
+    outputs = declared_outputs(model)
+    # the first layer with one row per class: the box head's class scores
+    classifier = next(o.name for o in outputs if o.class_rows == 1) + ".weight"
+    src_names, dst_names = file_class_names(state, config, classifier), tuple(model.cfg.model.class_names)
+    same = _same_classes(state, own, src_names, dst_names, classifier)
     report = Transfer(str(source), unused=[k for k in state if k not in own])
     values, mismatched = {}, []
     for key, mine in own.items():
         theirs = state.get(key)
-        rows = next((r for p, r in CLASS_ROWS.items() if key.startswith(p)), None)
+        output = next((o for o in outputs if key.startswith(o.name + ".")), None)
         if theirs is None:
             report.new.append(key)
-        elif rows is not None and not same and theirs.shape[1:] == mine.shape[1:]:
-            values[key], shared = _copy_by_name(mine, theirs, rows, src_names, dst_names, f"{source}: {key}")
+        elif output and output.class_rows and not same and theirs.shape[1:] == mine.shape[1:]:
+            values[key], shared = _copy_by_name(mine, theirs, output.class_rows, src_names, dst_names,
+                                                f"{source}: {key}")  # fmt: skip
             (report.copied if shared else report.reinitialised).append(key)
             report.shared_classes = shared or report.shared_classes
-        elif key.startswith(KEYPOINT_PREDICTOR) and theirs.shape != mine.shape and _keypoint_count_only(theirs, mine):
+        elif output and output.class_rows is None and _output_count_only(theirs, mine, output):
             report.reinitialised.append(key)
         elif theirs.shape != mine.shape:
             mismatched.append(f"{key}: file {tuple(theirs.shape)} vs model {tuple(mine.shape)}")
@@ -101,13 +99,14 @@ def init_from_weights(model: nn.Module, source: str) -> Transfer:
     return report
 
 
-def file_class_names(state: dict, config: dict | None) -> tuple[str, ...] | None:
-    """The label space of the file's class-dependent rows (index = label), None if unknown."""
+def file_class_names(state: dict, config: dict | None, classifier: str) -> tuple[str, ...] | None:
+    """The label space of the file's class-dependent rows (index = label), None if unknown;
+    `classifier` is the key of the class-score weight, whose rows count the classes."""
     from ..zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
 
     if config is not None:
         return tuple(config.get("model", {}).get("class_names") or ()) or None
-    rows = state[_CLS].shape[0] if _CLS in state else None
+    rows = state[classifier].shape[0] if classifier in state else None
     if rows == 2 and any(k.startswith("roi_heads.keypoint_head.") for k in state):
         return ("__background__", "person")  # torchvision's Keypoint R-CNN
     return {len(COCO_CLASS_NAMES): COCO_CLASS_NAMES, len(COCO80_CLASS_NAMES): COCO80_CLASS_NAMES}.get(rows)
@@ -123,10 +122,10 @@ def config_for_weights(cfg: Config, source: str) -> Config:
     return from_dict(sections, base=cfg, source=f"{source} (its embedded config)")
 
 
-def _same_classes(state, own, src_names, dst_names) -> bool:
+def _same_classes(state, own, src_names, dst_names, classifier) -> bool:
     if src_names and dst_names:
         return src_names == dst_names
-    return _CLS in state and _CLS in own and state[_CLS].shape == own[_CLS].shape
+    return classifier in state and classifier in own and state[classifier].shape == own[classifier].shape
 
 
 def _copy_by_name(mine, theirs, rows, src_names, dst_names, where) -> tuple[torch.Tensor, tuple]:
@@ -145,8 +144,10 @@ def _copy_by_name(mine, theirs, rows, src_names, dst_names, where) -> tuple[torc
     return out, tuple(shared)
 
 
-def _keypoint_count_only(theirs: torch.Tensor, mine: torch.Tensor) -> bool:
-    """ConvTranspose weight (in, K, k, k) / bias (K,): only the keypoint count K differs."""
-    if mine.dim() == 1:
-        return theirs.dim() == 1
-    return theirs.dim() == mine.dim() and theirs.shape[0] == mine.shape[0] and theirs.shape[2:] == mine.shape[2:]
+def _output_count_only(theirs: torch.Tensor, mine: torch.Tensor, output: OutputLayer) -> bool:
+    """Shapes differ only in the layer's output count (keypoint types, masks): along dim 1 of a
+    ConvTranspose weight (in, out, k, k), along dim 0 of any other weight and of a bias."""
+    if theirs.shape == mine.shape or theirs.dim() != mine.dim():
+        return False
+    dim = 1 if isinstance(output.module, nn.ConvTranspose2d) and mine.dim() > 1 else 0
+    return theirs.shape[:dim] + theirs.shape[dim + 1:] == mine.shape[:dim] + mine.shape[dim + 1:]

@@ -13,7 +13,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from maskrcnn.config import apply_overrides
 from maskrcnn.engine.trainer import amp_dtype
 from maskrcnn.model.detector import build_model
-from maskrcnn.model.fast_training import fold_frozen_norm, prepare_for_training
+from maskrcnn.model.fast_training import prepare_for_training
+from maskrcnn.model.fast_variants import FoldsFrozenNorm
 from maskrcnn.zoo import get_preset
 
 
@@ -29,7 +30,7 @@ def test_folded_frozen_norm_has_the_same_output_and_weight_gradient():
     (expected * g).sum().backward()
     expected_grad, conv.weight.grad = conv.weight.grad.clone(), None
     keys = set(conv.state_dict()) | set(norm.state_dict())
-    fold_frozen_norm(conv, norm)
+    conv, norm = FoldsFrozenNorm.fold(conv, norm)
     got = norm(conv(x))
     (got * g).sum().backward()
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

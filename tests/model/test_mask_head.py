@@ -11,6 +11,7 @@ import torch
 from maskrcnn.config import MaskHeadConfig, apply_overrides
 from maskrcnn.errors import ConfigError
 from maskrcnn.model.detector import build_model
+from maskrcnn.model.head_contract import Handoff
 from maskrcnn.model.mask_head import FCNMaskHead, MaskHead, MLPMaskHead
 from maskrcnn.model.roi_heads import SampledRoIs
 from maskrcnn.zoo import get_preset
@@ -36,10 +37,10 @@ def _losses(loss: str):
     masks = torch.zeros(1, 4, 4, dtype=torch.uint8)
     masks[0, :, :2] = 1
     rois = SampledRoIs([torch.tensor([[0.0, 0, 4, 4]])], [torch.tensor([1])], [torch.tensor([0])])
-    shared = {}
-    losses = head.losses(torch.zeros(1, 8, 2, 2), rois, [{"masks": masks}], shared)
-    assert shared["mask_targets"].tolist() == [[[0.75, 0.0], [0.75, 0.0]]]
-    return losses["loss_mask"].item(), shared["mask_logits"][0]
+    handoff = Handoff()
+    losses = head.losses(torch.zeros(1, 8, 2, 2), rois, [{"masks": masks}], handoff)
+    assert handoff.mask_targets.tolist() == [[[0.75, 0.0], [0.75, 0.0]]]
+    return losses["loss_mask"].item(), handoff.mask_logits[0]
 
 
 def test_sigmoid_loss_by_hand():

@@ -45,7 +45,7 @@ def test_gather_pooler_copies_the_maps_once_for_both_heads():
     and mask heads' calls on the same maps share one copy of their rows, new maps get theirs,
     and the copy goes with the maps (and is not pickled)."""
     features, boxes = _inputs()
-    pooler = GatherRoIAlign(RoIPooler(2, aligned=False))
+    pooler = RoIPooler(2, aligned=False).as_variant(GatherRoIAlign)
     with torch.inference_mode():
         got = pooler(features, boxes, 7)
         rows = pooler.rows(features)

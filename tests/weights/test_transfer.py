@@ -145,15 +145,17 @@ def test_file_class_names_from_config_or_known_coco_label_spaces():
     from maskrcnn.weights.transfer import file_class_names
     from maskrcnn.zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
 
-    def cls(rows, **extra):
-        return {"roi_heads.box_head.cls_score.weight": torch.zeros(rows, 8), **extra}
+    key = "roi_heads.box_head.cls_score.weight"
 
-    assert file_class_names(cls(91), None) == COCO_CLASS_NAMES  # torchvision's COCO ids
-    assert file_class_names(cls(81), None) == COCO80_CLASS_NAMES
+    def cls(rows, **extra):
+        return {key: torch.zeros(rows, 8), **extra}
+
+    assert file_class_names(cls(91), None, key) == COCO_CLASS_NAMES  # torchvision's COCO ids
+    assert file_class_names(cls(81), None, key) == COCO80_CLASS_NAMES
     keypoints = {"roi_heads.keypoint_head.deconv.weight": torch.zeros(8, 17, 4, 4)}
-    assert file_class_names(cls(2, **keypoints), None) == ("__background__", "person")
-    assert file_class_names(cls(2), None) is None
-    assert file_class_names(cls(91), {"model": {"class_names": ["__background__", "cat"]}}) == ("__background__", "cat")
+    assert file_class_names(cls(2, **keypoints), None, key) == ("__background__", "person")
+    assert file_class_names(cls(2), None, key) is None
+    assert file_class_names(cls(91), {"model": {"class_names": ["__background__", "cat"]}}, key) == ("__background__", "cat")
 
 
 def test_keypoint_predictor_is_reinitialised_when_the_keypoint_count_differs(tmp_path):
@@ -173,3 +175,43 @@ def test_keypoint_predictor_is_reinitialised_when_the_keypoint_count_differs(tmp
     assert sorted(report.reinitialised) == ["roi_heads.keypoint_head.deconv.bias", "roi_heads.keypoint_head.deconv.weight"]
     assert torch.equal(model.roi_heads.keypoint_head.deconv.weight, before)
     assert not report.copied and not report.new  # same classes: the box predictor loads whole
+
+
+def _tiny_mask_model(overrides, names, seed):
+    cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), ["model.box.fc_dim=32", "model.mask.conv_dims=[8]",
+                                                           "model.mask.mlp_dims=[16]", *overrides])  # fmt: skip
+    cfg.model.num_classes, cfg.model.class_names = len(names), names
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+@pytest.mark.parametrize("overrides", [["model.mask.head=mlp"], ["model.mask.class_agnostic=true"]],
+                         ids=["mlp", "class_agnostic"])
+def test_mask_variants_fine_tune_onto_other_class_names(overrides, tmp_path):
+    """File classes (bg, person, cat) -> model classes (bg, dog, person): where the mask head's
+    rows follow the classes (MLP: M*M rows per class) person's rows are copied by name and dog's
+    keep their initialisation; a class-agnostic mask head's one mask loads whole."""
+    from maskrcnn.weights import save_weights
+
+    source = _tiny_mask_model(overrides, ("__background__", "person", "cat"), seed=0)
+    save_weights(source, tmp_path / "src.safetensors")
+    theirs = {k: v.clone() for k, v in source.state_dict().items()}
+    model = _tiny_mask_model(overrides, ("__background__", "dog", "person"), seed=1)
+    mine = {k: v.clone() for k, v in model.state_dict().items()}
+    report = init_from_weights(model, str(tmp_path / "src.safetensors"))
+    after = model.state_dict()
+    key = "roi_heads.mask_head.logits.weight"
+    if "model.mask.head=mlp" in overrides:
+        m2 = 28 * 28  # rows of one class: its 28 x 28 mask logits
+        assert theirs[key].shape[0] == 3 * m2
+        torch.testing.assert_close(after[key][2 * m2:], theirs[key][m2:2 * m2], rtol=0, atol=0)  # person
+        torch.testing.assert_close(after[key][:m2], theirs[key][:m2], rtol=0, atol=0)  # background
+        torch.testing.assert_close(after[key][m2:2 * m2], mine[key][m2:2 * m2], rtol=0, atol=0)  # dog: as built
+        assert key in report.copied
+    else:
+        assert after[key].shape[0] == 1
+        torch.testing.assert_close(after[key], theirs[key], rtol=0, atol=0)
+        assert key in report.loaded
+    cls = "roi_heads.box_head.cls_score.weight"
+    torch.testing.assert_close(after[cls][2], theirs[cls][1], rtol=0, atol=0)
+    assert report.shared_classes == ("__background__", "person")

@@ -1,0 +1,58 @@
+"""What every head of the model declares (detectron2's `BaseMaskRCNNHead` is the model for it,
+without a registry): the verbs it answers to, its output layers and how their rows follow the
+classes, and the typed fields it hands to the heads after it.
+
+- `losses(x, rois, targets, handoff)` in training -> dict of weighted losses;
+  `predict(x, detections, handoff)` in inference adds the head's fields to the detections
+  (the box head, which makes the detections, has `losses(x, rois, targets)` and
+  `predict(x, proposals, image_sizes)`).
+- `output_layers()` -> {attribute: rows per class}: the layers whose outputs rank and place the
+  detections. Rows per class (along dim 0 of weight and bias) are 1 for class scores, 4 for box
+  deltas, M*M for an MLP mask head; None when the rows do not follow the classes (RPN, keypoint
+  heatmaps, a class-agnostic mask). Weight transfer copies rows by class name from it, and the
+  fast paths, the int8 export and the ONNX export keep these layers in fp32.
+Nothing outside a head names its layers: `declared_outputs(model)` collects the declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class DeclaresOutputs:
+    """A module with output layers (every head, and the RPN head)."""
+
+    def output_layers(self) -> dict[str, int | None]:
+        raise NotImplementedError(f"{type(self).__name__} must declare its output layers")
+
+
+@dataclass(frozen=True)
+class OutputLayer:
+    """An output layer in the model: its qualified name, the layer, its rows per class (or None)."""
+
+    name: str  # e.g. "roi_heads.box_head.cls_score"
+    module: nn.Module
+    class_rows: int | None
+
+
+def declared_outputs(model: nn.Module) -> list[OutputLayer]:
+    """Every output layer the model's heads declare, in module order."""
+    out = []
+    for prefix, owner in model.named_modules():
+        if isinstance(owner, DeclaresOutputs):
+            for attr, rows in owner.output_layers().items():
+                name = f"{prefix}.{attr}" if prefix else attr
+                out.append(OutputLayer(name, owner.get_submodule(attr), rows))
+    return out
+
+
+@dataclass
+class Handoff:
+    """What a head hands to the heads after it, for one batch of RoIs (training: the positive
+    sampled RoIs; inference: the detections)."""
+
+    mask_logits: torch.Tensor | None = None  # (N, M, M) each RoI's class's mask logits
+    mask_targets: torch.Tensor | None = None  # (N, M, M) GT cropped to each RoI in [0, 1] (training)
