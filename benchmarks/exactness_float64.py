@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 
 from maskrcnn.data.images import read_image
 from maskrcnn.model.fast_inference import prepare_for_inference

@@ -31,7 +31,6 @@ seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys

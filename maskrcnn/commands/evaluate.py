@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 
 from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides

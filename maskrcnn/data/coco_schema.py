@@ -17,7 +17,7 @@ COCO API. What it checks:
 
 The rule for an annotation without a segmentation (missing, null or an empty list) is the same in
 every reader: it is skipped, counted and logged (`has_segmentation` says which), as real datasets
-have a few. Numbers inside bbox, area, keypoints and polygons: `coco.check_annotation_numbers`.
+have a few. Numbers inside bbox, area, keypoints and polygons: `check_annotation_numbers`.
 """
 
 from __future__ import annotations
@@ -137,7 +137,6 @@ def _check_annotation(ann: dict, where: str, sizes: dict) -> None:
         raise DatasetError(f"{where}: 'iscrowd' must be 0 or 1, not {_shown(ann.get('iscrowd'))}")
     if "keypoints" in ann and not isinstance(ann["keypoints"], list):
         raise DatasetError(f"{where}: 'keypoints' must be a list [x, y, v, ...], not {_shown(ann['keypoints'])}")
-    from .coco import check_annotation_numbers  # bbox, area, keypoints, segmentation: finite numbers
 
     check_annotation_numbers(ann, where)
     segmentation = ann.get("segmentation")
@@ -171,3 +170,56 @@ def _shown(value) -> str:
     text = text if len(text) <= 40 else text[:37] + "..."
     kind = type(value).__name__
     return "missing" if value is None else f"{text} (a {kind})" if kind != "str" else text
+
+
+def check_annotation_numbers(ann: dict, where: str) -> None:
+    """DatasetError (prefixed by `where`) unless bbox, segmentation, area and keypoints hold
+    finite numbers in the shapes COCO defines."""
+    if not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
+        raise DatasetError(f"{where} has no 'bbox' [x, y, width, height]")
+    check_finite(ann["bbox"], "'bbox'", where)
+    if "area" in ann:
+        check_finite(ann["area"], "'area'", where)
+    if ann.get("segmentation") is not None:
+        check_segmentation(ann["segmentation"], where)
+    if isinstance(ann.get("keypoints"), list):
+        check_finite(ann["keypoints"], "'keypoints'", where)
+
+
+def check_segmentation(segmentation, where: str) -> None:
+    """Polygons of finite x, y pairs, or an RLE dict with a [height, width] size and counts."""
+    if isinstance(segmentation, list):
+        for i, polygon in enumerate(segmentation):
+            if not isinstance(polygon, list):
+                raise DatasetError(f"{where}: segmentation polygon {i} is not a list of numbers")
+            check_finite(polygon, f"segmentation polygon {i}", where)
+            if len(polygon) % 2:
+                raise DatasetError(f"{where}: segmentation polygon {i} has {len(polygon)} values; "
+                                   "x, y pairs need an even count")
+    elif isinstance(segmentation, dict):
+        _check_rle(segmentation, where)
+    else:
+        raise DatasetError(f"{where}: 'segmentation' must be a list of polygons or an RLE dict")
+
+
+def check_finite(values, what: str, where: str) -> None:
+    """DatasetError naming the first of `values` (a list, or one value) that is not a finite number."""
+    single = not isinstance(values, list)
+    for i, value in enumerate([values] if single else values):
+        at = "" if single else f" (value {i})"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DatasetError(f"{where}: {what} holds {value!r}{at}, not a number")
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else str(value)
+            raise DatasetError(f"{where}: {what} holds {shown}{at}; it must be a finite number")
+
+
+def _check_rle(rle: dict, where: str) -> None:
+    size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)):
+        raise DatasetError(f"{where}: RLE 'size' must be [height, width], not {size!r}")
+    valid_list = isinstance(counts, list) and all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+    if not (isinstance(counts, str) or valid_list):
+        raise DatasetError(f"{where}: RLE 'counts' must be a string or a list of counts >= 0")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .synthetic import CATEGORIES, MAX_SHAPES, MIN_VISIBLE_FRACTION, MIN_VISIBLE_PIXELS, _background, shape_mask
+from .synthetic_shapes import CATEGORIES, MAX_SHAPES, MIN_VISIBLE_FRACTION, MIN_VISIBLE_PIXELS, _background, shape_mask
 
 THIN_P, CAMOUFLAGE_P, BLUR_P = 0.4, 0.35, 0.5
 MAX_OCCLUDERS = 3

@@ -161,7 +161,7 @@ def _check_results(results, gt, ann_file, source: str) -> None:
 
 
 def _check_detection(r, where: str) -> None:
-    from ..data.coco import check_finite, check_segmentation
+    from ..data.coco_schema import check_finite, check_segmentation
 
     if not isinstance(r, dict):
         raise UserError(f"{where} is {type(r).__name__}, not an object with image_id, category_id, score")

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from maskrcnn.cli import main
-from maskrcnn.data.synthetic import _visible, render_scene, synthetic_coco
+from maskrcnn.data.synthetic import synthetic_coco
+from maskrcnn.data.synthetic_shapes import _visible, render_scene
 
 
 def test_same_seed_same_dataset_other_seed_other_dataset(tmp_path):

@@ -11,7 +11,6 @@ from pycocotools import mask as mask_utils
 
 from maskrcnn.cli import main
 from maskrcnn.data import synthetic_quality as sq
-from maskrcnn.data.synthetic import render_scene
 
 
 def test_smoke_same_seed_same_dataset_and_annotations_match_pycocotools(tmp_path):

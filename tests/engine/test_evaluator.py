@@ -4,7 +4,6 @@ Instances -> results conversion by hand, and evaluate_model through a stand-in m
 import contextlib
 import io
 import json
-import os
 
 import numpy as np
 import pytest

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torchvision.models import detection as tvdet
-from torchvision.ops import FrozenBatchNorm2d
 from torchvision_reference import _calibrate, _freeze_trunk_norms
 
 from maskrcnn.convert.torchvision import convert_torchvision
