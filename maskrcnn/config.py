@@ -24,6 +24,8 @@ from .errors import ConfigError
 
 @dataclass
 class BackboneConfig:
+    """The trunk (ResNet / ResNeXt / EfficientNet-Lite) and the FPN on it."""
+
     arch: str = "resnet"  # "resnet" (depth, groups, width) | "efficientnet_lite0" .. "efficientnet_lite4"
     kind: str = "fpn"  # "fpn": trunk + FPN, P2..P6 | "c4": trunk cut after conv4 (stride 16), res5 per RoI
     depth: int = 50  # 18, 34, 50, 101, 152
@@ -34,19 +36,21 @@ class BackboneConfig:
     # (EfficientNet-Lite: the eps its norms use in any mode, 1e-3 as TensorFlow trained them)
     stride_in_1x1: bool = False  # caffe-style bottleneck (mmdetection "caffe" ResNets)
     freeze_at: int = 2  # 0: train all, 1: freeze stem, 2: stem + res2, ... 5: whole trunk
-    fpn_channels: int = 256
+    fpn_channels: int = 256  # channels of every FPN output map (P2..P6)
     fpn_norm: str = "none"  # "none" | "bn" (v2) | "gn"
-    fpn_norm_eps: float = 1e-5
+    fpn_norm_eps: float = 1e-5  # eps of the FPN's norms when fpn_norm is set
 
 
 @dataclass
 class InputConfig:
+    """How images are normalised, resized and padded before the backbone."""
+
     # short side; training picks one per image. "auto": chosen when a run starts from the training
     # set's object sizes (engine/auto_size.py), recorded in the run's config.yaml
     min_size: tuple[int, ...] | Literal["auto"] = (800,)
     max_size: int = 1333  # cap on the long side
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in channel_order
-    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # divides pixels after the mean is subtracted, per channel
     pixel_scale: float = 1.0  # 1.0: pixels in [0, 1]; 255.0: pixels in [0, 255] (caffe, detectron2)
     channel_order: str = "RGB"  # "RGB" | "BGR"
     size_divisibility: int = 32  # pad to a multiple (detectron2 FPN: p6 stride, mmdetection: Pad(size_divisor=32))
@@ -66,9 +70,11 @@ class InputConfig:
 
 @dataclass
 class AnchorConfig:
+    """The RPN's anchors: one size per FPN level, the same aspect ratios at each."""
+
     # one per FPN level P2..P6; "auto": from the training set's object sizes when a run starts
     sizes: tuple[int, ...] | Literal["auto"] = (32, 64, 128, 256, 512)
-    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width of the anchors at every position
     round_base: bool = True  # torchvision rounds base anchors; detectron2 does not
     # Anchor stride of each level in pixels. Empty: padded image size // feature size, per axis
     # (torchvision's AnchorGenerator; 800 // 13 = 61 for P6 of an 800-high batch). detectron2:
@@ -80,65 +86,73 @@ class AnchorConfig:
 
 @dataclass
 class RPNConfig:
+    """The region proposal network: its head, proposal selection and training targets."""
+
     num_convs: int = 1  # v2: 2
     norm: str = "none"  # "none" | "bn"
     pre_nms_topk_train: int = 2000  # per level
-    pre_nms_topk_test: int = 1000
+    pre_nms_topk_test: int = 1000  # inference: proposals kept per level before NMS
     post_nms_topk_train: int = 2000  # per image
-    post_nms_topk_test: int = 1000
-    nms_thresh: float = 0.7
-    min_box_size: float = 1e-3
+    post_nms_topk_test: int = 1000  # inference: proposals kept per image after NMS
+    nms_thresh: float = 0.7  # IoU above which NMS suppresses a proposal
+    min_box_size: float = 1e-3  # proposals narrower or lower than this (px) are dropped
     # False: keep proposals with width and height >= min_box_size (torchvision); True: > (detectron2
     # structures/boxes.py:212 `(widths > threshold) & (heights > threshold)`, called by
     # proposal_generator/proposal_utils.py:117; mmdetection dense_heads/rpn_head.py
     # `_bbox_post_process`: `valid_mask = (w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)`).
     # With min_box_size 0, True drops the zero-width proposals of anchors clipped in the padding.
     min_box_strict: bool = False
-    score_thresh: float = 0.0
-    fg_iou_thresh: float = 0.7
-    bg_iou_thresh: float = 0.3
-    batch_size_per_image: int = 256
-    positive_fraction: float = 0.5
-    box_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    score_thresh: float = 0.0  # proposals scoring below this (objectness probability) are dropped
+    fg_iou_thresh: float = 0.7  # anchors at this IoU with a GT box or more are positives
+    bg_iou_thresh: float = 0.3  # anchors below this IoU with every GT box are negatives
+    batch_size_per_image: int = 256  # anchors sampled per image for the loss
+    positive_fraction: float = 0.5  # at most this share of the sampled anchors are positives
+    box_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # box coder weights (dx, dy, dw, dh) of the anchor deltas
     smooth_l1_beta: float = 1.0 / 9  # 0 = L1
-    loss_weight: float = 1.0
+    loss_weight: float = 1.0  # multiplies both RPN losses
 
 
 @dataclass
 class RoIAlignConfig:
+    """RoIAlign's sampling and the FPN level each box is pooled from."""
+
     aligned: bool = False  # detectron2 / mmdetection: True (half-pixel offset)
     sampling_ratio: int = 2  # 0 = adaptive
-    canonical_scale: int = 224
-    canonical_level: int = 4
+    canonical_scale: int = 224  # FPN level mapping: a box of this size (px) goes to canonical_level
+    canonical_level: int = 4  # FPN level mapping: the level of a canonical_scale box (4 = P4)
 
 
 @dataclass
 class BoxHeadConfig:
+    """The box head: its layers, RoI sampling, losses and detection post-processing."""
+
     head: str = "2fc"  # "2fc" (v1) | "4conv1fc" (v2) | "avgpool" (C4: average of res5's 7x7 output)
     norm: str = "none"  # "none" | "bn" (v2 conv layers)
-    pooler_resolution: int = 7
-    fc_dim: int = 1024
-    conv_dim: int = 256
-    box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    fg_iou_thresh: float = 0.5
-    bg_iou_thresh: float = 0.5
-    batch_size_per_image: int = 512
-    positive_fraction: float = 0.25
-    smooth_l1_beta: float = 1.0 / 9
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
-    detections_per_img: int = 100
-    min_box_size: float = 1e-2
+    pooler_resolution: int = 7  # side of the RoI features the box head reads
+    fc_dim: int = 1024  # width of the box head's fully connected layers
+    conv_dim: int = 256  # channels of the 4conv1fc head's convolutions
+    box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)  # box coder weights (dx, dy, dw, dh) of the box deltas
+    fg_iou_thresh: float = 0.5  # proposals at this IoU with a GT box or more are foreground
+    bg_iou_thresh: float = 0.5  # proposals below this IoU with every GT box are background
+    batch_size_per_image: int = 512  # RoIs sampled per image for the losses
+    positive_fraction: float = 0.25  # at most this share of the sampled RoIs are foreground
+    smooth_l1_beta: float = 1.0 / 9  # smooth L1 transition point of the box loss (0 = L1)
+    score_thresh: float = 0.05  # detections scoring below this are dropped
+    nms_thresh: float = 0.5  # per-class NMS IoU threshold of the detections
+    detections_per_img: int = 100  # at most this many detections per image, best first
+    min_box_size: float = 1e-2  # detections narrower or lower than this (px) are dropped
     # as model.rpn.min_box_strict, for the detections. detectron2 drops empty boxes (strict, 0)
     # in modeling/postprocessing.py:55-58 (`results[output_boxes.nonempty()]`, after NMS and top-k);
     # mmdetection's multiclass_nms keeps every box above score_thr (False with 0: no filter).
     min_box_strict: bool = False
-    loss_weight: float = 1.0
+    loss_weight: float = 1.0  # multiplies both box losses
 
 
 @dataclass
 class MaskHeadConfig:
-    enabled: bool = True
+    """The mask head (the paper's FCN, or the MLP of Table 2e) and its mask geometry."""
+
+    enabled: bool = True  # the mask branch (False: a Faster R-CNN)
     pooler_resolution: int = 14  # FPN; C4 heads read res5's output of the box pooler's RoIs
     resolution: int = 28  # mask size m (m x m); the FCN upsamples its input by m / input size
     head: str = "fcn"  # "fcn" | "mlp" (the paper's fc mask head, Table 2e)
@@ -155,28 +169,34 @@ class MaskHeadConfig:
     # (pixel centres + 0.5 sampled on the float box by grid_sample) and mmdetection's
     # roi_heads/mask_heads/fcn_mask_head.py `_do_paste_mask` (the same arithmetic).
     aligned: bool = False
-    loss_weight: float = 1.0
+    loss_weight: float = 1.0  # multiplies the mask loss
 
 
 @dataclass
 class MaskIoUHeadConfig:
+    """Mask Scoring R-CNN's MaskIoU head, which predicts each mask's IoU with its object."""
+
     enabled: bool = False  # Mask Scoring R-CNN: needs model.mask.enabled; adds Instances.mask_scores
-    conv_dim: int = 256
-    fc_dim: int = 1024
-    loss_weight: float = 0.5
+    conv_dim: int = 256  # channels of the MaskIoU head's convolutions
+    fc_dim: int = 1024  # width of its fully connected layers
+    loss_weight: float = 0.5  # multiplies the MaskIoU regression loss
 
 
 @dataclass
 class KeypointHeadConfig:
-    enabled: bool = False
-    num_keypoints: int = 17
-    pooler_resolution: int = 14
-    conv_dims: tuple[int, ...] = (512,) * 8
-    loss_weight: float = 1.0
+    """The keypoint head of Keypoint R-CNN (the paper's sec. 5)."""
+
+    enabled: bool = False  # the keypoint branch (Keypoint R-CNN, paper sec. 5)
+    num_keypoints: int = 17  # keypoints per instance (COCO persons: 17)
+    pooler_resolution: int = 14  # side of the RoI features the keypoint head reads
+    conv_dims: tuple[int, ...] = (512,) * 8  # one 3x3 conv per entry before the heatmap deconv
+    loss_weight: float = 1.0  # multiplies the keypoint loss
 
 
 @dataclass
 class ModelConfig:
+    """The whole network: classes, the weights training starts from, and each part's fields."""
+
     num_classes: int = 91  # including background (label 0)
     class_names: tuple[str, ...] = ()  # index = label; empty means "class_<i>"
     category_ids: tuple[int, ...] = ()  # label -> dataset category id; empty means identity
@@ -194,21 +214,25 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """Training and validation data and how it is loaded and sampled."""
+
     train_ann: str = ""  # COCO json
-    train_images: str = ""
-    val_ann: str = ""
-    val_images: str = ""
+    train_images: str = ""  # folder the training json's file names are relative to
+    val_ann: str = ""  # COCO json evaluated during and after training (optional)
+    val_images: str = ""  # folder the validation json's file names are relative to
     skip_empty: bool = False  # drop images without annotations from training
-    num_workers: int = 2
-    aspect_ratio_grouping: bool = True
+    num_workers: int = 2  # data loading processes (0: in the training process)
+    aspect_ratio_grouping: bool = True  # batch wide images with wide ones and tall with tall
     sampler: str = "uniform"  # "uniform": each image once per epoch | "repeat_factor": LVIS's, rare classes repeated
     repeat_threshold: float = 0.001  # repeat_factor: t in r(c) = max(1, sqrt(t / f(c))), the LVIS paper's
 
 
 @dataclass
 class SolverConfig:
+    """Optimiser, learning-rate schedule, precision, checkpoints and evaluation of a training run."""
+
     recipe: str = ""  # "finetune": lr, warm-up and schedule from the batch, data size, max_iter
-    max_iter: int = 90000
+    max_iter: int = 90000  # optimiser steps of the run (a recipe or epochs may set it)
     epochs: float = 0.0  # > 0: max_iter = ceil(epochs x training images / ims_per_batch)
     time_limit: float = 0.0  # minutes of training steps (evaluation excluded) that end the run early
     # > 0: the run takes this many minutes of wall time (steps, evaluations, checkpoints) and its
@@ -219,15 +243,15 @@ class SolverConfig:
     early_stop_patience: int = 0  # > 0: stop after this many evaluations without a better segm/AP
     ims_per_batch: int = 2  # global batch, split across processes
     optimizer: str = "sgd"  # "sgd" | "adamw"
-    base_lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    base_lr: float = 0.02  # learning rate after warm-up
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # L2 weight decay
     weight_decay_norm_bias: bool = True  # False: no weight decay on norm and bias parameters
     schedule: str = "multistep"  # "multistep" | "cosine"
-    steps: tuple[int, ...] = (60000, 80000)
-    gamma: float = 0.1
-    warmup_iters: int = 1000
-    warmup_factor: float = 0.001
+    steps: tuple[int, ...] = (60000, 80000)  # multistep: the iterations at which the LR is multiplied by gamma
+    gamma: float = 0.1  # multistep: the LR factor at each step
+    warmup_iters: int = 1000  # linear warm-up length in steps
+    warmup_factor: float = 0.001  # the warm-up starts at base_lr times this
     clip_grad_norm: float = 0.0  # 0 = no clipping
     amp: str = "none"  # "none" | "bf16" | "fp16"
     # Optimiser step every `accumulate` micro-batches of ims_per_batch images: the step of a batch
@@ -239,15 +263,17 @@ class SolverConfig:
     # (bf16 on CPUs that have it, bf16/fp16 on CUDA), channels-last, frozen norms folded into
     # their convolutions. False (default): fp32, matching torchvision's losses.
     fast: bool = False
-    checkpoint_period: int = 5000
-    keep_checkpoints: int = 3
+    checkpoint_period: int = 5000  # write a checkpoint every this many steps
+    keep_checkpoints: int = 3  # periodic checkpoints kept (older ones are deleted)
     eval_period: int = 0  # 0 = only at the end
-    log_period: int = 20
-    seed: int = 0
+    log_period: int = 20  # log losses every this many steps
+    seed: int = 0  # seeds weights, data order, augmentation and sampling
 
 
 @dataclass
 class TTAConfig:
+    """Test-time augmentation (maskrcnn/tta.py)."""
+
     enabled: bool = False  # test-time augmentation in predict/eval/serve (also their --tta)
     scales: tuple[int, ...] = ()  # short sides to run at; empty = input.min_size's last entry only
     flip: bool = True  # also run each scale horizontally flipped
@@ -256,11 +282,15 @@ class TTAConfig:
 
 @dataclass
 class TestConfig:
+    """Inference-only options."""
+
     tta: TTAConfig = field(default_factory=TTAConfig)
 
 
 @dataclass
 class Config:
+    """Everything about a model and its training: what `--set KEY=VALUE`, YAML files and presets fill."""
+
     name: str = "maskrcnn_r50_fpn"  # the preset this config started from
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
