@@ -45,7 +45,8 @@ def validate_coco(data, path, *, need_files: bool = True, need_sizes: bool = Fal
             if not isinstance(record, dict):
                 raise DatasetError(f"{path}: {key}[{i}] is {_shown(record)}, not an object")
     sizes = _check_images(data["images"], path, need_files, need_sizes)
-    _check_categories(data["categories"], path)
+    used = {a.get("category_id") for a in data.get("annotations") or [] if isinstance(a, dict)}
+    _check_categories(data["categories"], path, used)
     for i, ann in enumerate(data["annotations"]):
         _check_annotation(ann, f"{path}: {_record('annotations', i, ann)}", sizes)
 
@@ -103,7 +104,9 @@ def _check_images(images: list[dict], path, need_files: bool, need_sizes: bool) 
     return sizes
 
 
-def _check_categories(categories: list[dict], path) -> None:
+def _check_categories(categories: list[dict], path, used: set) -> None:
+    """Ids unique integers; names unique among the categories annotations use (an unused one may
+    repeat a name: Roboflow's exports carry their dataset's name as an empty category 0)."""
     ids, names = {}, {}
     for i, category in enumerate(categories):
         where = f"{path}: {_record('categories', i, category)}"
@@ -119,10 +122,11 @@ def _check_categories(categories: list[dict], path) -> None:
         name = category.get("name", str(cid))
         if not isinstance(name, str):
             raise DatasetError(f"{where}: 'name' must be a string, not {_shown(name)}")
-        if name in names:
+        if name in names and cid in used:
             raise DatasetError(f"{path}: categories with ids {names[name]} and {cid} are both named "
                                f"'{name}'; class names must be unique (rename or merge them)")
-        names[name] = cid
+        if cid in used:
+            names[name] = cid
         keypoints = category.get("keypoints")
         if keypoints is not None and not (isinstance(keypoints, list)
                                           and all(isinstance(k, str) for k in keypoints)):

@@ -92,16 +92,18 @@ def test_mmdet_file_loads_with_padding_to_32(mmdet_file):
     assert (m["box"]["min_box_size"], m["box"]["min_box_strict"]) == (0.0, False)
 
 
-def _train_args(weights, overrides):
-    return argparse.Namespace(config=None, model="maskrcnn_r50_fpn", weights=str(weights), set=overrides,
-                              data="a.json", images="imgs", val_data="", val_images="")  # fmt: skip
+def _train_args(weights, overrides, data, out):
+    return argparse.Namespace(config=None, model="maskrcnn_r50_fpn", weights=str(weights), set=overrides, budget=None,
+                              data=str(data), images=str(data.parent / "images"), val_data="", val_images="",
+                              out=str(out))  # fmt: skip
 
 
-def test_fine_tuning_keeps_the_conventions_unless_set(d2_file):
-    kept = build_config(_train_args(d2_file, []))
+def test_fine_tuning_keeps_the_conventions_unless_set(d2_file, synth_ann, tmp_path):
+    kept = build_config(_train_args(d2_file, [], synth_ann, tmp_path))
     assert (kept.input.resize_rounding, kept.input.resize_backend) == ("round", "pil")
     assert kept.model.mask.aligned and kept.model.rpn.min_box_strict and kept.model.anchors.strides == (4, 8, 16, 32, 64)
-    changed = build_config(_train_args(d2_file, ["input.resize_backend=torch", "model.anchors.strides=[]"]))
+    changed = build_config(_train_args(d2_file, ["input.resize_backend=torch", "model.anchors.strides=[]"],
+                                       synth_ann, tmp_path))
     assert (changed.input.resize_rounding, changed.input.resize_backend) == ("round", "torch")
     assert changed.model.anchors.strides == () and changed.model.mask.aligned
 

@@ -113,8 +113,9 @@ def test_budget_run_ends_at_its_budget_with_the_final_lr(tmp_path, shapes):
     last = ckpt.load_checkpoint(ckpt.Checkpointer(tmp_path, 1).last())
     assert last["iter"] == steps[-1]["iter"]
     assert [g["lr"] for g in last["optimizer"]["param_groups"]] == [0.0] * len(last["optimizer"]["param_groups"])
-    # the last step ran at the very end of the cosine: within two average loop turns of the end
-    share = 2 * took / len(steps) / budget
+    # the last step ran at the very end of the cosine: within four average loop turns of the end
+    # (a turn's time varies with the machine's load: the run re-plans, so it cannot be exact)
+    share = 4 * took / len(steps) / budget
     assert steps[-1]["lr"] <= 0.01 * 0.5 * (1 - math.cos(math.pi * min(1.0, share))) + 1e-12
     recorded = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert isinstance(recorded["input"]["min_size"], list) and len(recorded["model"]["anchors"]["sizes"]) == 5

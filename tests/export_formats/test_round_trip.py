@@ -32,6 +32,7 @@ def _masks() -> np.ndarray:
 
 
 LABELS = ["cell", "grain", "cell", "grain"]
+IMAGE_PLACE = {"labelme": "labelme", "cvat": "cvat/images"}  # else images/ beside the export
 SCORES = [0.97, 0.88, 0.61, 0.55]
 
 
@@ -39,13 +40,15 @@ SCORES = [0.97, 0.88, 0.61, 0.55]
 def exported(tmp_path_factory):
     """{format: output folder} with every format written for one image file."""
     root = tmp_path_factory.mktemp("export")
-    image_path = root / "images" / "plate.png"
-    image_path.parent.mkdir()
-    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(image_path)
-    image = traced(str(image_path), _masks(), LABELS, SCORES, tolerance=1.0)
     folders = {}
     for format in FORMATS:
+        # the image where each tool keeps it beside its file (LabelMe: beside the json; CVAT:
+        # images/ beside the XML): importers never follow a path out of their folder
         out = root / format
+        image_path = out / IMAGE_PLACE.get(format, "images") / "plate.png"
+        image_path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(image_path)
+        image = traced(str(image_path), _masks(), LABELS, SCORES, tolerance=1.0)
         for name, data in export_files(format, [image], CLASSES, root=out).items():
             write_bytes_atomic(out / name, data)
         folders[format] = out
