@@ -56,7 +56,7 @@ def as_lists(xy: np.ndarray, counts: np.ndarray) -> list[list[float]]:
     return [part.ravel().tolist() for part in np.split(xy, np.cumsum(counts)[:-1])]
 
 
-def ground_truth(num_instances: int, seed: int = 0) -> dict:
+def ground_truth(num_instances: int, seed: int = 0, crowd_fraction: float = CROWD_FRACTION) -> dict:
     """A COCO annotation dict with `num_instances` annotations over ~num_instances / 7.3 images."""
     rng = np.random.default_rng(seed)
     num_images = max(1, round(num_instances / INSTANCES_PER_IMAGE))
@@ -69,7 +69,7 @@ def ground_truth(num_instances: int, seed: int = 0) -> dict:
     polygons, xywh = as_lists(xy, counts), boxes(xy, counts).tolist()
     areas = _polygon_areas(xy, counts).tolist()
     categories = rng.integers(1, NUM_CATEGORIES + 1, num_instances).tolist()
-    crowd = (rng.random(num_instances) < CROWD_FRACTION).tolist()
+    crowd = (rng.random(num_instances) < crowd_fraction).tolist()
     annotations = [{"id": k + 1, "image_id": int(owner[k]) + 1, "category_id": categories[k],
                     "bbox": xywh[k], "iscrowd": 0, "segmentation": [polygons[k]], "area": areas[k]}
                    for k in range(num_instances)]
