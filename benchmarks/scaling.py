@@ -36,11 +36,12 @@ import scaling_report  # noqa: E402
 import scaling_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("annotations", "loading", "eval", "predict", "serve")
+ENV_THREADS = scaling_runs.ENV["OMP_NUM_THREADS"]  # torch threads of the measured children
+STAGES = ("eval", "annotations", "predict", "loading", "serve")
 FULL = {"annotations": [10_000, 100_000, 1_000_000], "eval": [500, 1_500, 5_000],
-        "pycocotools_max": 5_000, "predict": [2_000, 6_000, 20_000], "loading_images": 64,
+        "pycocotools_max": 1_500, "predict": [500, 1_500, 5_000], "loading_images": 64,
         "soak_minutes": 20.0, "rate": 1.0}
-SMOKE = {"annotations": [300, 1_000, 3_000], "eval": [8, 24], "pycocotools_max": 24,
+SMOKE = {"annotations": [300, 3_000], "eval": [8, 24], "pycocotools_max": 24,
          "predict": [6, 18], "loading_images": 4, "soak_minutes": 0.25, "rate": 2.0}
 
 
@@ -53,7 +54,7 @@ def main() -> int:
     sizes.update({k: v for k, v in (("soak_minutes", args.soak_minutes), ("rate", args.rate)) if v})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+    report = {}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for stage in args.stages:
@@ -61,9 +62,12 @@ def main() -> int:
         print(f"== {stage}", flush=True)
         report[stage] = getattr(scaling_runs, f"measure_{stage}")(sizes, work)
         report[stage]["wall_s"] = round(time.perf_counter() - started, 1)
+        report[stage]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         report["machine"] = machine()
-        scaling_report.write(report, out)  # after every stage: a long run keeps what it measured
-    print(scaling_report.markdown(report))
+        # after every stage, into what the file holds: a long run keeps what it measured, and a
+        # run of other stages at the same time (the soak) keeps its own
+        merged = scaling_report.write(report, out)
+    print(scaling_report.markdown(merged))
     return 0
 
 
@@ -83,10 +87,10 @@ def parse_args():
 def machine() -> dict:
     import platform
 
-    import torch
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "load_avg": [round(x, 2) for x in os.getloadavg()],
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
+    return {"cpu": names[0] if names else platform.machine(), "cores": os.cpu_count(),
+            "child_threads": ENV_THREADS, "load_avg": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 

@@ -56,11 +56,15 @@ def exponents(report: dict) -> dict:
     return out
 
 
-def write(report: dict, out: Path) -> None:
-    report["exponents"] = exponents(report)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    out.with_suffix(".md").write_text(markdown(report))
-    plot(report, out.with_suffix(".png"))
+def write(report: dict, out: Path) -> dict:
+    """The stages of `report` over those OUT.json already holds -> the merged report, written."""
+    path = out.with_suffix(".json")
+    merged = {**(json.loads(path.read_text()) if path.is_file() else {}), **report}
+    merged["exponents"] = exponents(merged)
+    path.write_text(json.dumps(merged, indent=1))
+    out.with_suffix(".md").write_text(markdown(merged))
+    plot(merged, out.with_suffix(".png"))
+    return merged
 
 
 def markdown(report: dict) -> str:
