@@ -37,9 +37,9 @@ import scaling_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_THREADS = scaling_runs.ENV["OMP_NUM_THREADS"]  # torch threads of the measured children
-STAGES = ("eval", "annotations", "predict", "loading", "serve")
+STAGES = ("eval", "predict", "annotations", "loading", "serve")
 FULL = {"annotations": [10_000, 100_000, 1_000_000], "eval": [500, 1_500, 5_000],
-        "pycocotools_max": 1_500, "predict": [500, 1_500, 5_000], "loading_images": 64,
+        "pycocotools_max": 500, "predict": [300, 1_000, 3_000], "loading_images": 64,
         "soak_minutes": 20.0, "rate": 1.0}
 SMOKE = {"annotations": [300, 3_000], "eval": [8, 24], "pycocotools_max": 24,
          "predict": [6, 18], "loading_images": 4, "soak_minutes": 0.25, "rate": 2.0}
