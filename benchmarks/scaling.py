@@ -51,7 +51,8 @@ def main() -> int:
         print(json.dumps(scaling_runs.run_child(args.child)), flush=True)
         return 0
     sizes = dict(SMOKE if args.smoke else FULL)
-    sizes.update({k: v for k, v in (("soak_minutes", args.soak_minutes), ("rate", args.rate)) if v})
+    sizes.update({k: v for k, v in (("soak_minutes", args.soak_minutes), ("rate", args.rate),
+                                    ("eval", args.eval_images)) if v})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {}
@@ -80,6 +81,7 @@ def parse_args():
     parser.add_argument("--work", default="/tmp/maskrcnn_scaling", help="generated data (cached)")
     parser.add_argument("--soak-minutes", type=float, help="serve soak length (default 20)")
     parser.add_argument("--rate", type=float, help="serve requests per second (default 1)")
+    parser.add_argument("--eval-images", type=int, nargs="+", help="eval stage sizes (default 500 1500 5000)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # one measurement, JSON on stdout
     return parser.parse_args()
 
