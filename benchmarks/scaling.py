@@ -61,7 +61,10 @@ def main() -> int:
     for stage in args.stages:
         started = time.perf_counter()
         print(f"== {stage}", flush=True)
-        report[stage] = getattr(scaling_runs, f"measure_{stage}")(sizes, work)
+        def save_rows(partial, stage=stage):  # each finished size lands in the json at once
+            scaling_report.write({stage: partial, "machine": machine()}, out)
+
+        report[stage] = getattr(scaling_runs, f"measure_{stage}")(sizes, work, save_rows)
         report[stage]["wall_s"] = round(time.perf_counter() - started, 1)
         report[stage]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         report["machine"] = machine()

@@ -206,7 +206,7 @@ def _ground_truth_file(work: Path, instances: int) -> Path:
     return path
 
 
-def measure_annotations(sizes: dict, work: Path) -> dict:
+def measure_annotations(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
     rows = []
     for instances in sizes["annotations"]:
         path = _ground_truth_file(work, instances)
@@ -216,10 +216,11 @@ def measure_annotations(sizes: dict, work: Path) -> dict:
             row[name] = result
             print(f"  {instances} instances {name}: {_fmt(result)}", flush=True)
         rows.append(row)
+        save_rows({"rows": rows})
     return {"rows": rows}
 
 
-def measure_eval(sizes: dict, work: Path) -> dict:
+def measure_eval(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
     rows = []
     for images in sizes["eval"]:
         gt_path = _ground_truth_file(work, round(images * 7.3))
@@ -237,10 +238,11 @@ def measure_eval(sizes: dict, work: Path) -> dict:
                 row[engine]["max_diff_vs_pycocotools"] = max(
                     abs(row[engine]["stats"][k] - v) for k, v in reference["stats"].items())
         rows.append(row)
+        save_rows({"rows": rows})
     return {"rows": rows}
 
 
-def measure_predict(sizes: dict, work: Path) -> dict:
+def measure_predict(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
     rows = []
     for count in sizes["predict"]:
         folder = _small_images(work, count)
@@ -253,8 +255,12 @@ def measure_predict(sizes: dict, work: Path) -> dict:
                      "results_mb": round((out / "results.json").stat().st_size / 2**20, 2),
                      "timeline": _thin(result["timeline"], 60)})
         print(f"  {count} images: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']} MB", flush=True)
-    return {"rows": rows, "command": "maskrcnn predict " + " ".join(SMALL_MODEL[:2] + ["--set"] + [
-        f"{s}" for s in SMALL_MODEL[3:]])}
+        save_rows({"rows": rows, "command": _predict_command()})
+    return {"rows": rows, "command": _predict_command()}
+
+
+def _predict_command() -> str:
+    return "maskrcnn predict " + " ".join(SMALL_MODEL)
 
 
 def _small_images(work: Path, count: int) -> Path:
@@ -274,7 +280,7 @@ def _small_images(work: Path, count: int) -> Path:
     return folder
 
 
-def measure_loading(sizes: dict, work: Path) -> dict:
+def measure_loading(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
     from maskrcnn.data.synthetic import write_synthetic_dataset
 
     data_dir = work / f"shapes_{sizes['loading_images']}"
@@ -288,7 +294,7 @@ def measure_loading(sizes: dict, work: Path) -> dict:
     return {"rows": rows, "train_step": step, "image_size": 512}
 
 
-def measure_serve(sizes: dict, work: Path) -> dict:
+def measure_serve(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
     import scaling_soak
 
     return scaling_soak.soak(sizes["soak_minutes"], sizes["rate"], SMALL_MODEL, work / "serve.log")
