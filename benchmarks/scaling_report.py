@@ -122,11 +122,14 @@ def _md_eval(stage: dict) -> str:
     for r in stage["rows"]:
         pyc = _cell(r["pycocotools"]) if "pycocotools" in r else "not run | "
         ratio = r["faster_coco_eval"]["cpu_s"] / r["ours"]["cpu_s"]
-        diffs = [_num(r[e].get("max_diff_vs_pycocotools"), 0) if r[e].get("max_diff_vs_pycocotools") is None
-                 else f"{r[e]['max_diff_vs_pycocotools']:.1e}" for e in ENGINES[:2]]
+        diffs = [_diff(r[e].get("max_diff_vs_pycocotools")) for e in ENGINES[:2]]
         lines.append(f"| {r['images']:,} | {_cell(r['ours'])} | {_cell(r['faster_coco_eval'])} | {pyc} | "
                      f"{ratio:.2f} | {diffs[0]} | {diffs[1]} |")
     return "\n".join(lines)
+
+
+def _diff(value) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 def _md_predict(stage: dict) -> str:

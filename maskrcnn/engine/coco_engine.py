@@ -6,10 +6,11 @@ tests/engine/test_coco_engine.py checks on the COCO subsets and synthetic crowd 
 is the fallback when faster-coco-eval is not installed. Both expose the same `COCO` / `COCOeval`
 API, so the rest of the package does not know which one runs.
 
-Two costs of a large evaluation are ours to cut. `results_index` builds the detections' COCO object the way `COCO.loadRes` does (ids from 1,
-iscrowd 0; boxes: area w * h; masks: area and box of the RLE; keypoints: the box given beside
-them), with one batched RLE call instead of loadRes's per-detection Python loop; and `gc_paused`
-keeps Python's cyclic garbage collector from walking the millions of objects of the json files
+Two costs of a large evaluation are ours to cut. `results_index` builds the detections' COCO
+object the way `COCO.loadRes` does (ids from 1, iscrowd 0; boxes: area w * h; masks: area and box
+of the RLE; keypoints: the box given beside them, or the keypoints' extent), with one batched
+RLE call instead of loadRes's per-detection Python loop; and `gc_paused` keeps Python's cyclic
+garbage collector from walking the millions of objects of the json files
 again and again while they are read and indexed (benchmarks/scaling.py measures both).
 """
 
