@@ -28,6 +28,7 @@ from ..errors import DatasetError
 
 LISTS = ("images", "annotations", "categories")
 
+_NUMBER_TYPES = frozenset({int, float})  # exact types: bool (a subclass of int) is not a number here
 
 def validate_coco(data, path, *, need_files: bool = True, need_sizes: bool = False) -> None:
     """DatasetError naming `path`, the record and the field for the first malformed record.
@@ -209,6 +210,8 @@ def check_segmentation(segmentation, where: str) -> None:
 def check_finite(values, what: str, where: str) -> None:
     """DatasetError naming the first of `values` (a list, or one value) that is not a finite number."""
     single = not isinstance(values, list)
+    if not single and _NUMBER_TYPES.issuperset(map(type, values)) and math.isfinite(sum(values)):
+        return  # the common case in one C-level pass; the loop below names what is wrong
     for i, value in enumerate([values] if single else values):
         at = "" if single else f" (value {i})"
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -5,23 +5,23 @@ One results file holds every detection once, in the usual COCO results format: `
 `keypoints` (x, y, score flattened). A Mask Scoring model adds `mask_score`, which ranks the
 masks in the segm evaluation (the box `score` ranks boxes). Each task is scored on its own view
 of the file, as the COCO server scores separate files: segm without `bbox`, so a detection's area
-is its mask's. Numbers come from faster-coco-eval; tests check them against pycocotools.
+is its mask's. Numbers come from `coco_engine` (faster-coco-eval, else pycocotools); tests check
+them against pycocotools.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
+import shutil
 from pathlib import Path
 
 import torch
-from faster_coco_eval import COCO, COCOeval_faster
 
 from ..data.images import read_image
 from ..errors import DatasetError, ImageError, UserError
-from ..fileio import JsonListWriter, write_json_atomic
+from ..fileio import JsonListWriter, atomic_write, write_json_atomic
 from ..ops.rle import encode_masks
+from . import coco_engine
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def task_view(results: list[dict], task: str) -> list[dict]:
     return view
 
 
+@coco_engine.gc_paused()
 def evaluate_results(results: list[dict], ann_file, tasks=None, source: str = "results",
                      image_ids: list[int] | None = None) -> dict[str, float]:
     """{"bbox/AP": ..., "segm/AP": ..., ...} for every task the results and the GT support.
@@ -106,8 +107,7 @@ def load_ground_truth(ann_file):
         logger.warning("%s: %d x no segmentation (first ids: %s) - left out of the ground truth",
                        ann_file, len(skipped), skipped[:5])
         data = {**data, "annotations": [a for a in data["annotations"] if has_segmentation(a)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(data)
+    return coco_engine.index(data)
 
 
 def available_tasks(results: list[dict], gt) -> list[str]:
@@ -124,15 +124,8 @@ def _evaluate_task(gt, detections: list[dict], task: str, image_ids=None) -> lis
     if not detections:
         logger.warning("no %s detections: every %s metric is 0", task, task)
         return [0.0] * len(METRIC_NAMES[task])
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(detections)
-        evaluator = COCOeval_faster(gt, dt, task, print_function=lambda *a, **k: None)
-        if image_ids is not None:
-            evaluator.params.imgIds = sorted(image_ids)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return list(evaluator.stats[: len(METRIC_NAMES[task])])
+    stats = coco_engine.evaluate(gt, coco_engine.results_index(gt, detections, task), task, image_ids)
+    return stats[: len(METRIC_NAMES[task])]
 
 
 def _check_results(results, gt, ann_file, source: str) -> None:
@@ -202,20 +195,22 @@ def evaluate_results_file(results_file, ann_file, out_dir) -> dict[str, float]:
         raise UserError(f"{results_file}: holds no detections (an empty list), so there is nothing "
                         "to score; metrics.json was not written")
     metrics = evaluate_results(results, ann_file, source=str(results_file))
-    _save(results, metrics, out_dir)
+    # the file holds the results as read: copied, not serialised again
+    atomic_write(Path(out_dir) / "results.json", lambda out: _copy_into(results_file, out))
+    write_json_atomic(Path(out_dir) / "metrics.json", metrics)
     return metrics
 
 
+def _copy_into(path, out) -> None:
+    with open(path, "rb") as source:
+        shutil.copyfileobj(source, out)
+
+
+@coco_engine.gc_paused()
 def _load_results(path) -> list:
     from ..data.coco import load_json_file
 
     return load_json_file(path, what="results file")
-
-
-def _save(results: list, metrics: dict, out_dir) -> None:
-    out_dir = Path(out_dir)
-    write_json_atomic(out_dir / "results.json", results)
-    write_json_atomic(out_dir / "metrics.json", metrics)
 
 
 def evaluate_model(model, dataset_or_paths, ann_file, out_dir, score_thresh: float | None = None,

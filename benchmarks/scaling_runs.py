@@ -1,0 +1,311 @@
+"""The measurements of benchmarks/scaling.py: one child process per stage and size.
+
+`measure_<stage>(sizes, work)` -> a dict of rows; `run_child(argv)` is what a child runs. A child
+is watched: its resident memory is sampled every 0.2 s (with any file it names as growing) and
+it is killed above MEMORY_LIMIT_MB, which the row then says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MEMORY_LIMIT_MB = 3500
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+# a seeded 2-class ResNet-18 FPN at 64-96 px keeping 50 proposals: a few detections with masks per
+# image, so predict and serve run every step (masks, RLE, overlays) at a cost a shared 2-core CPU
+# can repeat thousands of times (1000 proposals would put 13 GFLOP per image into the box head)
+SMALL_MODEL = ["--model", "maskrcnn_r18_fpn", "--set", "num_classes=2", "box_detections_per_img=5",
+               "input.min_size=[64]", "input.max_size=96", "model.rpn.pre_nms_topk_test=200",
+               "model.rpn.post_nms_topk_test=50"]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0.0
+
+
+def watched(command: list[str], grows: Path | None = None, period: float = 0.2) -> dict:
+    """Run `command` -> {"stdout", "returncode", "wall_s", "peak_rss_mb", "timeline"}; timeline
+    rows are [seconds, RSS MB, size of `grows` in bytes] every `period`."""
+    start, cpu = time.perf_counter(), _children_cpu_s()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
+    timeline, killed = [], threading.Event()
+
+    def sample():
+        while process.poll() is None:
+            rss = rss_mb(process.pid)
+            size = max((p.stat().st_size for p in _existing(grows)), default=0) if grows else 0
+            timeline.append([round(time.perf_counter() - start, 2), round(rss, 1), size])
+            if rss > MEMORY_LIMIT_MB:
+                killed.set()
+                process.send_signal(signal.SIGKILL)
+            time.sleep(period)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    sampler.join()
+    peak = max([row[1] for row in timeline], default=0.0)
+    row = {"stdout": stdout, "returncode": process.returncode, "wall_s": time.perf_counter() - start,
+           "cpu_s": _children_cpu_s() - cpu,
+           "peak_rss_mb": round(peak, 1), "timeline": timeline, "over_memory_limit": killed.is_set()}
+    if process.returncode and not killed.is_set():
+        raise RuntimeError(f"{' '.join(command[:6])} ... failed:\n{stderr[-3000:]}")
+    return row
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (one runs at a time)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _existing(path: Path):
+    """The file and its `.partial` sibling (JsonListWriter streams into the latter)."""
+    return [p for p in (path, path.with_name(path.name + ".partial")) if p.is_file()]
+
+
+def child(*argv) -> dict:
+    """Run `scaling.py --child argv...` watched; its JSON line merged with the watcher's numbers."""
+    row = watched([sys.executable, str(HERE / "scaling.py"), "--child", *map(str, argv)])
+    if row["over_memory_limit"]:
+        return {"over_memory_limit": True, "peak_rss_mb": row["peak_rss_mb"]}
+    return {**json.loads(row["stdout"].strip().splitlines()[-1]), "peak_rss_mb": row["peak_rss_mb"]}
+
+
+# ----- children: each returns a JSON-able dict, timing only its stage ----------------------------
+
+def run_child(argv: list[str]) -> dict:
+    kind, *rest = argv
+    return CHILDREN[kind](*rest)
+
+
+def _child_rss() -> float:
+    return round(rss_mb(os.getpid()), 1)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads: what a stage costs, whatever else the machine runs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(function, *args) -> tuple[dict, object]:
+    """({"seconds", "cpu_s", "rss_before_mb"}, function(*args))."""
+    before, start, cpu = _child_rss(), time.perf_counter(), _cpu_s()
+    value = function(*args)
+    return {"seconds": time.perf_counter() - start, "cpu_s": _cpu_s() - cpu, "rss_before_mb": before}, value
+
+
+def _gen_gt(instances, path):
+    import scaling_data
+
+    Path(path).write_text(json.dumps(scaling_data.ground_truth(int(instances))))
+    return {}
+
+
+def _gen_dets(gt_path, path):
+    import scaling_data
+
+    detections = scaling_data.detections(json.loads(Path(gt_path).read_text()))
+    Path(path).write_text(json.dumps(detections))
+    return {"detections": len(detections)}
+
+
+def _load_gt(gt_path):
+    from maskrcnn.engine.evaluator import load_ground_truth
+
+    row, gt = _timed(load_ground_truth, gt_path)
+    return {**row, "images": len(gt.imgs), "instances": len(gt.anns)}
+
+
+def _dataset(gt_path):
+    from maskrcnn.data.coco import CocoDataset
+
+    row, dataset = _timed(lambda: CocoDataset(gt_path, check_files=False))
+    return {**row, "images": len(dataset)}
+
+
+def _eval(engine, gt_path, dets_path, out_dir):
+    import eval_engines
+
+    row, stats = _timed(eval_engines.ENGINES[engine], gt_path, dets_path, out_dir)
+    return {**row, "stats": stats}
+
+
+def _loading(data_dir, workers):
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.loader import build_train_loader
+    from maskrcnn.data.transforms import RandomHorizontalFlip
+
+    dataset = CocoDataset(Path(data_dir) / "annotations.json", Path(data_dir) / "images")
+    dataset.transforms = RandomHorizontalFlip(0.5, ())
+    loader = iter(build_train_loader(dataset, 2, 0, num_workers=int(workers)))
+    start = time.perf_counter()
+    for _ in range(len(dataset) // 2):  # the first epoch, worker start-up included
+        next(loader)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images_per_s": 2 * (len(dataset) // 2) / seconds}
+
+
+def _train_step(data_dir, steps):
+    import torch
+
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.model.detector import build_model
+    from maskrcnn.zoo import get_preset
+
+    torch.set_num_threads(2)
+    dataset = CocoDataset(Path(data_dir) / "annotations.json", Path(data_dir) / "images")
+    cfg = get_preset("maskrcnn_r18_fpn")
+    cfg.model.num_classes = len(dataset.class_names)
+    cfg.input.min_size, cfg.input.max_size = (dataset[0][0].shape[1],), dataset[0][0].shape[2]
+    model = build_model(cfg).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    batch = [dataset[0], dataset[1]]
+    times = []
+    for _ in range(int(steps) + 1):  # the first step warms up
+        start = time.perf_counter()
+        losses = model([image for image, _ in batch], [target for _, target in batch])
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times[1:]))
+    return {"seconds_per_step": seconds, "images_per_s": 2 / seconds}
+
+
+CHILDREN = {"gen-gt": _gen_gt, "gen-dets": _gen_dets, "load-gt": _load_gt, "dataset": _dataset,
+            "eval": _eval, "loading": _loading, "train-step": _train_step}
+
+
+# ----- stages ------------------------------------------------------------------------------------
+
+def _ground_truth_file(work: Path, instances: int) -> Path:
+    path = work / f"gt_{instances}.json"
+    if not path.is_file():
+        child("gen-gt", instances, path)
+    return path
+
+
+def measure_annotations(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    rows = []
+    for instances in sizes["annotations"]:
+        path = _ground_truth_file(work, instances)
+        row = {"instances": instances, "file_mb": round(path.stat().st_size / 2**20, 1)}
+        for name, kind in (("load_gt", "load-gt"), ("dataset", "dataset")):
+            result = child(kind, path)
+            row[name] = result
+            print(f"  {instances} instances {name}: {_fmt(result)}", flush=True)
+        rows.append(row)
+        save_rows({"rows": rows})
+    return {"rows": rows}
+
+
+def measure_eval(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    rows = []
+    for images in sizes["eval"]:
+        gt_path = _ground_truth_file(work, round(images * 7.3))
+        dets_path = work / f"dets_{gt_path.stem}.json"
+        if not dets_path.is_file():
+            child("gen-dets", gt_path, dets_path)
+        row = {"images": images, "detections": 100 * images}
+        engines = ["ours", "faster_coco_eval"] + ["pycocotools"] * (images <= sizes["pycocotools_max"])
+        for engine in engines:
+            row[engine] = child("eval", engine, gt_path, dets_path, work / "eval_out")
+            print(f"  {images} images {engine}: {_fmt(row[engine])}", flush=True)
+        reference = row.get("pycocotools")
+        for engine in engines:
+            if reference and "stats" in row[engine]:
+                row[engine]["max_diff_vs_pycocotools"] = max(
+                    abs(row[engine]["stats"][k] - v) for k, v in reference["stats"].items())
+        rows.append(row)
+        save_rows({"rows": rows})
+    return {"rows": rows}
+
+
+def measure_predict(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    rows = []
+    for count in sizes["predict"]:
+        folder = _small_images(work, count)
+        out = work / f"predict_out_{count}"
+        command = [sys.executable, "-m", "maskrcnn", "predict", *SMALL_MODEL, "--out", str(out),
+                   "--score-thresh", "0.3", str(folder)]
+        result = watched(command, grows=out / "results.json", period=1.0)
+        rows.append({"images": count, "seconds": result["wall_s"], "cpu_s": result["cpu_s"],
+                     "peak_rss_mb": result["peak_rss_mb"],
+                     "results_mb": round((out / "results.json").stat().st_size / 2**20, 2),
+                     "timeline": _thin(result["timeline"], 60)})
+        print(f"  {count} images: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']} MB", flush=True)
+        save_rows({"rows": rows, "command": _predict_command()})
+    return {"rows": rows, "command": _predict_command()}
+
+
+def _predict_command() -> str:
+    return "maskrcnn predict " + " ".join(SMALL_MODEL)
+
+
+def _small_images(work: Path, count: int) -> Path:
+    """`count` 64 x 48 PNGs of random rectangles (reused across sizes: the first N of the largest)."""
+    from PIL import Image
+
+    folder = work / f"images_{count}"
+    if folder.is_dir() and len(list(folder.iterdir())) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        pixels = np.full((48, 64, 3), rng.integers(0, 255, 3), np.uint8)
+        x, y = rng.integers(0, 40), rng.integers(0, 30)
+        pixels[y:y + 16, x:x + 20] = rng.integers(0, 255, 3)
+        Image.fromarray(pixels).save(folder / f"{i:06d}.png")
+    return folder
+
+
+def measure_loading(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    from maskrcnn.data.synthetic import write_synthetic_dataset
+
+    data_dir = work / f"shapes_{sizes['loading_images']}"
+    if not (data_dir / "annotations.json").is_file():
+        write_synthetic_dataset(data_dir, sizes["loading_images"], seed=0, size=512)
+    rows = [{"workers": w, **child("loading", data_dir, w)} for w in (0, 2, 4)]
+    for row in rows:
+        print(f"  {row['workers']} workers: {row['images_per_s']:.1f} images/s", flush=True)
+    step = child("train-step", data_dir, 3)
+    print(f"  training step: {step['images_per_s']:.2f} images/s", flush=True)
+    return {"rows": rows, "train_step": step, "image_size": 512}
+
+
+def measure_serve(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    import scaling_soak
+
+    return scaling_soak.soak(sizes["soak_minutes"], sizes["rate"], SMALL_MODEL, work / "serve.log")
+
+
+def _thin(rows: list, keep: int) -> list:
+    step = max(1, len(rows) // keep)
+    return rows[::step] + ([rows[-1]] if rows and (len(rows) - 1) % step else [])
+
+
+def _fmt(result: dict) -> str:
+    if result.get("over_memory_limit"):
+        return f"killed above {MEMORY_LIMIT_MB} MB"
+    return f"{result.get('seconds', 0):.2f} s, peak RSS {result['peak_rss_mb']} MB"
