@@ -146,6 +146,8 @@ class BoxHeadConfig:
     # mmdetection's multiclass_nms keeps every box above score_thr (False with 0: no filter).
     min_box_strict: bool = False
     loss_weight: float = 1.0  # multiplies both box losses
+    classifier: str = "softmax"  # "softmax" over background and the classes (the paper's) | "sigmoid": one per class
+    federated_classes: int = 0  # sigmoid: > 0 counts only the batch's classes and sampled negatives, this many in all (LVIS: 50)
 
 
 @dataclass

@@ -21,14 +21,14 @@ AT_LEAST_ONE = {
     "batch_size_per_image", "pooler_resolution", "canonical_scale", "fc_dim", "conv_dim",
     "resolution", "conv_dims", "mlp_dims", "num_keypoints", "num_classes", "detections_per_img",
     "max_iter", "ims_per_batch", "accumulate", "checkpoint_period", "keep_checkpoints",
-    "log_period",
+    "log_period", "scales",
 }  # fmt: skip
 # numbers that divide or scale: must be > 0
 POSITIVE = {"pixel_std", "pixel_scale", "aspect_ratios", "box_weights", "base_lr", "gamma",
-            "warmup_factor"}  # fmt: skip
+            "warmup_factor", "repeat_threshold"}  # fmt: skip
 # probabilities, IoU and score thresholds, fractions: in [0, 1]
 UNIT = {"hflip_prob", "nms_thresh", "score_thresh", "fg_iou_thresh", "bg_iou_thresh",
-        "positive_fraction", "momentum", "warmup_factor"}  # fmt: skip
+        "positive_fraction", "momentum", "warmup_factor", "repeat_threshold"}  # fmt: skip
 # (low, high) inclusive, by dotted key
 BETWEEN = {"model.backbone.freeze_at": (0, 5)}
 

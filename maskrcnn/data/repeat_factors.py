@@ -29,3 +29,12 @@ def repeated_indices(factors: torch.Tensor, generator: torch.Generator) -> torch
     whole = factors.floor()
     counts = whole + (torch.rand(len(factors), generator=generator, dtype=torch.float64) < factors - whole)
     return torch.repeat_interleave(torch.arange(len(factors)), counts.long())
+
+
+def class_image_counts(image_labels: list[Iterable[int]], num_classes: int) -> torch.Tensor:
+    """(K,) images holding each class 1..K (num_classes counts background)."""
+    counts = torch.zeros(num_classes - 1)
+    for labels in image_labels:
+        for c in set(labels):
+            counts[c - 1] += 1
+    return counts

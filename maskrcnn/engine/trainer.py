@@ -32,7 +32,7 @@ from torch import nn
 from ..config import Config, ConfigError, save_yaml, to_dict
 from ..config_ranges import check_ranges
 from ..data.loader import build_train_loader, raise_failed
-from ..data.repeat_factors import repeat_factors
+from ..data.repeat_factors import class_image_counts, repeat_factors
 from ..errors import DatasetError, UserError
 from . import distributed
 from ..weights import load_state
@@ -442,6 +442,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
             if info.is_main:
                 print(report.table())
     trainer.loader = _train_loader(cfg, train_set, trainer.iter, info)
+    if cfg.model.box.federated_classes > 0:
+        distributed.unwrap(trainer.model).roi_heads.box_head.set_class_frequencies(
+            class_image_counts(train_set.image_labels(), cfg.model.num_classes))
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out_dir / "config.yaml")

@@ -9,6 +9,7 @@ from torch import nn
 from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
 from ..structures import BatchedBoxes, split_per_image
+from .federated_loss import class_weights, federated_classes, federated_loss
 from .head_contract import DeclaresOutputs
 from .layers import ConvNorm
 from .weight_init import init_layers
@@ -38,6 +39,8 @@ class BoxHead(DeclaresOutputs, nn.Module):
         self.cls_score = nn.Linear(out_dim, num_classes)
         self.bbox_pred = nn.Linear(out_dim, num_classes * 4)
         self.coder = BoxCoder(cfg.box_weights)
+        # the federated loss draws negative classes by frequency (set_class_frequencies)
+        self.register_buffer("class_weights", torch.ones(num_classes - 1), persistent=False)
         init_layers(self.convs, "msra")
         init_layers(self.cls_score, "normal", std=0.01)
         init_layers(self.bbox_pred, "normal", std=0.001)
@@ -57,6 +60,10 @@ class BoxHead(DeclaresOutputs, nn.Module):
             x = F.relu(fc(x))
         return x
 
+    def set_class_frequencies(self, image_counts: torch.Tensor) -> None:
+        """(K,) training images holding each class -> the federated loss's sampling weights."""
+        self.class_weights.copy_(class_weights(image_counts).to(self.class_weights))
+
     def losses(self, x: torch.Tensor, rois, targets: list[dict]) -> dict[str, torch.Tensor]:
         """Sampled RoIs' features (S, C, R, R) and their `SampledRoIs` -> weighted losses."""
         logits, deltas = self(x)
@@ -66,7 +73,18 @@ class BoxHead(DeclaresOutputs, nn.Module):
             box_targets.append(self.coder.encode(gt, boxes))  # (Si, 4)
         labels = torch.cat(rois.labels)
         losses = box_losses(logits, deltas, labels, torch.cat(box_targets), self.cfg.smooth_l1_beta)
+        if self.cfg.classifier == "sigmoid":
+            losses["loss_classifier"] = federated_loss(logits, labels, self._counted_classes(labels, targets))
         return {k: v * self.cfg.loss_weight for k, v in losses.items()}
+
+    def _counted_classes(self, labels: torch.Tensor, targets: list[dict]) -> torch.Tensor:
+        """Every class, or with federated_classes the batch's and negatives drawn by frequency
+        (seeded by the batch's first image, as the rest of the model's sampling)."""
+        k = len(self.class_weights)
+        if self.cfg.federated_classes <= 0:
+            return torch.arange(1, k + 1, device=labels.device)
+        gen = torch.Generator().manual_seed(int(targets[0]["seed"])) if targets and "seed" in targets[0] else None
+        return federated_classes(labels, self.class_weights.cpu(), self.cfg.federated_classes, gen)
 
     def predict(self, x: torch.Tensor, proposals: list[torch.Tensor], image_sizes) -> list[dict]:
         """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)};
@@ -86,12 +104,21 @@ def box_losses(
     beta: float,
 ) -> dict[str, torch.Tensor]:
     """Softmax CE over all sampled RoIs + smooth-L1 of the GT class's deltas on positives,
-    normalised by the number of sampled RoIs. logits (N, K+1), deltas (N, 4(K+1)), labels (N,)."""
+    normalised by the number of sampled RoIs. logits (N, K+1), deltas (N, 4(K+1)), labels (N,).
+    (A sigmoid classifier replaces the CE: BoxHead.losses.)"""
     cls_loss = F.cross_entropy(logits, labels)
     pos = torch.where(labels > 0)[0]
     deltas = deltas.reshape(len(deltas), -1, 4)[pos, labels[pos]]  # (P, 4)
     box_loss = smooth_l1_sum(deltas, box_targets[pos], beta) / max(labels.numel(), 1)
     return {"loss_classifier": cls_loss, "loss_box_reg": box_loss}
+
+
+def class_scores(logits: torch.Tensor, classifier: str) -> torch.Tensor:
+    """(N, K+1) logits -> (N, K+1) probabilities: a softmax over background and the classes, or
+    per-class sigmoids (column 0, unused by a sigmoid classifier, then 0)."""
+    if classifier == "sigmoid":
+        return torch.cat([torch.zeros_like(logits[:, :1]), logits[:, 1:].sigmoid()], dim=1)
+    return F.softmax(logits, -1)
 
 
 def detect_boxes(
@@ -106,7 +133,7 @@ def detect_boxes(
     per-class NMS, keep the best `detections_per_img` -> (boxes (D, 4), scores (D,), labels (D,))."""
     num_classes = logits.shape[1]
     boxes = coder.decode(deltas, torch.cat(proposals))  # (N, K+1, 4)
-    scores = F.softmax(logits, -1)  # (N, K+1)
+    scores = class_scores(logits, cfg.classifier)  # (N, K+1)
     out = []
     counts = [p.shape[0] for p in proposals]
     for img_boxes, img_scores, size in zip(split_per_image(boxes, counts), split_per_image(scores, counts), image_sizes):
@@ -137,7 +164,7 @@ def detect_boxes_traced(
     sizes = image_sizes[proposals.batch_index]  # (N, 2)
     h, w = (sizes[:, i, None, None] for i in range(2))  # (N, 1, 1)
     boxes = clip_boxes(coder.decode(deltas, proposals.boxes), (h, w))[:, 1:]  # (N, K, 4)
-    scores = F.softmax(logits, -1)[:, 1:]  # (N, K)
+    scores = class_scores(logits, cfg.classifier)[:, 1:]  # (N, K)
     labels = torch.arange(1, num_classes, device=logits.device).expand_as(scores)
     images = proposals.batch_index[:, None].expand_as(scores)
     keep = (scores > cfg.score_thresh) & nonempty(boxes, cfg.min_box_size, cfg.min_box_strict)

@@ -162,6 +162,10 @@ def check_roi_config(cfg: ModelConfig) -> None:
             raise ConfigError(f"{key}: unknown '{value}' (expected one of {', '.join(allowed)})")
     if cfg.maskiou.enabled and not mask.enabled:
         raise ConfigError("model.maskiou.enabled needs model.mask.enabled: it scores the mask head's masks")
+    if cfg.box.classifier not in ("softmax", "sigmoid"):
+        raise ConfigError(f"model.box.classifier: unknown '{cfg.box.classifier}' (expected softmax or sigmoid)")
+    if cfg.box.federated_classes > 0 and cfg.box.classifier != "sigmoid":
+        raise ConfigError("model.box.federated_classes needs model.box.classifier=sigmoid: the federated loss is per class")
     if mask.class_agnostic and mask.loss == "softmax":
         raise ConfigError("model.mask.class_agnostic needs model.mask.loss=sigmoid: a softmax over one class is constant")
     if c4 and cfg.keypoint.enabled:

@@ -1,6 +1,7 @@
 """The training loop: non-finite loss safety, gradient clipping, AMP, metrics.jsonl, best model."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -358,3 +359,30 @@ def test_resume_inside_an_accumulation_cycle_continues_exactly(tmp_path, synth_a
     assert all(torch.equal(whole[k], cut[k]) for k in whole)  # bit for bit
     assert _losses_by_iter(tmp_path / "cut") == _losses_by_iter(tmp_path / "whole")
     assert sorted(_losses_by_iter(tmp_path / "cut")) == [1, 2, 3, 4]  # counted in optimiser steps
+
+
+def test_training_with_the_federated_loss_weights_negatives_by_frequency(tmp_path, synth_ann):
+    """Two steps of a tiny model: the box head's sampling weights are sqrt(images per class)
+    of the training set, and the losses are finite."""
+    from maskrcnn.data.coco import CocoDataset
+    from maskrcnn.data.repeat_factors import class_image_counts
+    from maskrcnn.engine import trainer as training
+
+    cfg = _synth_cfg(synth_ann, "model.box.classifier=sigmoid", "model.box.federated_classes=2",
+                     "solver.max_iter=2", "solver.ims_per_batch=2")
+    seen = {}
+    original = training.Trainer.train
+
+    def spy(self, start, stop):
+        seen["weights"] = training.distributed.unwrap(self.model).roi_heads.box_head.class_weights.clone()
+        return original(self, start, stop)
+
+    training.Trainer.train = spy
+    try:
+        training.train(cfg, tmp_path / "run")
+    finally:
+        training.Trainer.train = original
+    counts = class_image_counts(CocoDataset(synth_ann).image_labels(), cfg.model.num_classes)
+    torch.testing.assert_close(seen["weights"], counts.clamp(min=1).sqrt())
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_classifier"]) for r in rows if "loss_classifier" in r)
