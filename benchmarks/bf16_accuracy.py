@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from maskrcnn import load_model
-from maskrcnn.engine.evaluator import evaluate_model
+from maskrcnn.evaluation.evaluator import evaluate_model
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from torch.profiler import ProfilerActivity, profile
 from maskrcnn.commands.demo import demo_config
 from maskrcnn.config import apply_overrides
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine.distributed import DistInfo
-from maskrcnn.engine.trainer import _coco_train_set, _train_loader, build_trainer
+from maskrcnn.training.distributed import DistInfo
+from maskrcnn.training.trainer import _coco_train_set, _train_loader, build_trainer
 
 
 def build(mode: str, train_ann: Path, iters: int):

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from maskrcnn.engine.evaluator import METRIC_NAMES, evaluate_results_file, task_view
+from maskrcnn.evaluation.evaluator import METRIC_NAMES, evaluate_results_file, task_view
 
 TASKS = ("bbox", "segm")
 

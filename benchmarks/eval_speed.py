@@ -24,7 +24,7 @@ from pycocotools.cocoeval import COCOeval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from maskrcnn.data.synthetic import synthetic_coco  # noqa: E402
-from maskrcnn.engine.evaluator import METRIC_NAMES, evaluate_results, task_view  # noqa: E402
+from maskrcnn.evaluation.evaluator import METRIC_NAMES, evaluate_results, task_view  # noqa: E402
 from maskrcnn.ops.rle import decode_rles, encode_masks  # noqa: E402
 
 

@@ -21,9 +21,9 @@ import torch
 from maskrcnn.commands.demo import demo_config
 from maskrcnn.config import apply_overrides
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine.distributed import DistInfo
-from maskrcnn.engine.evaluator import evaluate_model
-from maskrcnn.engine.trainer import _coco_train_set, _train_loader, build_trainer
+from maskrcnn.training.distributed import DistInfo
+from maskrcnn.evaluation.evaluator import evaluate_model
+from maskrcnn.training.trainer import _coco_train_set, _train_loader, build_trainer
 
 
 class Run:

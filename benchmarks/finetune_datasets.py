@@ -119,7 +119,7 @@ def read_run(run_dir: Path) -> dict:
 
 def final_lr(run_dir: Path) -> float:
     """The learning rate the finished run's optimizer holds (the schedule's end value)."""
-    from maskrcnn.engine.checkpoint import Checkpointer, load_checkpoint
+    from maskrcnn.training.checkpoint import Checkpointer, load_checkpoint
 
     state = load_checkpoint(Checkpointer(run_dir, 1).last())
     return float(state["optimizer"]["param_groups"][0]["lr"])

@@ -1,7 +1,7 @@
 """Penn-Fudan fine-tuning: maskrcnn_effl0_fpn from ImageNet weights vs the same model from scratch.
 
 Fixed split as benchmarks/pennfudan.py: the first 120 images (sorted names) train, the last 50
-validate. Both arms run `maskrcnn.engine.trainer.train` with the preset's fine-tuning recipe
+validate. Both arms run `maskrcnn.training.trainer.train` with the preset's fine-tuning recipe
 (solver.recipe=finetune: linear-scaled lr, one-epoch warm-up, cosine decay, clipping) for the
 same budget of training time (FPN and heads initialised alike, from solver.seed), CONCURRENTLY,
 each in its own process with one thread, so both see the same machine load (sampled, recorded). The pretrained arm has a frozen-BatchNorm trunk
@@ -56,7 +56,7 @@ def write_split(root: Path, data_dir: Path) -> tuple[Path, Path]:
 
 def arm_config(arm: str, args, train_ann: Path, val_ann: Path):
     from maskrcnn.config import apply_overrides
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.presets import get_preset
 
     cfg = get_preset("maskrcnn_effl0_fpn")  # the classes come from the data
     if arm == "scratch":
@@ -80,7 +80,7 @@ def arm_weights(arm: str) -> str | None:
 
 def seconds_per_iter(arm: str, args, train_ann: Path, val_ann: Path) -> float:
     """Median time of a short run's iterations after the first (which warms up)."""
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
 
     cfg = arm_config(arm, args, train_ann, val_ann)
     cfg.data.val_ann = cfg.data.val_images = ""
@@ -95,7 +95,7 @@ def run_arm(arm: str, args) -> None:
     """One arm, in its own process: calibrate, then train with periodic evaluation."""
     import torch
 
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
 
     torch.set_num_threads(1)
     work = Path(args.work)

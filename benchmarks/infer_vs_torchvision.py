@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 from torchvision.models import detection as tvdet
 
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.data.images import read_image
-from maskrcnn.engine.benchmark import Runner, format_report, our_stage_spans, run_benchmark
+from maskrcnn.evaluation.benchmark import Runner, format_report, our_stage_spans, run_benchmark
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_inference import prepare_for_inference
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "model"))

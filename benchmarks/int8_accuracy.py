@@ -23,7 +23,7 @@ import torch
 from maskrcnn import load_model
 from maskrcnn.cli import main as cli
 from maskrcnn.deploy import OnnxPredictor
-from maskrcnn.engine.evaluator import evaluate_model
+from maskrcnn.evaluation.evaluator import evaluate_model
 
 
 class _Evaluated:

@@ -41,7 +41,7 @@ from pycocotools import mask as mask_utils
 
 import paper_ablations as pa
 from paired_ap import ImageMatches, bootstrap_counts, percentile_interval, t_interval
-from maskrcnn.engine.evaluator import evaluate_results, load_ground_truth
+from maskrcnn.evaluation.evaluator import evaluate_results, load_ground_truth
 
 # The MaskIoU head as wide as the model's mask head, its fc layers as wide as its box head
 # (the paper: 256 and 1024 with R50-FPN's heads).

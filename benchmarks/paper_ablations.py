@@ -57,9 +57,9 @@ from pathlib import Path
 from maskrcnn.commands.convert_dataset import hold_out
 from maskrcnn.commands.demo import DEMO_OVERRIDES
 from maskrcnn.config import apply_overrides
-from maskrcnn.engine.trainer import NonFiniteLossError, train
+from maskrcnn.training.trainer import NonFiniteLossError, train
 from maskrcnn.fileio import write_json_atomic, write_text_atomic
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 PENNFUDAN = REPO.parent / "shared" / "data" / "pennfudan"

@@ -21,10 +21,10 @@ import torch
 from torchvision.models import detection as tvdet
 
 from maskrcnn.data import InstanceIdPngDataset, RandomHorizontalFlip, to_coco
-from maskrcnn.engine.evaluator import evaluate_results, instances_to_results
+from maskrcnn.evaluation.evaluator import evaluate_results, instances_to_results
 from maskrcnn.model.detector import build_model
 from maskrcnn.structures import Instances
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 PENNFUDAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pennfudan"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from maskrcnn.data.images import read_image
-from maskrcnn.engine.benchmark import STAGES, StageTimer, our_stage_spans
+from maskrcnn.evaluation.benchmark import STAGES, StageTimer, our_stage_spans
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from infer_vs_torchvision import PENNFUDAN, build, torchvision_spans  # noqa: E402

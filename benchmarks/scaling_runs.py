@@ -131,7 +131,7 @@ def _gen_dets(gt_path, path):
 
 
 def _load_gt(gt_path):
-    from maskrcnn.engine.evaluator import load_ground_truth
+    from maskrcnn.evaluation.evaluator import load_ground_truth
 
     row, gt = _timed(load_ground_truth, gt_path)
     return {**row, "images": len(gt.imgs), "instances": len(gt.anns)}
@@ -171,7 +171,7 @@ def _train_step(data_dir, steps):
 
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.model.detector import build_model
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.presets import get_preset
 
     torch.set_num_threads(2)
     dataset = CocoDataset(Path(data_dir) / "annotations.json", Path(data_dir) / "images")

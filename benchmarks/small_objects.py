@@ -68,7 +68,7 @@ def measure(dataset, size: int, base: int, p2: bool, max_size: int) -> dict:
 
 def report(name: str, dataset) -> list[str]:
     from maskrcnn.config import Config
-    from maskrcnn.engine.auto_size import resolve_auto_sizes
+    from maskrcnn.training.auto_size import resolve_auto_sizes
 
     cfg = Config()
     cfg.input.min_size = cfg.model.anchors.sizes = "auto"

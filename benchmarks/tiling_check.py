@@ -83,7 +83,7 @@ def train_shapes_model(out: Path, iters: int, images: int) -> None:
     from maskrcnn.commands.demo import demo_config
     from maskrcnn.config import apply_overrides
     from maskrcnn.data.synthetic import write_synthetic_dataset
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
 
     train_ann = write_synthetic_dataset(out / "data", images, seed=1, size=TRAINING_SIZE)
     cfg = demo_config(iters, train_ann)

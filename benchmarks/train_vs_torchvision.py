@@ -23,12 +23,12 @@ from torchvision.models import detection as tvdet
 from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.config import apply_overrides
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.data import InstanceIdPngDataset
-from maskrcnn.engine.trainer import build_trainer
+from maskrcnn.training.trainer import build_trainer
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 PENNFUDAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pennfudan"
 

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 def measure(model, ann_file, images_dir, scales, flip, box_voting) -> dict:
     """AP of both runners on every image of `ann_file`; time per image of each, alternating."""
     from maskrcnn.data.images import read_image
-    from maskrcnn.engine.evaluator import evaluate_results, instances_to_results
+    from maskrcnn.evaluation.evaluator import evaluate_results, instances_to_results
 
     gt = json.loads(Path(ann_file).read_text())
     tta = model.cfg.test.tta

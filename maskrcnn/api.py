@@ -12,7 +12,7 @@ from .errors import CheckpointError
 from .model.detector import MaskRCNN, build_model
 from .model.fast_inference import prepare_for_inference
 from .weights import config_from_checkpoint, load_state, read_weights
-from .zoo import PRESETS, apply_kwargs, get_preset
+from .presets import PRESETS, apply_kwargs, get_preset
 
 RANDOM_SEED = 0
 

@@ -57,7 +57,7 @@ def annotate_video(predict, source, out_dir, category_ids=(), tracker=None) -> t
 
 def _annotate(av, container, name: str, predict, category_ids, video, lines, tracker) -> tuple[int, int]:
     """Frames of `container` -> drawn frames into the binary file `video`, JSON lines into `lines`."""
-    from .engine.evaluator import instances_to_results
+    from .evaluation.evaluator import instances_to_results
     from .visualize import draw_instances, track_colours
 
     stream = container.streams.video[0]

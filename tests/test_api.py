@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import maskrcnn
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.errors import CheckpointError, ImageError
 from maskrcnn.weights import load_state, save_weights
 
@@ -104,7 +104,7 @@ def test_checkpoint_for_another_architecture_lists_the_keys(tiny, tmp_path):
     with pytest.raises(CheckpointError) as info:
         maskrcnn.load_model("maskrcnn_r50_fpn", weights=path)
     text = str(info.value)
-    r50 = maskrcnn.build_model(maskrcnn.zoo.get_preset("maskrcnn_r50_fpn")).state_dict()
+    r50 = maskrcnn.build_model(maskrcnn.presets.get_preset("maskrcnn_r50_fpn")).state_dict()
     ours = tiny.state_dict()
     missing = [k for k in r50 if k not in ours]
     mismatched = [k for k in r50 if k in ours and r50[k].shape != ours[k].shape]
@@ -117,7 +117,7 @@ def test_torchvision_v2_weights_do_not_fit_the_v1_preset():
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
     state = convert_torchvision(maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict())
-    model = maskrcnn.build_model(maskrcnn.zoo.get_preset("maskrcnn_r50_fpn"))
+    model = maskrcnn.build_model(maskrcnn.presets.get_preset("maskrcnn_r50_fpn"))
     with pytest.raises(CheckpointError) as info:
         load_state(model, state, source="v2.pth")
     own = model.state_dict()

@@ -14,7 +14,7 @@ from maskrcnn.commands.train import build_config
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import save_weights
 from maskrcnn.weights.registry import get_source
-from maskrcnn.zoo import PRESETS
+from maskrcnn.presets import PRESETS
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..cli import add_set_option
 from ..config import parse_overrides
-from ..engine.benchmark import Runner, format_report, our_stage_spans, run_benchmark, summary
+from ..evaluation.benchmark import Runner, format_report, our_stage_spans, run_benchmark, summary
 from ..errors import UserError
 from .predict import collect_images
 

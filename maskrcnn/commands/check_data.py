@@ -11,7 +11,7 @@ from ..data import formats
 from ..errors import DatasetError, UserError
 from ..data.check import check_dataset, format_report, overlay_grid
 from ..fileio import atomic_write, check_output_dir, write_json_atomic
-from ..zoo import get_preset
+from ..presets import get_preset
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -56,7 +56,7 @@ def run_sizes(cfg, ann_file, image_dir) -> None:
     """Input size and anchors as a training run on this data would choose them (`auto`); an
     unreadable file leaves the defaults (check_dataset then reports what is wrong)."""
     from ..data.coco import CocoDataset
-    from ..engine.auto_size import fill_auto_defaults, resolve_auto_sizes
+    from ..training.auto_size import fill_auto_defaults, resolve_auto_sizes
 
     if is_auto(cfg.input.min_size) or is_auto(cfg.model.anchors.sizes):
         try:

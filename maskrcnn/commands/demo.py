@@ -48,7 +48,7 @@ def add_parser(subparsers, name: str) -> None:
 
 def demo_config(iters: int, train_ann: Path, budget_minutes: float = 0.0):
     from ..config import apply_overrides
-    from ..zoo import get_preset
+    from ..presets import get_preset
 
     cfg = get_preset("maskrcnn_r18_fpn")
     cfg.name = "demo_r18_fpn_shapes"
@@ -63,10 +63,10 @@ def demo_config(iters: int, train_ann: Path, budget_minutes: float = 0.0):
 
 def run(args) -> int:
     from ..cli import build_parser
-    from ..commands.predict import run as predict_run
+    from .predict import run as predict_run
     from ..data.synthetic import write_synthetic_dataset
-    from ..engine.budget import parse_duration
-    from ..engine.trainer import train
+    from ..training.budget import parse_duration
+    from ..training.trainer import train
     from ..errors import UserError
     from ..fileio import check_output_dir
     from ..model.fast_inference import prepare_for_inference
@@ -88,7 +88,7 @@ def run(args) -> int:
     save_weights(model, out / "model.safetensors")
     prepare_for_inference(model, "fp32")
     print("[3/4] evaluating on the held-out images")
-    from ..engine.evaluator import evaluate_model, format_table
+    from ..evaluation.evaluator import evaluate_model, format_table
 
     metrics = evaluate_model(model, val_ann.parent / "images", val_ann, out / "eval")
     print(format_table(metrics))
@@ -105,6 +105,6 @@ def run(args) -> int:
 def _final_model(run_dir: Path):
     """The trained weights from the run's last checkpoint, as an inference model."""
     from .. import load_model
-    from ..engine.checkpoint import Checkpointer
+    from ..training.checkpoint import Checkpointer
 
     return load_model("maskrcnn_r18_fpn", weights=Checkpointer(run_dir, 1).last(), precision=None)

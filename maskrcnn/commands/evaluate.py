@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
-from ..engine.evaluator import evaluate_model, evaluate_results_file, format_table
-from ..engine.lvis_eval import MAX_DETS, evaluate_lvis, import_lvis
+from ..evaluation.evaluator import evaluate_model, evaluate_results_file, format_table
+from ..evaluation.lvis_eval import MAX_DETS, evaluate_lvis, import_lvis
 from ..errors import UserError
 from ..fileio import check_output_dir, write_json_atomic
 
@@ -73,7 +73,7 @@ def run(args) -> int:
         metrics = {**metrics, **_lvis(args)}
     print(f"\nwrote {args.out}/results.json and {args.out}/metrics.json")
     if args.report:
-        from ..engine.report import write_report
+        from ..evaluation.report import write_report
 
         results = json.loads((Path(args.out) / "results.json").read_text())
         page = write_report(args.out, args.data, results, metrics, args.images)
@@ -95,7 +95,7 @@ def _lvis(args) -> dict[str, float]:
 def _cityscapes(args) -> dict[str, float]:
     """The benchmark's numbers, added to metrics.json and printed."""
     from ..data.coco import load_json
-    from ..engine.cityscapes_eval import evaluate_cityscapes, format_cityscapes
+    from ..evaluation.cityscapes_eval import evaluate_cityscapes, format_cityscapes
 
     results = json.loads((Path(args.out) / "results.json").read_text())
     scores = evaluate_cityscapes(results, load_json(args.data), args.images)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
 from ..data.image_folder import not_a_file, scan_folder
-from ..engine.evaluator import instances_to_results
+from ..evaluation.evaluator import instances_to_results
 from ..fileio import JsonListWriter, atomic_write, check_output_dir
 from ..errors import CheckpointError, ImageError, UserError
 from ..tiling import check_tile_args, predict_tiled

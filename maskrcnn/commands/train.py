@@ -14,10 +14,10 @@ from pathlib import Path
 from ..cli import add_set_option
 from ..config import apply_overrides, load_yaml, set_value
 from ..data import formats
-from ..engine.budget import parse_duration
+from ..training.budget import parse_duration
 from ..weights.registry import IMAGENET, imagenet_source
 from ..weights.transfer import config_for_weights
-from ..zoo import get_preset
+from ..presets import get_preset
 
 EPILOG = """\
 the run directory gets:
@@ -91,8 +91,8 @@ def build_config(args):
 
 
 def run(args) -> int:
-    from ..engine import distributed
-    from ..engine.trainer import summary_line, train
+    from ..training import distributed
+    from ..training.trainer import summary_line, train
 
     cfg = build_config(args)
     try:

@@ -14,7 +14,7 @@ from ..config import BackboneConfig
 from ..errors import ConfigError
 from .efficientnet_lite import EfficientNetLiteTrunk
 from .layers import ConvNorm, make_norm
-from .weight_init import init_layers
+from .layers import init_layers
 
 KINDS = ("fpn", "c4")
 

@@ -12,7 +12,7 @@ from ..structures import BatchedBoxes, split_per_image
 from .federated_loss import class_weights, federated_classes, federated_loss
 from .head_contract import DeclaresOutputs
 from .layers import ConvNorm
-from .weight_init import init_layers
+from .layers import init_layers
 
 BODIES = {"2fc": (0, 2), "4conv1fc": (4, 1), "avgpool": (0, 0)}  # (3x3 convs, fcs)
 

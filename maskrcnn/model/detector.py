@@ -24,7 +24,7 @@ class MaskRCNN(nn.Module):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        from ..engine.auto_size import fill_auto_defaults
+        from ..training.auto_size import fill_auto_defaults
 
         fill_auto_defaults(cfg)  # sizes still "auto" (no training set chose them): the defaults
         self.cfg = cfg

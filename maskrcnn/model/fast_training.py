@@ -16,7 +16,7 @@ buffer and state-dict key (checkpoints load into an exact-mode model and back):
 - RoIAlign runs in fp32 as a sparse matrix product on the channels-last maps
   (`SparseRoIAlign`, ops/roi_align_sparse.py): no NCHW copy of the maps, no per-sample scatter
   in backward; other poolers run torchvision's kernels on fp32 maps (`Fp32RoIPooler`).
-The trainer runs the rewritten model under autocast (`maskrcnn.engine.trainer.amp_dtype`).
+The trainer runs the rewritten model under autocast (`maskrcnn.training.trainer.amp_dtype`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from ..config import KeypointHeadConfig
 from ..structures import split_per_image
 from .head_contract import DeclaresOutputs, Handoff
 from .layers import ConvNorm
-from .weight_init import init_layers
+from .layers import init_layers
 
 _CUBIC_A = -0.75  # the cubic convolution kernel PyTorch's bicubic resize uses
 _DECODE_BUDGET = 1 << 24  # resized heatmap values per chunk (64 MB)

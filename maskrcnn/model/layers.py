@@ -1,5 +1,5 @@
 """Layers every part of the model builds from: a conv with an optional norm and ReLU, and the
-norms a config names. The trunks (backbone.py, efficientnet_lite.py) and the heads import them
+norms a config names, and the one weight initialiser. The trunks (backbone.py, efficientnet_lite.py) and the heads import them
 from here, so no model file imports another for a building block."""
 
 from __future__ import annotations
@@ -33,3 +33,24 @@ def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     if kind == "gn":
         return nn.GroupNorm(min(32, channels), channels, eps=eps)
     raise ValueError(f"unknown norm '{kind}' (expected 'frozen_bn', 'bn' or 'gn')")
+
+
+LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+FILLS = {
+    # convs followed by a ReLU: He et al.'s fill on fan-out (Detectron's MSRAFill)
+    "msra": lambda weight, std: nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu"),
+    # Caffe2's XavierFill, uniform with gain 1: FPN convs and fc layers
+    "xavier": lambda weight, std: nn.init.kaiming_uniform_(weight, a=1),
+    # output layers: small Gaussian weights so the first losses are near chance
+    "normal": lambda weight, std: nn.init.normal_(weight, std=std),
+}
+
+
+def init_layers(module: nn.Module, fill: str, std: float = 0.01) -> None:
+    """Fill the weights of every conv / deconv / linear layer in `module` (itself included) in
+    module order, so a seed gives the same weights as before; biases become zero."""
+    for layer in module.modules():
+        if isinstance(layer, LAYERS):
+            FILLS[fill](layer.weight, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

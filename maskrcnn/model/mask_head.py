@@ -17,7 +17,7 @@ from ..structures import split_per_image
 from .fast_mask_tail import MatmulMaskTail
 from .head_contract import DeclaresOutputs, Handoff
 from .layers import ConvNorm
-from .weight_init import init_layers
+from .layers import init_layers
 
 
 class MaskHead(DeclaresOutputs, nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from ..config import MaskIoUHeadConfig
 from ..structures import split_per_image
 from .head_contract import DeclaresOutputs, Handoff
-from .weight_init import init_layers
+from .layers import init_layers
 
 
 class MaskIoUHead(DeclaresOutputs, nn.Module):

@@ -23,7 +23,7 @@ from ..ops.boxes import (
 from ..structures import BatchedBoxes
 from .head_contract import DeclaresOutputs
 from .layers import ConvNorm
-from .weight_init import init_layers
+from .layers import init_layers
 
 
 class AnchorGenerator(nn.Module):

@@ -3,7 +3,7 @@
 `read_weights` takes a file or a named source (`maskrcnn weights list`, `registry.py`; fetched
 by `download.py`) and returns our layout: torchvision detection state dicts, torchvision
 ImageNet ResNet/ResNeXt classifiers (the trunk only), mmdetection and detectron2 checkpoints
-(`maskrcnn/convert/`). `transfer.py` starts a training run from any of them.
+(`maskrcnn/weights/formats/`). `transfer.py` starts a training run from any of them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from ..config import Config, from_dict, to_dict
-from ..convert.detectron2 import convert_detectron2, is_detectron2_state_dict
-from ..convert.efficientnet_lite import convert_efficientnet_lite, is_efficientnet_lite
-from ..convert.imagenet import convert_imagenet_resnet, is_imagenet_resnet
-from ..convert.mmdet import convert_mmdet, is_mmdet_checkpoint
-from ..convert.torchvision import convert_torchvision, is_torchvision_state_dict
+from .formats.detectron2 import convert_detectron2, is_detectron2_state_dict
+from .formats.efficientnet_lite import convert_efficientnet_lite, is_efficientnet_lite
+from .formats.imagenet import convert_imagenet_resnet, is_imagenet_resnet
+from .formats.mmdet import convert_mmdet, is_mmdet_checkpoint
+from .formats.torchvision import convert_torchvision, is_torchvision_state_dict
 from ..errors import CheckpointError
 from ..fileio import torch_save_atomic, write_bytes_atomic
 from .files import CONFIG_KEY as _CONFIG_KEY

@@ -102,7 +102,7 @@ def init_from_weights(model: nn.Module, source: str) -> Transfer:
 def file_class_names(state: dict, config: dict | None, classifier: str) -> tuple[str, ...] | None:
     """The label space of the file's class-dependent rows (index = label), None if unknown;
     `classifier` is the key of the class-score weight, whose rows count the classes."""
-    from ..zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
+    from ..presets import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
 
     if config is not None:
         return tuple(config.get("model", {}).get("class_names") or ()) or None

@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools_reference import pycocotools_stats
 
 from maskrcnn.data.synthetic import synthetic_coco
-from maskrcnn.engine.evaluator import load_ground_truth
+from maskrcnn.evaluation.evaluator import load_ground_truth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import paired_ap  # noqa: E402

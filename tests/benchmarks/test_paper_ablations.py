@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pycocotools_reference import STATS, pycocotools_stats
 
-from maskrcnn.engine.trainer import NonFiniteLossError
+from maskrcnn.training.trainer import NonFiniteLossError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import paper_ablations as pa  # noqa: E402

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from maskrcnn.cli import main
-from maskrcnn.engine.checkpoint import Checkpointer
+from maskrcnn.training.checkpoint import Checkpointer
 
 SLIM = [
     "input.min_size=[64]", "input.max_size=64", "model.backbone.fpn_channels=16",

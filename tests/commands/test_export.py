@@ -13,7 +13,7 @@ import maskrcnn  # noqa: E402
 from maskrcnn.cli import main  # noqa: E402
 from maskrcnn.ops.rle import decode_rles  # noqa: E402
 from maskrcnn.weights import save_weights  # noqa: E402
-from maskrcnn.zoo import apply_kwargs, get_preset  # noqa: E402
+from maskrcnn.presets import apply_kwargs, get_preset  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 
 from maskrcnn.cli import main
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine.checkpoint import load_checkpoint
+from maskrcnn.training.checkpoint import load_checkpoint
 
 # A Mask R-CNN small enough for a few CPU iterations per second.
 TINY = [

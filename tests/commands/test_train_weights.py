@@ -9,7 +9,7 @@ from maskrcnn.config import apply_overrides
 from maskrcnn.data.synthetic import write_synthetic_dataset
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import save_weights
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 # the file's architecture differs from the preset (fpn_channels, heads): --weights must bring it
 FILE_ARCH = ["model.backbone.fpn_channels=32", "model.box.fc_dim=64", "model.mask.conv_dims=[16]"]
@@ -57,7 +57,7 @@ def test_weights_bring_their_architecture_and_are_recorded_and_resume_wins(setup
 
 
 def test_python_train_takes_weights_and_records_them(setup, tmp_path, capsys):
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
 
     ann, images, path, _ = setup
     cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), FILE_ARCH + RUN + ["solver.max_iter=1"])

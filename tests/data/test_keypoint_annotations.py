@@ -71,8 +71,8 @@ def test_keypoint_outside_the_image_becomes_unlabelled(tmp_path, caplog):
 
 
 def test_training_takes_the_keypoint_set_from_the_data(tmp_path):
-    from maskrcnn.engine.trainer import _coco_train_set
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.training.trainer import _coco_train_set
+    from maskrcnn.presets import get_preset
 
     _dataset(tmp_path, _points())
     cfg = get_preset("keypointrcnn_r50_fpn")
@@ -83,9 +83,9 @@ def test_training_takes_the_keypoint_set_from_the_data(tmp_path):
 
 
 def test_training_keypoints_on_data_without_keypoints_is_an_error(tmp_path):
-    from maskrcnn.engine.trainer import _coco_train_set
+    from maskrcnn.training.trainer import _coco_train_set
     from maskrcnn.errors import ConfigError
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.presets import get_preset
 
     data = json.loads(_dataset(tmp_path, _points()).ann_file.read_text())
     for ann in data["annotations"]:

@@ -53,9 +53,9 @@ def test_batches_with_repeat_factors_are_a_pure_function_of_the_seed():
 @pytest.mark.parametrize("sampler,threshold", [("bogus", 0.001), ("repeat_factor", 0.0)])
 def test_bad_sampler_settings_are_config_errors(sampler, threshold, synth_ann):
     from maskrcnn.config import apply_overrides
-    from maskrcnn.engine.trainer import check_config
+    from maskrcnn.training.trainer import check_config
     from maskrcnn.errors import ConfigError
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.presets import get_preset
 
     cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), [f"data.sampler={sampler}", f"data.repeat_threshold={threshold}",
                                                            f"data.train_ann={synth_ann}"])
@@ -66,9 +66,9 @@ def test_bad_sampler_settings_are_config_errors(sampler, threshold, synth_ann):
 def test_the_trainer_samples_by_the_datasets_factors(synth_ann):
     from maskrcnn.config import apply_overrides
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.engine import distributed
-    from maskrcnn.engine.trainer import _train_loader
-    from maskrcnn.zoo import get_preset
+    from maskrcnn.training import distributed
+    from maskrcnn.training.trainer import _train_loader
+    from maskrcnn.presets import get_preset
 
     dataset = CocoDataset(synth_ann)
     cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), ["data.sampler=repeat_factor", "data.repeat_threshold=1.0"])

@@ -21,7 +21,7 @@ from maskrcnn.deploy.onnx_export import METADATA_KEY, ExportError, export_onnx  
 from maskrcnn.deploy.onnx_runner import OnnxPredictor  # noqa: E402
 from maskrcnn.model.fast_inference import prepare_for_inference  # noqa: E402
 from maskrcnn.errors import CheckpointError  # noqa: E402
-from maskrcnn.zoo import apply_kwargs, get_preset  # noqa: E402
+from maskrcnn.presets import apply_kwargs, get_preset  # noqa: E402
 
 SMALL = {"min_size": 320, "max_size": 533}
 EXPORT_SIZE = (320, 480)  # traced size; padded 320x480, P6 5x8 -> 120 anchors on that level

@@ -21,7 +21,7 @@ from maskrcnn.cli import main  # noqa: E402
 from maskrcnn.data.images import read_image  # noqa: E402
 from maskrcnn.deploy.onnx_export import METADATA_KEY  # noqa: E402
 from maskrcnn.deploy.onnx_runner import OnnxPredictor  # noqa: E402
-from maskrcnn.zoo import apply_kwargs, get_preset  # noqa: E402
+from maskrcnn.presets import apply_kwargs, get_preset  # noqa: E402
 
 SMALL = {"min_size": 160, "max_size": 267, "box_score_thresh": 0.0, "box_detections_per_img": 20}
 IMAGES = ("FudanPed00017.png", "PennPed00061.png", "FudanPed00001.png")

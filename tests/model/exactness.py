@@ -25,10 +25,10 @@ from torch import nn
 from torchvision.models import detection as tvdet
 from torchvision_reference import _calibrate, _freeze_trunk_norms
 
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 # kind -> (torchvision builder, our preset, trunk eps as the released weights run)
 KINDS = {

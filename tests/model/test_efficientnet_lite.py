@@ -7,14 +7,14 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 
 from maskrcnn.config import BackboneConfig
-from maskrcnn.convert.efficientnet_lite import trunk_state
+from maskrcnn.weights.formats.efficientnet_lite import trunk_state
 from maskrcnn.data.synthetic import render_scene
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.efficientnet_lite import FEATURE_STAGES, EfficientNetLiteTrunk
 from maskrcnn.model.fast_inference import fold_norms
 from maskrcnn.weights import resolve_weights
 from maskrcnn.weights.transfer import init_from_weights
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 IMAGENET = "imagenet/efficientnet_lite0"
 

@@ -10,7 +10,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_inference import SeparableMaxPool3x3, fold_norms, prepare_for_inference
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 
 def _randomise_norms(model, seed=0):

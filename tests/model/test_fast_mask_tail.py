@@ -14,7 +14,7 @@ from torch import nn
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_inference import prepare_for_inference
 from maskrcnn.model.fast_mask_tail import MatmulMaskTail
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 
 def _layers(k: int, classes: int, seed: int = 0):

@@ -11,11 +11,11 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.config import apply_overrides
-from maskrcnn.engine.trainer import amp_dtype
+from maskrcnn.training.trainer import amp_dtype
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_training import prepare_for_training
 from maskrcnn.model.fast_variants import FoldsFrozenNorm
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 
 def test_folded_frozen_norm_has_the_same_output_and_weight_gradient():

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskrcnn.convert.detectron2 import detectron2_conventions
+from maskrcnn.weights.formats.detectron2 import detectron2_conventions
 from maskrcnn.model.detector import MaskRCNN
 from maskrcnn.model.rpn import RPN, AnchorGenerator
-from maskrcnn.zoo import maskrcnn_r50_fpn
+from maskrcnn.presets import maskrcnn_r50_fpn
 
 
 def d2_config():

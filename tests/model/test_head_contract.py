@@ -15,7 +15,7 @@ from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_inference import prepare_for_inference
 from maskrcnn.model.fast_training import prepare_for_training
 from maskrcnn.model.head_contract import declared_outputs
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 SMALL = ["model.box.fc_dim=32", "model.mask.conv_dims=[8]", "model.mask.mlp_dims=[16]",
          "model.maskiou.conv_dim=8", "model.maskiou.fc_dim=16", "model.keypoint.conv_dims=[8]"]  # fmt: skip

@@ -9,7 +9,7 @@ from torchvision.models.detection.roi_heads import heatmaps_to_keypoints
 
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.keypoint_head import decode_keypoints, keypoint_loss, keypoint_targets
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 M = 56
 

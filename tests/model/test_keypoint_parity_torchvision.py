@@ -13,12 +13,12 @@ import torch
 from torchvision.models import detection as tvdet
 from torchvision_reference import harden
 
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.data.images import read_image
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 # Penn-Fudan 536x559 and 395x692; COCO 429x640 (1 person) and 480x640 (2 people)
 IMAGES = ["pennfudan/PNGImages/FudanPed00001.png", "pennfudan/PNGImages/PennPed00045.png",

@@ -9,11 +9,11 @@ import torch
 from torchvision.models import detection as tvdet
 from torchvision_reference import harden
 
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.data import InstanceIdPngDataset
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 SIZE = {"min_size": 512, "max_size": 853}
 LOSSES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask")

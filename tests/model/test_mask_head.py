@@ -14,7 +14,7 @@ from maskrcnn.model.detector import build_model
 from maskrcnn.model.head_contract import Handoff
 from maskrcnn.model.mask_head import FCNMaskHead, MaskHead, MLPMaskHead
 from maskrcnn.model.roi_heads import SampledRoIs
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 # class 1's logits, and (softmax) background and class 2's, on a 2 x 2 mask
 CLASS1 = [[2.0, -1.0], [0.0, 1.0]]

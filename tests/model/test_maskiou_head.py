@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from maskrcnn.config import apply_overrides
-from maskrcnn.engine.evaluator import instances_to_results, task_view
+from maskrcnn.evaluation.evaluator import instances_to_results, task_view
 from maskrcnn.errors import ConfigError
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.maskiou_head import (
@@ -17,7 +17,7 @@ from maskrcnn.model.maskiou_head import (
     maskiou_targets,
 )
 from maskrcnn.ops.masks import mask_targets
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 
 def _square_logits(rows: slice, cols: slice, size: int = 28) -> torch.Tensor:
@@ -200,7 +200,7 @@ def test_train_and_eval_commands_with_the_one_field(synth_ann, tmp_path):
     """`maskrcnn train --set model.maskiou.enabled=true` learns the head; `maskrcnn eval` of its
     checkpoint writes segm results ranked by `mask_score` = box score x predicted IoU."""
     from maskrcnn.cli import main
-    from maskrcnn.engine.checkpoint import Checkpointer
+    from maskrcnn.training.checkpoint import Checkpointer
 
     images, run = synth_ann.parent / "images", tmp_path / "run"
     small = [o for o in TINY if not o.startswith(("model.num_classes", "model.class_names", "model.category_ids"))]

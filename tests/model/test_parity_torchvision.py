@@ -17,9 +17,9 @@ from torchvision.models import detection as tvdet
 from maskrcnn.data.images import read_image
 from maskrcnn.model.detector import build_model
 from maskrcnn.model.fast_inference import prepare_for_inference
-from maskrcnn.convert.torchvision import convert_torchvision
+from maskrcnn.weights.formats.torchvision import convert_torchvision
 from maskrcnn.weights import load_state
-from maskrcnn.zoo import apply_kwargs, get_preset
+from maskrcnn.presets import apply_kwargs, get_preset
 
 # 512 px instead of the default 800 keeps the suite fast; the resize path is the same code.
 SIZE = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0}

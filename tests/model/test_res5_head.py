@@ -13,7 +13,7 @@ from torchvision.ops import box_iou, nms, roi_align
 
 from maskrcnn.config import apply_overrides
 from maskrcnn.model.detector import build_model
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 R50_BLOCKS = {"layer1": 3, "layer2": 4, "layer3": 6, "layer4": 3}
 

@@ -10,7 +10,7 @@ from hostile_checks import assert_refused, train_argv
 from maskrcnn.config import Config, apply_overrides
 from maskrcnn.config_ranges import check_ranges, range_problem
 from maskrcnn.errors import ConfigError
-from maskrcnn.zoo import PRESETS, get_preset
+from maskrcnn.presets import PRESETS, get_preset
 
 
 @pytest.mark.parametrize("override, expected", [
@@ -62,7 +62,7 @@ def test_every_preset_is_in_range():
 
 
 def test_range_check_of_a_config_built_in_code(tmp_path):
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
 
     cfg = get_preset("maskrcnn_r18_fpn")
     cfg.model.mask.resolution = 0

@@ -8,7 +8,7 @@ import os
 import torch
 from reliability_helpers import TINY_TRAIN, assert_one_line_error, run_cli
 
-from maskrcnn.engine.checkpoint import load_checkpoint
+from maskrcnn.training.checkpoint import load_checkpoint
 
 
 def test_no_space_left_while_saving_the_second_checkpoint(tmp_path, shapes, capsys, monkeypatch):

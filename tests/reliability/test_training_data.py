@@ -12,7 +12,7 @@ from PIL import Image
 from reliability_helpers import TINY_TRAIN, assert_one_line_error, run_cli, write_png
 
 from maskrcnn.data.loader import GroupedBatches
-from maskrcnn.engine.checkpoint import load_checkpoint
+from maskrcnn.training.checkpoint import load_checkpoint
 
 
 def _train(capsys, ann, images, out, *overrides):

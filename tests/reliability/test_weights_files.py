@@ -9,7 +9,7 @@ import pytest
 import torch
 from reliability_helpers import SMALL, TINY_TRAIN, assert_one_line_error, read_json, run_cli, write_png
 
-from maskrcnn.engine.checkpoint import load_checkpoint
+from maskrcnn.training.checkpoint import load_checkpoint
 from maskrcnn.errors import CheckpointError
 
 

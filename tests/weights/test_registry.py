@@ -7,7 +7,7 @@ from maskrcnn.cli import main
 from maskrcnn.errors import CheckpointError
 from maskrcnn.weights import read_weights
 from maskrcnn.weights.registry import SOURCES, Source, package_file
-from maskrcnn.zoo import PRESETS
+from maskrcnn.presets import PRESETS
 
 TORCHVISION_ENUMS = [
     detection.MaskRCNN_ResNet50_FPN_Weights, detection.MaskRCNN_ResNet50_FPN_V2_Weights,

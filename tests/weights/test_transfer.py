@@ -14,7 +14,7 @@ from maskrcnn.data.synthetic import write_synthetic_dataset
 from maskrcnn.errors import CheckpointError
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights.transfer import init_from_weights
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 # Small enough for a few R50 iterations per second on 64 px images.
 SMALL = [
@@ -143,7 +143,7 @@ def test_unrelated_state_dict_is_refused(tmp_path):
 
 def test_file_class_names_from_config_or_known_coco_label_spaces():
     from maskrcnn.weights.transfer import file_class_names
-    from maskrcnn.zoo import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
+    from maskrcnn.presets import COCO80_CLASS_NAMES, COCO_CLASS_NAMES
 
     key = "roi_heads.box_head.cls_score.weight"
 

@@ -9,8 +9,8 @@ import torch
 
 from maskrcnn.cli import main
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine import distributed
-from maskrcnn.engine.checkpoint import load_checkpoint
+from maskrcnn.training import distributed
+from maskrcnn.training.checkpoint import load_checkpoint
 from maskrcnn.errors import UserError
 
 TINY = [

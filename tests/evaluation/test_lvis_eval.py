@@ -12,7 +12,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from maskrcnn.cli import main
-from maskrcnn.engine.lvis_eval import METRICS, import_lvis, is_lvis
+from maskrcnn.evaluation.lvis_eval import METRICS, import_lvis, is_lvis
 
 
 def lvis_from_coco(coco: dict, rng: random.Random) -> dict:

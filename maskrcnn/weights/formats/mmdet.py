@@ -15,8 +15,8 @@ import re
 
 import torch
 
-from ..config import Config, to_dict
-from ..errors import CheckpointError
+from ...config import Config, to_dict
+from ...errors import CheckpointError
 from . import background_first, rename_key
 
 # (pattern, replacement) applied in order; the first match wins. mmdetection's ResNet keeps
@@ -71,7 +71,7 @@ def convert_mmdet(checkpoint: dict, source: str = "checkpoint") -> tuple[dict[st
 
 def mmdet_config(state: dict, meta: dict, source: str = "checkpoint") -> Config:
     """Our config for an mmdetection Mask (Scoring) R-CNN with a ResNet / ResNeXt FPN."""
-    from ..zoo import COCO80_CLASS_NAMES, msrcnn
+    from ...presets import COCO80_CLASS_NAMES, msrcnn
 
     depth = {3 + 4 + 6 + 3: 50, 3 + 4 + 23 + 3: 101, 3 + 8 + 36 + 3: 152}.get(_num_blocks(state))
     conv2 = state.get("backbone.layer1.0.conv2.weight")

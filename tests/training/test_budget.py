@@ -12,10 +12,10 @@ import yaml
 from maskrcnn.config import SolverConfig
 from maskrcnn.data.coco import CocoDataset
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine import checkpoint as ckpt
-from maskrcnn.engine.budget import BudgetPlan, parse_duration
-from maskrcnn.engine.solver import budget_lr_factor
-from maskrcnn.engine.trainer import summary_line, train
+from maskrcnn.training import checkpoint as ckpt
+from maskrcnn.training.budget import BudgetPlan, parse_duration
+from maskrcnn.training.solver import budget_lr_factor
+from maskrcnn.training.trainer import summary_line, train
 from maskrcnn.errors import UserError
 
 from test_trainer import tiny_maskrcnn_cfg

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn.model.weight_init import init_layers
+from maskrcnn.model.layers import init_layers
 
 
 def _layers():

@@ -5,9 +5,9 @@ import math
 import pytest
 
 from maskrcnn.config import SolverConfig
-from maskrcnn.engine.recipes import resolve_solver
-from maskrcnn.engine.solver import lr_factor
-from maskrcnn.zoo import get_preset
+from maskrcnn.training.recipes import resolve_solver
+from maskrcnn.training.solver import lr_factor
+from maskrcnn.presets import get_preset
 
 
 def test_epochs_set_max_iter():

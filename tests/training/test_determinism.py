@@ -5,8 +5,8 @@ import pytest
 import torch
 from test_trainer import _losses_by_iter, _run, _synth_cfg
 
-from maskrcnn.engine import checkpoint as ckpt
-from maskrcnn.engine.determinism import DeterminismError, deterministic_mode
+from maskrcnn.training import checkpoint as ckpt
+from maskrcnn.training.determinism import DeterminismError, deterministic_mode
 
 
 def test_two_deterministic_runs_are_bit_identical(tmp_path, synth_ann):

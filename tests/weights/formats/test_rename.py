@@ -1,6 +1,6 @@
 """The checkpoint-key renamer: first matching rule wins, functions of the match, no match."""
 
-from maskrcnn.convert import rename_key
+from maskrcnn.weights.formats import rename_key
 
 RULES = [
     (r"^a\.(\d+)\.", r"b.\1."),

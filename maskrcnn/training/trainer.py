@@ -550,7 +550,7 @@ def _coco_train_set(cfg: Config):
 def _coco_evaluator(cfg: Config, eval_dir: Path) -> Callable[[nn.Module], dict]:
     """COCO metrics on the validation set; the set is read now so a bad file fails up front."""
     from ..data.coco import CocoDataset
-    from .evaluator import evaluate_model
+    from ..evaluation.evaluator import evaluate_model
 
     d = cfg.data
     dataset = CocoDataset(d.val_ann, d.val_images)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from maskrcnn.engine.benchmark import PeakMemory, Runner, StageTimer, percentile, run_benchmark
+from maskrcnn.evaluation.benchmark import PeakMemory, Runner, StageTimer, percentile, run_benchmark
 
 
 class Sleep(nn.Module):
@@ -44,8 +44,8 @@ def test_every_stage_of_the_fast_model_is_timed():
     and the stages add up to at most the call."""
     from maskrcnn.model.detector import build_model
     from maskrcnn.model.fast_inference import prepare_for_inference
-    from maskrcnn.engine.benchmark import our_stage_spans
-    from maskrcnn.zoo import apply_kwargs, get_preset
+    from maskrcnn.evaluation.benchmark import our_stage_spans
+    from maskrcnn.presets import apply_kwargs, get_preset
 
     torch.manual_seed(0)
     cfg = apply_kwargs(get_preset("maskrcnn_r18_fpn"), {"min_size": 128, "max_size": 160, "box_score_thresh": 0.0})

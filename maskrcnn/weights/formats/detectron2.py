@@ -31,8 +31,8 @@ import re
 
 import torch
 
-from ..config import Config, to_dict
-from ..errors import CheckpointError
+from ...config import Config, to_dict
+from ...errors import CheckpointError
 from . import background_first, rename_key
 
 _TRUNK = r"^backbone\.bottom_up\."
@@ -95,7 +95,7 @@ def convert_detectron2(state: dict[str, torch.Tensor], source: str = "checkpoint
 
 def detectron2_config(state: dict, source: str = "checkpoint") -> Config:
     """Our config for a detectron2 Mask R-CNN (or Faster R-CNN) R/X FPN checkpoint."""
-    from ..zoo import COCO80_CATEGORY_IDS, COCO80_CLASS_NAMES, maskrcnn_r50_fpn
+    from ...presets import COCO80_CATEGORY_IDS, COCO80_CLASS_NAMES, maskrcnn_r50_fpn
 
     depth = {3 + 4 + 6 + 3: 50, 3 + 4 + 23 + 3: 101, 3 + 8 + 36 + 3: 152}.get(_num_blocks(state))
     if depth is None:

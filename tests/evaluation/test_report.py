@@ -1,4 +1,4 @@
-"""`maskrcnn eval --report` (maskrcnn/engine/report.py, coco_analysis.py) on real COCO images with
+"""`maskrcnn eval --report` (maskrcnn/evaluation/report.py, coco_analysis.py) on real COCO images with
 predictions derived from the ground truth by seeded perturbations (shifted masks, misses,
 class confusions, duplicates, background false positives): per-class AP against pycocotools'
 precision array, C75 / C50 against AP75 / AP50, matching against pycocotools' own matches, and

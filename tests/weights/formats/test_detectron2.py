@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from maskrcnn import load_model
-from maskrcnn.convert.detectron2 import detectron2_config
+from maskrcnn.weights.formats.detectron2 import detectron2_config
 from maskrcnn.errors import CheckpointError
-from maskrcnn.zoo import COCO80_CLASS_NAMES
+from maskrcnn.presets import COCO80_CLASS_NAMES
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 

@@ -6,7 +6,7 @@ from torchvision.models import resnet18
 from maskrcnn.config import apply_overrides
 from maskrcnn.model.detector import build_model
 from maskrcnn.weights.transfer import init_from_weights
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 
 def test_resnet18_imagenet_layout_initialises_the_r18_trunk_exactly(tmp_path):

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 
 def rename_key(key: str, rules) -> str:

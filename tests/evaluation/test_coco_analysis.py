@@ -2,7 +2,7 @@
 
 import pytest
 
-from maskrcnn.engine.coco_analysis import (confusion_matrix, image_quality, match_images,
+from maskrcnn.evaluation.coco_analysis import (confusion_matrix, image_quality, match_images,
                                            score_sweep)
 
 # A (class 1) and B (class 2) are objects; C (class 1) a crowd region

@@ -1,4 +1,4 @@
-"""`maskrcnn eval --format cityscapes` (maskrcnn/engine/cityscapes_eval.py) on a generated 3-image
+"""`maskrcnn eval --format cityscapes` (maskrcnn/evaluation/cityscapes_eval.py) on a generated 3-image
 Cityscapes folder: predictions perturbed from the truth score the same AP and AP50 as the
 official cityscapesscripts run directly on the same predictions written out here (with numpy's
 replacement for the `np.in1d` that numpy 2.4 removed and the scripts still call, and a json dump

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from maskrcnn.config import SolverConfig
-from maskrcnn.engine.solver import build_optimizer, build_scheduler, lr_factor, param_groups
+from maskrcnn.training.solver import build_optimizer, build_scheduler, lr_factor, param_groups
 
 
 def _solver(**kw) -> SolverConfig:

@@ -8,8 +8,8 @@ from maskrcnn import load_model
 from maskrcnn.commands.demo import demo_config
 from maskrcnn.config import apply_overrides
 from maskrcnn.data.synthetic import write_synthetic_dataset
-from maskrcnn.engine.evaluator import evaluate_model
-from maskrcnn.engine.trainer import train
+from maskrcnn.evaluation.evaluator import evaluate_model
+from maskrcnn.training.trainer import train
 
 ITERS = 150
 

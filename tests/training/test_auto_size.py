@@ -8,8 +8,8 @@ import pytest
 
 from maskrcnn.cli import main
 from maskrcnn.config import Config, ConfigError, set_value
-from maskrcnn.engine.auto_size import ObjectSizes, choose_anchor_sizes, choose_input_size, fill_auto_defaults
-from maskrcnn.zoo import get_preset
+from maskrcnn.training.auto_size import ObjectSizes, choose_anchor_sizes, choose_input_size, fill_auto_defaults
+from maskrcnn.presets import get_preset
 
 
 def objects(side: float, short: int, long: int, n: int = 10) -> ObjectSizes:
@@ -80,7 +80,7 @@ def test_check_data_warns_at_the_size_a_run_uses(tmp_path, capsys):
 
 
 def test_budget_shrinks_an_unaffordable_size():
-    from maskrcnn.engine.auto_size import BudgetSizer
+    from maskrcnn.training.auto_size import BudgetSizer
 
     cfg = Config()
     cfg.input.min_size, cfg.solver.ims_per_batch = (800,), 2

@@ -9,14 +9,14 @@ from torch import nn
 
 from maskrcnn.config import Config, apply_overrides
 from maskrcnn.data.loader import build_train_loader
-from maskrcnn.engine import checkpoint as ckpt
-from maskrcnn.engine.solver import build_optimizer, build_scheduler, lr_factor
-from maskrcnn.engine.train_log import TrainLog
-from maskrcnn.engine.trainer import (CheckpointHook, EvalHook, LogHook, NonFiniteLossError,
+from maskrcnn.training import checkpoint as ckpt
+from maskrcnn.training.solver import build_optimizer, build_scheduler, lr_factor
+from maskrcnn.training.train_log import TrainLog
+from maskrcnn.training.trainer import (CheckpointHook, EvalHook, LogHook, NonFiniteLossError,
                                      Trainer)  # fmt: skip
 from maskrcnn.errors import CheckpointError
 from maskrcnn.fileio import torch_save_atomic
-from maskrcnn.zoo import get_preset
+from maskrcnn.presets import get_preset
 
 # A Mask R-CNN small enough for a few CPU iterations per second.
 TINY = [
@@ -208,7 +208,7 @@ def test_rng_states_survive_a_checkpoint_file(tmp_path):
 
     import numpy as np
 
-    from maskrcnn.engine.trainer import rng_state, set_rng_state
+    from maskrcnn.training.trainer import rng_state, set_rng_state
 
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
     np.random.normal()  # leaves a cached gaussian in numpy's state
@@ -222,7 +222,7 @@ def test_rng_states_survive_a_checkpoint_file(tmp_path):
 def test_time_limit_ends_the_run_and_evaluations_are_logged_with_elapsed(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from maskrcnn.engine import trainer as trainer_module
+    from maskrcnn.training import trainer as trainer_module
 
     clock = iter(range(1000))  # every perf_counter call advances 1 s: each step takes 1 s
     monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
@@ -318,7 +318,7 @@ class Interrupted(Exception):
 def _run(cfg, out, ann, *, resume=False, stop_at_call=None):
     """train() on the synthetic set with a fresh tiny model; it raises Interrupted at the
     `stop_at_call`-th forward (counting micro-batches)."""
-    from maskrcnn.engine.trainer import train
+    from maskrcnn.training.trainer import train
     from maskrcnn.model.detector import build_model
 
     torch.manual_seed(0)
@@ -366,7 +366,7 @@ def test_training_with_the_federated_loss_weights_negatives_by_frequency(tmp_pat
     of the training set, and the losses are finite."""
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.repeat_factors import class_image_counts
-    from maskrcnn.engine import trainer as training
+    from maskrcnn.training import trainer as training
 
     cfg = _synth_cfg(synth_ann, "model.box.classifier=sigmoid", "model.box.federated_classes=2",
                      "solver.max_iter=2", "solver.ims_per_batch=2")

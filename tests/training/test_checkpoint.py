@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from maskrcnn.engine import checkpoint as ckpt
+from maskrcnn.training import checkpoint as ckpt
 from maskrcnn.errors import CheckpointError
 
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from maskrcnn import load_model
 from maskrcnn.config import from_dict
-from maskrcnn.convert.mmdet import convert_mmdet, mmdet_conventions
+from maskrcnn.weights.formats.mmdet import convert_mmdet, mmdet_conventions
 from maskrcnn.errors import CheckpointError
 from maskrcnn.model.detector import build_model
-from maskrcnn.zoo import COCO80_CLASS_NAMES, get_preset
+from maskrcnn.presets import COCO80_CLASS_NAMES, get_preset
 
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maskrcnn.cli import main
-from maskrcnn.engine.evaluator import METRIC_NAMES, evaluate_model, instances_to_results
+from maskrcnn.evaluation.evaluator import METRIC_NAMES, evaluate_model, instances_to_results
 from maskrcnn.errors import ImageError
 from maskrcnn.fileio import write_json_atomic
 from maskrcnn.ops.rle import decode_rles, encode_masks

@@ -16,8 +16,8 @@ import pytest
 from pycocotools.coco import COCO
 from test_evaluator import perturbed_detections, pycocotools_stats
 
-from maskrcnn.engine import coco_engine
-from maskrcnn.engine.evaluator import METRIC_NAMES, evaluate_results, task_view
+from maskrcnn.evaluation import coco_engine
+from maskrcnn.evaluation.evaluator import METRIC_NAMES, evaluate_results, task_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import scaling_data  # noqa: E402
