@@ -381,8 +381,6 @@ def _data_problems(d):
         yield "data.num_workers must be >= 0"
     if d.sampler not in ("uniform", "repeat_factor"):
         yield f"data.sampler={d.sampler!r} must be uniform or repeat_factor"
-    if not 0 < d.repeat_threshold <= 1:
-        yield f"data.repeat_threshold={d.repeat_threshold} must be in (0, 1]"
     if not d.train_ann or not Path(d.train_ann).is_file():
         yield f"training annotations {d.train_ann!r} not found (--data ANN.json)"
     if not d.train_images or not Path(d.train_images).is_dir():

@@ -50,16 +50,17 @@ def test_batches_with_repeat_factors_are_a_pure_function_of_the_seed():
     assert sorted(plain.epoch_order(0)) == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("sampler,threshold", [("bogus", 0.001), ("repeat_factor", 0.0)])
+@pytest.mark.parametrize("sampler,threshold", [("bogus", 0.001), ("repeat_factor", 0.0), ("repeat_factor", 2.0)])
 def test_bad_sampler_settings_are_config_errors(sampler, threshold, synth_ann):
     from maskrcnn.config import apply_overrides
-    from maskrcnn.training.trainer import check_config
     from maskrcnn.errors import ConfigError
     from maskrcnn.presets import get_preset
+    from maskrcnn.training.trainer import check_config
 
-    cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), [f"data.sampler={sampler}", f"data.repeat_threshold={threshold}",
-                                                           f"data.train_ann={synth_ann}"])
     with pytest.raises(ConfigError, match="data.sampler|data.repeat_threshold"):
+        cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), [f"data.sampler={sampler}",
+                                                               f"data.repeat_threshold={threshold}",
+                                                               f"data.train_ann={synth_ann}"])
         check_config(cfg, torch.device("cpu"), 1)
 
 
