@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     scales = tuple(args.scales or (round(base * 0.8), base, round(base * 1.2)))
     report = measure(model, args.data, args.images, scales, not args.no_flip, args.box_voting)
     report["command"] = " ".join(sys.argv)
+    report["weights"] = args.weights
     write(report, Path(args.out))
     print(Path(f"{args.out}.md").read_text())
     return 0
@@ -91,10 +92,10 @@ def write(report: dict, out: Path) -> None:
              f"{report['threads']} thread(s)", "",
              "| runner | mask AP | mask AP50 | mask AP75 | box AP | seconds per image |", "|---|---|---|---|---|---|"]
     for name in ("plain", "tta"):
-        m = report["metrics"][name]
+        m = {k: 100 * v for k, v in report["metrics"][name].items()}  # COCO AP in points
         lines.append(f"| {name} | {m['segm/AP']:.1f} | {m['segm/AP50']:.1f} | {m['segm/AP75']:.1f} | "
                      f"{m['bbox/AP']:.1f} | {report['seconds'][name] / report['images']:.2f} |")
-    gain = report["metrics"]["tta"]["segm/AP"] - report["metrics"]["plain"]["segm/AP"]
+    gain = 100 * (report["metrics"]["tta"]["segm/AP"] - report["metrics"]["plain"]["segm/AP"])
     lines += ["", f"TTA: mask AP {gain:+.1f} points for {report['cost']:.2f}x the inference time."]
     write_text_atomic(Path(f"{out}.md"), "\n".join(lines) + "\n")
 
