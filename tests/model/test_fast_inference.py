@@ -24,6 +24,9 @@ def _randomise_norms(model, seed=0):
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
 
 
+FOLD_SLACK = 2.0
+
+
 def test_fold_counts_every_conv_norm_pair_of_resnet50():
     model = build_model(get_preset("maskrcnn_r50_fpn")).eval()
     # stem 1 + 16 bottlenecks x 3 + 4 downsample convs = 53 (v1: no norms outside the trunk)
@@ -38,8 +41,14 @@ def test_folded_backbone_equals_conv_then_norm():
     fold_norms(folded)
     x = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        for a, b in zip(folded.backbone(x), model.backbone(x)):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+        truth = copy.deepcopy(model).double().backbone(x.double())  # the referee: conv then norm in float64
+        for level, (a, b, t) in enumerate(zip(folded.backbone(x), model.backbone(x), truth)):
+            # folding re-rounds each weight once (one fp32 ulp) and adds no sum: the folded maps are
+            # no further from float64 than the layers' own fp32 maps, up to FOLD_SLACK (the per-weight
+            # rounding compounds through ~50 layers), or within 64 fp32 ulps of the map's scale
+            err_folded, err_layers = ((m.double() - t).abs().max().item() for m in (a, b))
+            floor = 64 * torch.finfo(torch.float32).eps * t.abs().max().item()
+            assert err_folded <= max(FOLD_SLACK * err_layers, floor), (level, err_folded, err_layers)
 
 
 def test_training_norms_are_not_folded():
