@@ -27,6 +27,15 @@ def test_real_polygon_export(tmp_path, capsys):
     assert truth.sum() > 1000 and np.array_equal(mask, truth)
 
 
+def test_brush_decoder_matches_label_studios_encoder():
+    """Label Studio's own encoder (label-studio-converter, Apache-2.0: tests/test_brush.py,
+    `test_rle_encoding`) packs these 18 values into these 21 bytes; decoding gives them back."""
+    from maskrcnn.data.label_studio_rle import decode_values
+
+    packed = [0, 0, 0, 18, 57, 27, 252, 96, 32, 1, 0, 6, 0, 40, 0, 192, 3, 128, 17, 56, 32]
+    assert decode_values(packed).tolist() == [1, 1, 1, 1, 2, 3, 5, 6, 7, 8] + [4] * 8
+
+
 def _task(results, image="/data/upload/3/0a1b2c3d-a.png"):
     return {"id": 7, "data": {"image": image},
             "annotations": [{"id": 1, "was_cancelled": True, "result": []},

@@ -111,3 +111,28 @@ def test_roboflow_split_layout(tmp_path, capsys):
         (name, mask), = masks[f"{split}/images/{split}_1.jpg"]
         assert name == ["crack", "hole"][int(values[0])]
         assert np.array_equal(mask, polygon_mask([points], 10, 20))
+
+
+def test_real_label_file(tmp_path, capsys):
+    """A real YOLO-seg label file and class list (tests/data/fixtures/yolo_seg/SOURCE.md) on a
+    blank 640 x 329 image: every object's mask equals COCO's rasterisation of its raw points."""
+    import shutil
+
+    from real_exports import FIXTURES, blank_image, converted_masks, polygon_mask, read_json
+
+    root = tmp_path / "export"
+    shutil.copytree(FIXTURES / "yolo_seg", root, ignore=shutil.ignore_patterns("SOURCE.md"))
+    blank_image(root / "images" / "img_2.jpg", 329, 640)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(root), "--out", str(out)]) == 0
+    assert "format: yolo-seg" in capsys.readouterr().out
+    names = (root / "classes.txt").read_text().split()
+    expected = []
+    for line in (root / "labels" / "img_2.txt").read_text().splitlines():
+        cls, *coords = line.split()
+        points = [float(v) * (640 if i % 2 == 0 else 329) for i, v in enumerate(coords)]
+        expected.append((names[int(cls)], polygon_mask([points], 329, 640)))
+    got = converted_masks(read_json(out))["images/img_2.jpg"]
+    assert len(got) == len(expected) == 4
+    for (name, mask), (true_name, truth) in zip(got, expected):
+        assert name == true_name and truth.sum() > 300 and np.array_equal(mask, truth)
