@@ -46,7 +46,7 @@ class InputConfig:
     """How images are normalised, resized and padded before the backbone."""
 
     # short side; training picks one per image. "auto": chosen when a run starts from the training
-    # set's object sizes (engine/auto_size.py), recorded in the run's config.yaml
+    # set's object sizes (training/auto_size.py), recorded in the run's config.yaml
     min_size: tuple[int, ...] | Literal["auto"] = (800,)
     max_size: int = 1333  # cap on the long side
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in channel_order
@@ -239,7 +239,7 @@ class SolverConfig:
     time_limit: float = 0.0  # minutes of training steps (evaluation excluded) that end the run early
     # > 0: the run takes this many minutes of wall time (steps, evaluations, checkpoints) and its
     # warm-up and decay are spread over them, re-planned from the measured step time
-    # (engine/budget.py); max_iter and epochs then only size the warm-up and the log's estimate
+    # (training/budget.py); max_iter and epochs then only size the warm-up and the log's estimate
     time_budget: float = 0.0
     budget_evals: int = 4  # with time_budget and a validation set: evaluations spread evenly over it
     early_stop_patience: int = 0  # > 0: stop after this many evaluations without a better segm/AP

@@ -97,8 +97,8 @@ def maskrcnn_effl0_fpn() -> Config:
     they cost 4x the 0.4-GFLOP trunk); GroupNorm in the FPN (the trunk's linear-bottleneck
     outputs have standard deviations up to 8: without it the first mask logits are in the
     hundreds); 128 sampled RoIs per image (enough for datasets with
-    a few instances per image); the fine-tuning recipe (engine/recipes.py) for 20 epochs; input
-    size and anchors chosen from the training set's object sizes (engine/auto_size.py). No COCO
+    a few instances per image); the fine-tuning recipe (training/recipes.py) for 20 epochs; input
+    size and anchors chosen from the training set's object sizes (training/auto_size.py). No COCO
     detector exists for it: the classes come from the data."""
     cfg = Config(name="maskrcnn_effl0_fpn")
     m, inp = cfg.model, cfg.input

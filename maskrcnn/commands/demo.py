@@ -4,7 +4,7 @@ held-out images, write overlays and print the COCO mask AP. No downloads.
 The run is a fixed, seeded number of iterations (DEMO_ITERS, a few minutes on a 2-core CPU; the
 learning rate divided by 10 at 80 % of them), so its mask AP is the same on any machine however
 loaded. `--budget 5m` instead fits the same schedule to a time budget (solver.time_budget,
-engine/budget.py) as `maskrcnn train --budget` does, at the price of an AP that depends on the
+training/budget.py) as `maskrcnn train --budget` does, at the price of an AP that depends on the
 machine's speed."""
 
 from __future__ import annotations

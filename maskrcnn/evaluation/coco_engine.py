@@ -2,7 +2,7 @@
 
 faster-coco-eval (C++) gives pycocotools' numbers to 1e-9 on everything the evaluator scores
 (bbox, segm, keypoints; crowd regions, area ranges, max detections), which
-tests/engine/test_coco_engine.py checks on the COCO subsets and synthetic crowd cases; pycocotools
+tests/evaluation/test_coco_engine.py checks on the COCO subsets and synthetic crowd cases; pycocotools
 is the fallback when faster-coco-eval is not installed. Both expose the same `COCO` / `COCOeval`
 API, so the rest of the package does not know which one runs.
 

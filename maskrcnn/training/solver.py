@@ -2,7 +2,7 @@
 
 The schedule is a pure function of the iteration (`lr_factor`), so a resumed run only needs the
 iteration count to land on the same learning rate. A time-budgeted run (solver.time_budget) uses
-`budget_lr_factor`, the same shapes over the fraction of the budget used (engine/budget.py).
+`budget_lr_factor`, the same shapes over the fraction of the budget used (training/budget.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ state that makes a resume exact (model, optimizer, scheduler, grad scaler, itera
 states). Checkpoints, logging and evaluation are hooks run after each step. `train()` at the
 bottom is the whole recipe from a `Config` to a run directory.
 
-A run with solver.time_budget ends by its clock instead of max_iter (engine/budget.py): the
+A run with solver.time_budget ends by its clock instead of max_iter (training/budget.py): the
 Trainer's `plan` accounts each step's wall time, stops the run at the budget and moves
 `max_iter` to the planned total as it goes, so hooks see the last step as the last.
 
