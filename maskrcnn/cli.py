@@ -62,11 +62,15 @@ class Parser(argparse.ArgumentParser):
     without '=' ends the list (`predict --set input.min_size=[96] photos/ --out o` works)."""
 
     def parse_known_args(self, args=None, namespace=None):
+        """argparse's `parse_known_args` on `split_set_lists(args)` (each KEY=VALUE after `--set` its
+        own option); remembers whether `--set` was given, for `error`. `args` default: sys.argv[1:]."""
         args = sys.argv[1:] if args is None else list(args)
         self.saw_set = any(a == "--set" or a.startswith("--set=") for a in args)
         return super().parse_known_args(split_set_lists(args), namespace)
 
     def error(self, message):
+        """argparse's error (usage and `message` on stderr, exit status 2), plus a hint on how `--set`
+        ends its list when an unrecognised argument followed a `--set`."""
         if message.startswith("unrecognized arguments") and getattr(self, "saw_set", False):
             message += " (--set takes the KEY=VALUE words after it; the first word without '=' ends its list)"
         super().error(message)
@@ -91,6 +95,9 @@ def split_set_lists(argv: list[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `maskrcnn` parser: one sub-parser per entry of `COMMANDS` (from that module's
+    `add_parser`, which sets `args.run`), its `EXAMPLES` line at the end of its `--help`, and
+    `--debug` accepted before or after the sub-command. The CLI reference page is generated from it."""
     parser = Parser(prog="maskrcnn", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +141,10 @@ def tta_overrides(args) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run `maskrcnn` on `argv` (default: sys.argv[1:]) and return the exit status: the command's
+    own (0 done; 1 when some inputs failed), 2 for a `UserError` (one line on stderr), 1 for an
+    unexpected exception (one line; the traceback in a log file under the temp folder), 130 on
+    Ctrl-C. With `--debug` the exception propagates instead."""
     from .errors import UserError
 
     args = build_parser().parse_args(argv)

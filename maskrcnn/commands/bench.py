@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn bench` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(name, help="inference latency, throughput, memory and time per stage")
     parser.add_argument("--model", required=True, nargs="+",
                         help="model preset(s), e.g. maskrcnn_r50_fpn; several are measured side by side")
@@ -46,6 +47,15 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn bench`: load the first `--max-images` images, build one runner per preset and
+    variant (plain, fp32/bf16 fast paths, ONNX files), time them image by image alternating for
+    `--repeats` passes, print the latency (ms, p50/p90), images/s, peak memory and per-stage table,
+    and with `--json` write the same numbers. Returns 0.
+
+    Raises:
+        UserError: `--max-images` or `--repeats` below 1, `--weights` with several `--model`, an
+            unwritable `--json`, unreadable images.
+    """
     from ..data.images import read_image
     from ..fileio import check_output_file, write_json_atomic
 
@@ -67,6 +77,10 @@ def run(args) -> int:
 
 
 def build_runners(args) -> list[Runner]:
+    """One `Runner` per (preset, variant): the plain model with `--plain`, then each `--precision`
+    fast path, each loaded at short side `--size` px (long side at most size * 1333 / 800) with
+    `--score-thresh` and `--set` overrides; then one per `--onnx` file (ONNX Runtime, fp32 or int8
+    as its metadata says). A runner maps a (3, H, W) image tensor to its number of detections."""
     import torch
 
     from .. import load_model

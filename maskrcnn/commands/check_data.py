@@ -15,6 +15,7 @@ from ..presets import get_preset
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn check-data` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(
         name, help="validate a COCO dataset: errors, statistics, warnings, overlay grid",
         description="Writes OUT/check.json (errors, warnings, statistics) and OUT/overlays.png; "
@@ -31,6 +32,15 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn check-data`: validate `--data` (COCO json or any export convert-dataset reads) as
+    training would read it with the `--model` preset's input size and anchors; write
+    OUT/check.json (errors, warnings, statistics) and OUT/overlays.png (ground truth drawn on a
+    grid of images), print the report. Returns 0 when the dataset has no errors.
+
+    Raises:
+        DatasetError: the dataset has errors (after check.json is written), or `--data` is missing.
+        UserError: unknown preset or bad `--set` (ConfigError), unwritable `--out` (OutputError).
+    """
     cfg = apply_overrides(get_preset(args.model), args.set)
     out = check_output_dir(args.out)
     formats.use_exports(args, out / "data")

@@ -38,6 +38,8 @@ never leave the dataset folder. train and check-data also take any of these dire
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn convert-dataset` to the argparse `subparsers` as `name`: its options, the list
+    of formats as epilog, and `run`."""
     parser = subparsers.add_parser(
         name, help="convert a dataset (VIA, LabelMe, CVAT, Label Studio, Roboflow, YOLO-seg, "
                    "Cityscapes, mask PNGs) to COCO json",
@@ -61,6 +63,15 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn convert-dataset`: convert `src` (format given or recognised from its content) to
+    COCO json at `--out`, the last `--val-count` images to `--val-out` instead when given; prints
+    what it wrote and the folder the file names are relative to. Returns 0.
+
+    Raises:
+        DatasetError: `src` missing or malformed.
+        UserError: `--val-out` without a positive `--val-count` (or the reverse), a `--val-count`
+            that leaves no training image, unwritable outputs.
+    """
     if not Path(args.src).exists():
         raise DatasetError(f"{args.src}: not found")
     check_output_file(args.out)

@@ -33,6 +33,7 @@ DEMO_OVERRIDES = [
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn demo` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(name, help="train and evaluate a small model on synthetic shapes (CPU, minutes)")
     parser.add_argument("--out", default="runs/demo", help="output folder")
     parser.add_argument("--iters", type=int, default=DEMO_ITERS,
@@ -47,6 +48,10 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def demo_config(iters: int, train_ann: Path, budget_minutes: float = 0.0):
+    """The demo's config: the maskrcnn_r18_fpn preset slimmed by `DEMO_OVERRIDES` (128 px input),
+    trained for `iters` iterations (learning rate / 10 at 80 % of them, one checkpoint at the end)
+    on the COCO json `train_ann` (images in `train_ann`'s folder / images). `budget_minutes` > 0
+    fits the schedule to that many minutes instead (solver.time_budget); 0: no budget."""
     from ..config import apply_overrides
     from ..presets import get_preset
 
@@ -62,6 +67,14 @@ def demo_config(iters: int, train_ann: Path, budget_minutes: float = 0.0):
 
 
 def run(args) -> int:
+    """`maskrcnn demo`: write synthetic shapes (`--train-images` + `--val-images`, 128 px), train the
+    small model from scratch (`--iters`, or `--budget`), save OUT/model.safetensors, evaluate it on
+    the held-out images (OUT/eval), draw overlays of 8 of them (OUT/overlays) and print the mask and
+    box AP (in AP points, 0..100). Returns 0.
+
+    Raises:
+        UserError: `--out` already holds a demo run, or is not a writable folder (OutputError).
+    """
     from ..cli import build_parser
     from .predict import run as predict_run
     from ..data.synthetic import write_synthetic_dataset

@@ -15,6 +15,7 @@ from ..fileio import check_output_dir, write_json_atomic
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn eval` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(
         name, help="COCO bbox/segm/keypoints metrics; writes results.json and metrics.json",
         description="Either --results RESULTS.json (score existing detections) or "
@@ -46,6 +47,16 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn eval`: score `--results` (a COCO results json) or run `--model` over the `--images`
+    of the ground truth `--data`, then write OUT/results.json and OUT/metrics.json (COCO bbox /
+    segm / keypoints AP as fractions 0..1) and print the table; with `--format cityscapes` or
+    `lvis` also the official benchmark's numbers, with `--report` the per-class report and
+    report.html. Returns 0, or 1 when some images could not be read (they are left out and named).
+
+    Raises:
+        UserError: neither or both of `--results` and `--model`, `--model` without `--images`,
+            `--format cityscapes` without `--images`, a missing lvis package, unreadable inputs.
+    """
     if bool(args.results) == bool(args.model):
         raise UserError("give exactly one of --results RESULTS.json or --model PRESET")
     if args.format == "cityscapes" and not args.images:

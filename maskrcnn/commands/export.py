@@ -16,6 +16,7 @@ QUANTIZE = ("int8",)
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn export` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(
         name, help="export a model to ONNX (run it with: maskrcnn predict --backend onnxruntime)",
         description="Trace a model into one .onnx file that holds the weights and, as metadata, "
@@ -45,6 +46,16 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn export`: load `--model` with `--weights` (random weights when omitted) and the `--set`
+    overrides, trace it into one self-contained .onnx file at `--out` (weights and metadata;
+    with `--quantize int8` statically quantised on the calibration images), print its size (MB),
+    outputs and the time it took. Returns 0.
+
+    Raises:
+        UserError: a `--format` other than onnx, `--quantize` without `--calibration-images` (or
+            the reverse), `--calibration-count` < 1, an unreadable calibration image, missing
+            weights, an unwritable `--out`; all checked before tracing.
+    """
     from .. import load_model
     from ..deploy.onnx_export import export_onnx
     from ..weights import resolve_weights

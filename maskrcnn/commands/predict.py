@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn predict` to the argparse `subparsers` as `name`: its options (with those of
+    `predict_outputs`) and `run`."""
     parser = subparsers.add_parser(name, help="detect instances in images; write overlays and results.json")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders of images; or video files (annotated video + "
@@ -105,6 +107,16 @@ def overlay_names(paths: list[Path]) -> dict[Path, Path]:
 
 
 def run(args) -> int:
+    """`maskrcnn predict`: run the model (torch, or an exported .onnx with `--backend onnxruntime`;
+    on `--tile` px tiles when given) on every input image, stream OUT/results.json (COCO results
+    with `file_name`) and write an overlay PNG per image; `--export` and `--measure` files at the
+    end. Videos go to `_run_videos` instead (an annotated .mp4 and a .jsonl each). Returns 0, or 1
+    when some images could not be read (each named in a warning, the others done).
+
+    Raises:
+        UserError: bad option combinations (checked before any output), no images found, an
+            input path that does not exist, a missing model file.
+    """
     from ..data.images import read_image
     from ..visualize import draw_instances
 

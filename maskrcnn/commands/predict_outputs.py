@@ -18,6 +18,7 @@ from ..video import is_video
 
 
 def add_options(parser) -> None:
+    """Add `--export`, `--polygon-tolerance`, `--measure` and `--pixel-size` to the predict parser."""
     parser.add_argument("--export", action="append", default=[], metavar="FORMAT",
                         help="also write pre-annotations to correct in a labelling tool: "
                              f"{', '.join(FORMATS)} (repeat for several)")

