@@ -382,6 +382,13 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
 
 
 def load_yaml(path: str | Path, base: Config | None = None) -> Config:
+    """The Config in the YAML file `path` (sections as in `to_dict`), applied onto `base` (default:
+    a fresh Config); every key is checked like a `--set` key.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, not a mapping, or has an unknown key or a
+            value of the wrong type (the message names the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -395,6 +402,7 @@ def load_yaml(path: str | Path, base: Config | None = None) -> Config:
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:
+    """Write `cfg` as YAML to `path` (nested sections, atomically); `load_yaml` reads it back."""
     from .fileio import write_text_atomic
 
     write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

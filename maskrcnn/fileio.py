@@ -96,18 +96,22 @@ _STALE_BY_FOLDER: dict[Path, dict[tuple[str, str], list[Path]]] = {}
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (`atomic_write`; OutputError naming the file on failure)."""
     atomic_write(path, lambda f: f.write(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` UTF-8 encoded to `path` atomically (`atomic_write`)."""
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
+    """Write `obj` as JSON (one line) to `path` atomically (`atomic_write`)."""
     write_text_atomic(path, json.dumps(obj))
 
 
 def torch_save_atomic(path: str | Path, obj) -> None:
+    """`torch.save(obj)` to `path` atomically (`atomic_write`): a killed run never leaves half a checkpoint."""
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
@@ -132,6 +136,11 @@ class JsonListWriter:
             raise OutputError(f"{self.partial}: cannot write it ({describe_os_error(exc)})") from exc
 
     def extend(self, items: list) -> None:
+        """Append `items` (JSON-serialisable values) to the partial file, flushed.
+
+        Raises:
+            OutputError: the write failed (disk full, ...); the items written before are kept.
+        """
         try:
             self._file.write("".join(json.dumps(item) + "\n" for item in items))
             self._file.flush()
@@ -141,6 +150,7 @@ class JsonListWriter:
         self.count += len(items)
 
     def close(self) -> None:
+        """Write the whole list to `path` atomically and remove the partial file."""
         self._file.close()
         atomic_write(self.path, self._write_list)
         self.partial.unlink()

@@ -20,6 +20,14 @@ def as_tensor_list(images) -> list[torch.Tensor]:
 
 
 def as_tensor(image, index: int = 0) -> torch.Tensor:
+    """One image -> (3, H, W) float32 RGB tensor in [0, 1]: a path (decoded by `read_image`), a PIL
+    image (EXIF orientation applied), a numpy (H, W, 3|4) or (H, W) array (uint8 0..255, uint16
+    0..65535, or float 0..1; alpha dropped), or a (3, H, W) float tensor (made float32).
+    `index` names the image in errors.
+
+    Raises:
+        ImageError: another type, shape or dtype, or an unreadable file.
+    """
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):

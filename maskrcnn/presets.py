@@ -184,6 +184,11 @@ ALIASES = {
 
 
 def get_preset(name: str) -> Config:
+    """A fresh Config of the preset `name` (e.g. "maskrcnn_r50_fpn"; `PRESETS` lists them).
+
+    Raises:
+        ConfigError: no preset has that name (the message lists the names).
+    """
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset '{name}'; available: {', '.join(PRESETS)}")
     return PRESETS[name]()

@@ -62,9 +62,11 @@ class Instances:
         raise AttributeError(f"Instances has no field '{name}' (fields: {', '.join(fields)})")
 
     def has(self, name: str) -> bool:
+        """Whether field `name` is set."""
         return name in self._fields
 
     def fields(self) -> dict:
+        """The fields as a new dict name -> value (tensors not copied)."""
         return dict(self._fields)
 
     def __len__(self) -> int:
@@ -80,6 +82,7 @@ class Instances:
         )
 
     def to(self, device) -> "Instances":
+        """A new Instances with every tensor field moved to `device` (others as they are)."""
         moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self._fields.items()}
         return Instances(self.image_size, self.class_names, **moved)
 

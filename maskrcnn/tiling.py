@@ -48,6 +48,11 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def check_tile_args(tile: int, overlap: int) -> None:
+    """Check a tile size and overlap in pixels.
+
+    Raises:
+        UserError: `tile` < 32, or `overlap` negative or not smaller than `tile`.
+    """
     if tile < 32:
         raise UserError(f"tile size {tile}: use at least 32 pixels")
     if not 0 <= overlap < tile:

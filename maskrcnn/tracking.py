@@ -45,6 +45,8 @@ class Track:
     full_area: float = 0.0  # running mean of the areas of full views
 
     def summary(self) -> dict:
+        """The track as a CSV row: id, label, first and last frame index, frames seen, and its mean
+        area in pixels at the frame's scale (mask area; box area for a model without masks)."""
         return {"track_id": self.id, "label": self.label, "first_frame": self.first_frame,
                 "last_frame": self.last_frame, "frames_seen": self.frames_seen,
                 "mean_area": self.area_sum / self.frames_seen}

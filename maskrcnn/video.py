@@ -20,6 +20,7 @@ CODECS = ("libx264", "mpeg4")  # H.264 where this FFmpeg has it, MPEG-4 part 2 o
 
 
 def is_video(path) -> bool:
+    """Whether `path` has a video file suffix (`VIDEO_SUFFIXES`, any case); the file is not opened."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 

@@ -138,6 +138,12 @@ def load_state(model, state: dict[str, torch.Tensor], source: str = "weights") -
 
 
 def config_from_checkpoint(config: dict | None, base: Config) -> Config:
+    """The config a checkpoint embeds (a nested dict, as `to_dict` wrote it) applied onto `base`;
+    `base` itself when the checkpoint has none.
+
+    Raises:
+        ConfigError: the embedded config has a key or value the Config does not take.
+    """
     return base if config is None else from_dict(config, base=base, source="checkpoint config")
 
 
