@@ -39,11 +39,17 @@ DISAGREE_MIN_AREA = 64  # ...unless it is so small that pixel rounding alone can
 
 @dataclass
 class CheckResult:
+    """What `check_dataset` found: `errors` (the dataset cannot be trained on as it is; each one
+    line naming the file), `warnings` (it can, but something looks wrong); `stats`: counts (images,
+    instances, crowd regions, instances per class, images over the max size, clipped boxes,
+    skipped annotations, ...)."""
+
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """{"errors", "warnings", "stats"}: what check-data writes to check.json."""
         return {"errors": self.errors, "warnings": self.warnings, "stats": self.stats}
 
 

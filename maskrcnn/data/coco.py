@@ -114,6 +114,7 @@ class CocoDataset(torch.utils.data.Dataset):
         return [{ann["label"] for ann in self._anns[im["id"]]} for im in self.images]
 
     def image_path(self, index: int) -> Path:
+        """The file of image `index` (dataset order): `image_dir` / its `file_name`."""
         return self.image_dir / self.images[index]["file_name"]
 
     def check_image_headers(self) -> None:

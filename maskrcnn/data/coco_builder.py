@@ -36,6 +36,8 @@ class CocoBuilder:
         self.clipped = 0  # polygons clipped to their image
 
     def add_image(self, file_name: str, height: int, width: int) -> int:
+        """Add an image (`file_name` relative to the dataset's image root, size in pixels); -> its id
+        (1, 2, ... in the order added), for the `add_*` calls of its instances."""
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": file_name,
                             "height": int(height), "width": int(width)})

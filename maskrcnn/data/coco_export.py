@@ -21,6 +21,8 @@ from .safe_paths import path_inside
 
 
 def is_coco(data) -> bool:
+    """Whether the parsed json `data` looks like a COCO dataset: a dict whose `images`,
+    `annotations` and `categories` are lists."""
     return isinstance(data, dict) and all(isinstance(data.get(k), list)
                                           for k in ("images", "annotations", "categories"))
 

@@ -39,6 +39,8 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
 def is_label_studio(data) -> bool:
+    """Whether the parsed json `data` looks like a Label Studio JSON export: a non-empty list of
+    tasks, the first a dict with `data` and `annotations` or `predictions`."""
     return (isinstance(data, list) and bool(data) and isinstance(data[0], dict)
             and "data" in data[0] and ("annotations" in data[0] or "predictions" in data[0]))
 

@@ -32,6 +32,8 @@ _REGION_ANCHOR = "FILE1_Z0_XY1"
 
 
 def is_via3(data) -> bool:
+    """Whether the parsed json `data` looks like a VIA 3 project: a dict whose `project`, `file`
+    and `metadata` are dicts."""
     return isinstance(data, dict) and all(isinstance(data.get(k), dict)
                                           for k in ("project", "file", "metadata"))
 

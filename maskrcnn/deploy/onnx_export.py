@@ -132,6 +132,11 @@ def default_sample_size(cfg) -> tuple[int, int]:
 
 
 def export_metadata(cfg, inputs: list[str], outputs: list[str], opset: int, sample_size) -> dict:
+    """The metadata stored in the .onnx file (json), everything a runner needs besides the graph:
+    the format and its version, the model's name, class names and COCO category ids, the graph's
+    `inputs` and `outputs` names, the input resize (min/max size in pixels) and normalisation
+    (done in the graph, listed for the record), the mask threshold, resolution and geometry, the
+    box thresholds baked in, and the opset, the traced `sample_size` (h, w) and the versions."""
     import maskrcnn
 
     inp, m = cfg.input, cfg.model
@@ -189,6 +194,21 @@ class ExportGraph(nn.Module):
 
     def forward(self, image: torch.Tensor, image_sizes: torch.Tensor,
                 original_sizes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Detections of a batch, as traced.
+
+        Args:
+            image: (B, 3, H, W) float32 RGB in [0, 1], each image resized to the model's scale and
+                placed top-left, zero-padded.
+            image_sizes: (B, 2) int64, each image's (h, w) in `image` before padding.
+            original_sizes: (B, 2) int64 (h, w) of the images before resizing; only with `paste_masks`.
+
+        Returns:
+            The tensors named by `output_names`, every detection of the batch in one set of rows (D):
+            boxes (D, 4) x1y1x2y2 in `image` pixels, scores (D,), labels (D,) int64, batch_index (D,)
+            int64 (non-decreasing), then as the model has them mask_probs (D, M, M) float in [0, 1],
+            mask_scores (D,), keypoint_heatmaps (D, K, S, S) logits, and with `paste_masks` masks
+            (D, H0, W0) bool at the batch's largest original size.
+        """
         model = self.model
         batch = pad_stacked_batch(model.normalize(image), image_sizes, model.cfg.input.size_divisibility)
         detections = model.detect(batch)[0]

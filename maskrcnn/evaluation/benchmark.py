@@ -26,6 +26,12 @@ STAGES = ("preprocess", "backbone", "rpn", "box head", "mask head", "keypoint he
 
 @dataclass
 class Runner:
+    """One measured variant: its `name`, `run` (a (3, H, W) float image in [0, 1] -> its number of
+    detections), the `spans` of its stages (None: not timed per stage), and what `run_benchmark`
+    records per call: `latencies` (seconds), `peaks` (bytes above the level before the call:
+    resident memory on the CPU, allocated memory on CUDA), `stages` (stage -> seconds per call),
+    `detections`."""
+
     name: str
     run: Callable[[torch.Tensor], int]  # image (3, H, W) float in [0, 1] -> detections
     spans: StageSpans | None = None
@@ -173,6 +179,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(runner: Runner) -> dict:
+    """A runner's measurements as numbers: p50 and p90 latency (ms), images per second, peak memory
+    (MiB above the pre-call level, the largest call), median detections, median time per stage
+    (ms). What `maskrcnn bench --json` writes per runner."""
     lat = runner.latencies
     return {
         "name": runner.name,

@@ -112,6 +112,8 @@ def _numpy_in1d():
 
 
 def format_cityscapes(metrics: dict[str, float]) -> str:
+    """A text table of `evaluate_cityscapes`'s numbers (fractions 0..1) in AP points (0..100): AP and
+    AP50 over all classes, then per instance class ("-" where the class has no number)."""
     lines = [f"{'cityscapes':<14}{'AP':>8}{'AP50':>8}",
              f"{'all':<14}{100 * metrics['cityscapes/AP']:>8.2f}{100 * metrics['cityscapes/AP50']:>8.2f}"]
     for name in INSTANCE_CLASSES.values():

@@ -38,6 +38,11 @@ def export_files(format: str, images: list[TracedImage], class_names: list[str],
 
 
 def check_format(format: str) -> str:
+    """`format` itself when it is one of `FORMATS`.
+
+    Raises:
+        UserError: an unknown format (the message lists the known ones).
+    """
     if format not in FORMATS:
         raise UserError(f"--export {format}: unknown format (one of {', '.join(FORMATS)})")
     return format

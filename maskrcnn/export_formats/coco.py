@@ -15,6 +15,10 @@ FILE = "coco.json"
 
 
 def files(images: list[TracedImage], class_names: list[str], root=None) -> dict[str, bytes]:
+    """The predictions as COCO, {"coco.json": bytes}: categories are `class_names` (without the
+    background), ids 1..K, then any other predicted name; per instance an annotation with its
+    parts' polygons (pixels), area (pixels), bbox (xywh pixels) and score. Image file names are
+    relative to `root` when given."""
     used = {label for image in images for label in image.labels}
     names = list(class_names) + sorted(used - set(class_names))
     category = {name: i for i, name in enumerate(names, start=1)}

@@ -12,6 +12,10 @@ FOLDER = "cvat"
 
 
 def files(images: list[TracedImage], class_names: list[str], root=None) -> dict[str, bytes]:
+    """The predictions as CVAT for images 1.1, {"cvat/annotations.xml": bytes}: labels are
+    `class_names` (without the background), then any other predicted name; a polygon per part,
+    the parts of one instance sharing a group_id, the score as an attribute. Image names are
+    relative to `root`/cvat when `root` is given."""
     folder = root and root / FOLDER
     tree = ElementTree.Element("annotations")
     ElementTree.SubElement(tree, "version").text = "1.1"

@@ -20,6 +20,10 @@ MODEL_VERSION = "maskrcnn"
 
 
 def files(images: list[TracedImage], class_names: list[str], root=None) -> dict[str, bytes]:
+    """The predictions as Label Studio tasks, {"label_studio.json": bytes}: a task per image with
+    one `polygonlabels` result per instance (points in percent of the image size, parts joined by
+    zero-width cuts) and its score. `class_names` is not needed (the labelling config lists the
+    labels). Image paths are relative to `root` when given."""
     tasks = []
     for image in images:
         results = [_result(image, k, label, score, parts)

@@ -14,6 +14,10 @@ VERSION = "5.5.0"  # the LabelMe file version written (read by LabelMe 4 and 5)
 
 
 def files(images: list[TracedImage], class_names: list[str], root=None) -> dict[str, bytes]:
+    """The predictions as LabelMe files, {"labelme/<image stem>.json": bytes} per image (stems made
+    unique): a polygon shape per part, the parts of one instance sharing a group_id, the score in
+    the description. `class_names` is not needed (LabelMe has no label list). `imagePath` is
+    relative to `root`/labelme when `root` is given."""
     out, used = {}, set()
     for image in images:
         name = _unique(PurePosixPath(image.path.replace("\\", "/")).stem, used)

@@ -15,6 +15,10 @@ FILE = "via_project.json"
 
 
 def files(images: list[TracedImage], class_names: list[str], root=None) -> dict[str, bytes]:
+    """The predictions as a VIA 2 project, {"via_project.json": bytes}: a polygon region per instance
+    (parts joined by zero-width cuts) with region attributes `class` (a dropdown of `class_names`,
+    without the background, then any other predicted name) and `score`. File names are relative
+    to `root` when given."""
     used = {label for image in images for label in image.labels}
     names = list(class_names) + sorted(used - set(class_names))
     entries = {}
