@@ -54,6 +54,12 @@ class ServedModel:
 
 @dataclass
 class ServeOptions:
+    """How the server batches and answers (`maskrcnn serve`'s options): `max_batch` images per model
+    call, the first waiting `batch_timeout_ms` milliseconds for more; `max_queue` images waiting
+    at most (more get 503 with Retry-After); request bodies over `max_body_mb` MiB get 413;
+    `score_thresh` (0..1) and `tile` / `tile_overlap` (pixels; tile None: whole images) for
+    requests that name none; `shutdown_grace` seconds for requests in flight after SIGTERM."""
+
     max_batch: int = 4
     batch_timeout_ms: float = 10.0
     max_queue: int = 32
@@ -65,6 +71,10 @@ class ServeOptions:
 
 
 def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastAPI:
+    """The FastAPI app serving `model`: GET / (the web page), GET /health, POST /v1/predict, POST
+    /v1/export; requests batched by a `DynamicBatcher` started with the app, the request body
+    limited, a SIGTERM drained as `options.shutdown_grace` says (default `ServeOptions()`). A
+    `UserError` raised by a request becomes 400 with its message, anything else 500."""
     options = options or ServeOptions()
     batcher = DynamicBatcher(lambda jobs: _run_jobs(model.predict, jobs), options.max_batch,
                              options.batch_timeout_ms, options.max_queue)
@@ -91,6 +101,9 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
 
     @app.get("/health", response_model=Health)
     async def health():
+        """The model served (name, classes without the background, backend, precision), the server's
+        uptime (seconds), its score thresholds (0..1) and batch size, and how many images wait in the
+        queue now."""
         return Health(model=model.name, classes=list(model.class_names[1:]), backend=model.backend,
                       precision=model.precision, uptime_s=time.monotonic() - started,
                       min_score_thresh=model.min_score_thresh,
@@ -100,6 +113,12 @@ def create_app(model: ServedModel, options: ServeOptions | None = None) -> FastA
     @app.post("/v1/predict", response_model=Prediction, response_model_exclude_none=True)
     async def predict(request: Request, score_thresh: float | None = None, tile: int | None = None,
                       tile_overlap: int | None = None):
+        """Detect instances in one image: the multipart file field `image`, or the encoded image (PNG,
+        JPEG, ...) as the body. `score_thresh` (0..1; default: the server's; never below the model's
+        floor) keeps detections scoring at least that; `tile` and `tile_overlap` (pixels) run on
+        overlapping tiles at full resolution. Boxes and masks are in the image's pixels, masks as COCO
+        RLE. 400: no image, an image that does not decode, a threshold outside 0..1, bad tile sizes;
+        413: body too large; 503 with Retry-After: the queue is full or the server is shutting down."""
         start = time.perf_counter()
         score_thresh = options.score_thresh if score_thresh is None else score_thresh
         if not 0.0 <= score_thresh <= 1.0:

@@ -41,6 +41,7 @@ class DynamicBatcher:
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # the latest batches run
 
     def start(self) -> None:
+        """Start the worker thread that runs the queued items in batches (once, at the app's startup)."""
         self._thread.start()
 
     def submit(self, item) -> Future:
@@ -65,6 +66,7 @@ class DynamicBatcher:
 
     @property
     def waiting(self) -> int:
+        """Items queued and not yet taken into a batch."""
         return self._queue.qsize()
 
     def _work(self) -> None:

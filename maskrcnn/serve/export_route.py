@@ -22,12 +22,17 @@ from .schema import Rle
 
 
 class ExportInstance(BaseModel):
+    """One instance to export: its class name, score (0..1) and mask (COCO RLE at its image's size)."""
+
     label_name: str
     score: float
     mask: Rle
 
 
 class ExportImage(BaseModel):
+    """One image to export: `file_name` as the tool should name it, its size in pixels and its
+    instances."""
+
     file_name: str
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -35,6 +40,8 @@ class ExportImage(BaseModel):
 
 
 class ExportRequest(BaseModel):
+    """The body of POST /v1/export: at least one image."""
+
     images: list[ExportImage] = Field(min_length=1)
 
 
@@ -43,6 +50,11 @@ def add_export_route(app: FastAPI, class_names) -> None:
 
     @app.post("/v1/export")
     async def export(body: ExportRequest, format: str, polygon_tolerance: float = 1.0):
+        """Turn predictions (what /v1/predict answered, any subset of instances) into `format`'s
+        pre-annotation file for a labelling tool (labelme, cvat, label-studio, via, coco): masks
+        traced to polygons simplified to `polygon_tolerance` pixels. Answers the file as a download,
+        or a zip when the format writes several files. 400: unknown format, negative tolerance, a mask
+        whose size is not its image's."""
         from ..export_formats import FORMATS
 
         if format not in FORMATS:

@@ -14,6 +14,9 @@ class Rle(BaseModel):
 
 
 class PredictedInstance(BaseModel):
+    """One detection: class, score (0..1), box in the image's pixels, and the mask, mask score and
+    keypoints when the model predicts them."""
+
     label: int = Field(ge=1, description="class index, 1..K (0 is background)")
     label_name: str
     score: float = Field(ge=0, le=1)
@@ -24,6 +27,9 @@ class PredictedInstance(BaseModel):
 
 
 class Prediction(BaseModel):
+    """The answer of POST /v1/predict: the model, the image's size in pixels, the score threshold
+    applied, the instances kept, and the times in milliseconds."""
+
     model: str
     width: int
     height: int
@@ -34,6 +40,9 @@ class Prediction(BaseModel):
 
 
 class Health(BaseModel):
+    """The answer of GET /health: the model served, uptime in seconds, score thresholds (0..1), the
+    batch size and the queue (images waiting now, and at most)."""
+
     status: str = "ok"
     model: str
     classes: list[str]

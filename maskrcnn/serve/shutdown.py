@@ -35,6 +35,7 @@ class Shutdown:
 
     @property
     def draining(self) -> bool:
+        """Whether the grace period has begun (a signal asked the server to stop)."""
         return self.deadline is not None
 
     def begin(self) -> None:
@@ -70,6 +71,8 @@ class GracefulServer(uvicorn.Server):
         self.drain = shutdown
 
     def handle_exit(self, sig, frame) -> None:
+        """uvicorn's signal handler (SIGINT, SIGTERM): starts the grace period, then uvicorn's own exit
+        (no new connections; it waits for the requests in flight)."""
         self.drain.begin()
         super().handle_exit(sig, frame)
 
