@@ -52,6 +52,8 @@ class BudgetPlan:
 
     @property
     def available(self) -> float:
+        """Seconds of the budget for training steps and evaluations: the budget less the reserve kept for
+        the final evaluation (at least 1e-9, so progress never divides by zero)."""
         return max(self.seconds - self.reserve, 1e-9)
 
     @property
@@ -68,6 +70,7 @@ class BudgetPlan:
         self.recent.append(step_seconds)
 
     def step_estimate(self) -> float:
+        """The median duration (seconds) of the last `RECENT_STEPS` timed steps; 0 before any is timed."""
         return statistics.median(self.recent) if self.recent else 0.0
 
     def maybe_adjust(self, step_seconds: float) -> None:
@@ -90,4 +93,6 @@ class BudgetPlan:
         return done_iters + max(1, math.floor(left / step + 0.5) if step > 0 else 1)
 
     def keep_for_final_eval(self, eval_seconds: float) -> None:
+        """Keep `eval_seconds` (the last evaluation's duration) at the end of the budget for the final
+        evaluation; at most half the budget."""
         self.reserve = min(eval_seconds, 0.5 * self.seconds)

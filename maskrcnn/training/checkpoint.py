@@ -35,6 +35,11 @@ class Checkpointer:
         return path
 
     def last(self) -> Path | None:
+        """The checkpoint `last_checkpoint` names, or None when the run has none yet.
+
+        Raises:
+            CheckpointError: the pointer names a file that does not exist.
+        """
         pointer = self.out_dir / POINTER
         if not pointer.is_file():
             return None
@@ -51,10 +56,18 @@ class Checkpointer:
 
 
 def periodic_name(iteration: int) -> str:
+    """File name of the checkpoint after `iteration` completed steps: `model_0000100.pt`."""
     return f"model_{iteration:07d}.pt"
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """The training checkpoint at `path` as a dict (model, optimizer, scheduler, iteration, config,
+    RNG states, ...), read with `torch.load(weights_only=True)`: no code from the file runs.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or not a training checkpoint (no
+            'model' entry).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")

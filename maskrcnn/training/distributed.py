@@ -15,12 +15,16 @@ from ..errors import UserError
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the run, from torchrun's environment: `rank` (0..world_size-1),
+    `world_size` (processes), `local_rank` (index on this machine: its GPU)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that logs, checkpoints and evaluates."""
         return self.rank == 0
 
 
@@ -50,6 +54,7 @@ def init(device_kind: str | None = None) -> tuple[DistInfo, torch.device]:
 
 
 def shutdown() -> None:
+    """Leave the process group, if one was joined (safe to call in a single process)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -63,6 +68,8 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper, or `model` itself (for its state dict and
+    evaluation)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
@@ -76,5 +83,6 @@ def mean_across(values: torch.Tensor) -> torch.Tensor:
 
 
 def barrier() -> None:
+    """Wait until every process gets here (no-op in a single process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

@@ -16,6 +16,10 @@ METRICS = "metrics.jsonl"
 
 
 class TrainLog:
+    """The main process's training report in `out_dir`: a progress bar from `start_iter` to
+    `max_iter`, metrics.jsonl (entries after `start_iter` dropped on resume) and TensorBoard files
+    in tb/. `enabled=False` (other processes): every method does nothing."""
+
     def __init__(self, out_dir: str | Path, start_iter: int, max_iter: int, enabled: bool = True):
         self.enabled = enabled
         if not enabled:
@@ -73,6 +77,7 @@ class TrainLog:
         self.bar.write(f"iter {iteration} {prefix}: {shown}")
 
     def close(self) -> None:
+        """Close the bar and flush and close the TensorBoard writer."""
         if self.enabled:
             self.bar.close()
             self.writer.close()

@@ -70,6 +70,13 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent in training steps (evaluation excluded), over resumes
 
     def train(self, start_iter: int, max_iter: int) -> None:
+        """Run optimiser steps from `start_iter` until `max_iter` (or the time budget or limit, or an
+        early stop, all of which move `max_iter` to the current step), calling every hook after each
+        step.
+
+        Raises:
+            NonFiniteLossError: a loss became NaN or infinite (nothing written for that step).
+        """
         self.iter, self.max_iter = start_iter, max_iter
         self.model.train()
         batches = iter(self.loader)
@@ -176,6 +183,9 @@ class Trainer:
         return losses
 
     def state_dict(self) -> dict:
+        """What a checkpoint holds to resume exactly: model, optimizer, scheduler and grad-scaler states,
+        completed iterations, training seconds so far (`elapsed`, `budget_used`), the config as a
+        dict, and the RNG states; all loadable with `torch.load(weights_only=True)`."""
         return {
             "model": distributed.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -189,6 +199,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, source: str) -> None:
+        """Restore a `state_dict` (resume); `source` names the checkpoint in errors.
+
+        Raises:
+            CheckpointError: the checkpoint's model weights do not fit this model.
+        """
         load_state(distributed.unwrap(self.model), state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -240,6 +255,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the torch, numpy, Python (and CUDA, when present) RNG states `rng_state` saved."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     keys = n["keys"].numpy().astype(np.uint32)
@@ -262,6 +278,8 @@ class CheckpointHook:
         self.checkpointer, self.period = checkpointer, period
 
     def after_step(self, trainer: Trainer) -> None:
+        """Save a checkpoint when the iteration is a multiple of the period or the last; after the
+        last, also model_final.pt."""
         last = trainer.iter == trainer.max_iter
         if trainer.iter % self.period == 0 or last:
             self.checkpointer.save(trainer.state_dict(), periodic_name(trainer.iter))
@@ -270,10 +288,15 @@ class CheckpointHook:
 
 
 class LogHook:
+    """Logs every step to the bar and, every `period` iterations and at the last, to metrics.jsonl
+    and TensorBoard."""
+
     def __init__(self, log: TrainLog, period: int):
         self.log, self.period = log, period
 
     def after_step(self, trainer: Trainer) -> None:
+        """Advance the bar (losses, learning rate); every `period` iterations and at the last, also
+        write the losses, learning rate and step time (seconds) to metrics.jsonl and TensorBoard."""
         write = trainer.iter % self.period == 0 or trainer.iter == trainer.max_iter
         self.log.set_total(trainer.max_iter)  # a budgeted run re-plans its total
         self.log.step(trainer.iter, trainer.lr, trainer.losses, trainer.seconds, write)
@@ -303,6 +326,9 @@ class EvalHook:
         return False
 
     def after_step(self, trainer: Trainer) -> None:
+        """When an evaluation is due: evaluate the model, log the metrics, keep budget time for the
+        final evaluation, save model_best.pt on a new best, and stop the run early after `patience`
+        evaluations without one."""
         if not self._due(trainer):
             return
         start = time.perf_counter()
@@ -328,6 +354,8 @@ class EvalHook:
 
 
 def weights_only_state(trainer: Trainer) -> dict:
+    """What inference needs of the run (model_final.pt, model_best.pt): the model's state dict,
+    the config as a dict and the iteration."""
     return {"model": distributed.unwrap(trainer.model).state_dict(),
             "config": to_dict(trainer.cfg), "iter": trainer.iter}  # fmt: skip
 

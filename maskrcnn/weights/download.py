@@ -35,10 +35,12 @@ _TIMEOUT_S = 30
 
 
 def home() -> Path:
+    """The weights cache folder: $MASKRCNN_HOME, default ~/.cache/maskrcnn."""
     return Path(os.environ.get("MASKRCNN_HOME") or "~/.cache/maskrcnn").expanduser()
 
 
 def cached_path(source: Source) -> Path:
+    """Where the download of `source` is cached: <home>/<framework>/<file name of its URL>."""
     return home() / source.framework / source.filename
 
 
@@ -50,6 +52,7 @@ def is_available(source: Source) -> bool:
 
 
 def mirror_url(url: str) -> str:
+    """`url` with its scheme and host replaced by $MASKRCNN_MIRROR when set (its path kept), else as is."""
     mirror = os.environ.get("MASKRCNN_MIRROR", "").rstrip("/")
     return mirror + urlsplit(url).path if mirror else url
 

@@ -39,6 +39,9 @@ IN_FILE = "config in the file"
 
 @dataclass(frozen=True)
 class Source:
+    """One named weights file: where it comes from (a download `url`, or a file that `package`
+    installs, found by `locate`), what it holds, its published checksum, size and license."""
+
     name: str  # "<framework>/<model>", what --weights and load_model(weights=...) accept
     framework: str
     architecture: str  # our preset, or what the file's embedded/converted config describes
@@ -51,6 +54,7 @@ class Source:
 
     @property
     def filename(self) -> str:
+        """The file name at the end of the URL (the cached file's name); empty for package files."""
         return self.url.rsplit("/", 1)[-1]
 
 

@@ -46,6 +46,8 @@ class Transfer:
     shared_classes: tuple[str, ...] = ()
 
     def table(self) -> str:
+        """The transfer as the few lines `maskrcnn train --weights` prints: the source, then how many
+        tensors were loaded, re-initialised, copied by class name, newly initialised and not used."""
         rows = [
             ("loaded", self.loaded, ""),
             ("re-initialised", self.reinitialised, "class-dependent, classes differ"),

@@ -13,10 +13,14 @@ _TRUNK = "backbone.trunk."
 
 
 def is_imagenet_resnet(state: dict) -> bool:
+    """Whether `state` looks like a torchvision ImageNet ResNet / ResNeXt state dict (`conv1.weight`
+    and `layer1.*` keys)."""
     return "conv1.weight" in state and any(str(k).startswith("layer1.") for k in state)
 
 
 def convert_imagenet_resnet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The trunk's tensors of an ImageNet ResNet state dict under our keys (`backbone.trunk.`
+    prefix); the classifier `fc.*` and BatchNorm's `num_batches_tracked` dropped."""
     return {
         _TRUNK + key: value for key, value in state.items()
         if not key.startswith("fc.") and not key.endswith("num_batches_tracked")

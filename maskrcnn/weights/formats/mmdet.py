@@ -48,6 +48,8 @@ _CLS = "roi_head.bbox_head.fc_cls.weight"
 
 
 def is_mmdet_checkpoint(obj) -> bool:
+    """Whether `obj` looks like an mmdetection checkpoint: a dict whose `state_dict` has
+    `roi_head.*` keys."""
     return (
         isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)
         and any(k.startswith("roi_head.") for k in obj["state_dict"])

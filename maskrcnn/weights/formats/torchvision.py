@@ -42,6 +42,7 @@ _RULES = [
 
 
 def is_torchvision_state_dict(state: dict) -> bool:
+    """Whether `state` looks like a torchvision detection model's state dict (`backbone.body.*` keys)."""
     return any(k.startswith("backbone.body.") for k in state)
 
 
