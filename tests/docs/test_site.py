@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,55 @@ def test_every_page_is_built_and_in_the_navigation(site):
     sources |= {"reference/cli", "reference/config", "reference/http"}  # generated at build time
     expected = {"index.html" if s == "index" else f"{s}/index.html" for s in sources}
     assert expected <= nav_pages
+
+
+class _ApiEntries(HTMLParser):
+    """mkdocstrings' entries of a page: heading id -> the text of its `doc-contents` block, without
+    the text of its members (the nested `doc-children` block, each member an entry of its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.entries: dict[str, str] = {}
+        self.divs: list[str | None] = []  # per open <div>: entry id (contents), "" (children), None
+        self.heading = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = (attrs.get("class") or "").split()
+        if "doc-heading" in classes:
+            self.heading = attrs.get("id") or ""
+        if tag == "div":
+            kind = self.heading if "doc-contents" in classes else "" if "doc-children" in classes else None
+            if kind:
+                self.entries[kind] = ""
+            self.divs.append(kind)
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self.divs:
+            self.divs.pop()
+
+    def handle_data(self, data):
+        owner = next((kind for kind in reversed(self.divs) if kind is not None), None)
+        if owner:
+            self.entries[owner] += data
+
+
+def test_api_reference_has_no_empty_entry(site):
+    """Every object the Python API pages show (a `::: name` and its documented members) has text:
+    mkdocstrings hides members without a docstring, but renders a `:::` object without one as a
+    bare heading."""
+    directives = sum(line.startswith(":::") for page in (ROOT / "docs").rglob("*.md")
+                     for line in page.read_text().splitlines())
+    entries = {}
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        if "doc-contents" in text:
+            parser = _ApiEntries()
+            parser.feed(text)
+            entries.update({f"{page.relative_to(site)}#{key}": body for key, body in parser.entries.items()})
+    assert directives and len(entries) >= directives, (directives, sorted(entries))
+    empty = [key for key, body in entries.items() if not body.strip()]
+    assert not empty, f"API reference entries without text (add a docstring): {empty}"
 
 
 def test_cli_reference_lists_every_subcommand(served, browser):
