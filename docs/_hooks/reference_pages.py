@@ -142,6 +142,20 @@ def config_reference() -> str:
 # HTTP
 
 
+# FastAPI's own schemas (every route's 422 answer) come without a description
+FASTAPI_SCHEMAS = {
+    "HTTPValidationError": "FastAPI's answer, status 422, to a request whose parameters or body do not "
+                           "fit the route: `detail` lists each problem.",
+    "ValidationError": "One problem in a 422 answer: `loc` where in the request (e.g. "
+                       "[\"query\", \"score_thresh\"]), `msg` what is wrong, `type` its kind, `input` the value given.",
+}
+
+
+def schema_description(name: str, model: dict) -> str:
+    """A schema's description: the pydantic model's docstring, or ours for FastAPI's own."""
+    return model.get("description") or FASTAPI_SCHEMAS.get(name, "")
+
+
 def openapi_schema() -> dict:
     from maskrcnn.serve.app import ServedModel, create_app
 
@@ -171,7 +185,7 @@ def http_reference() -> str:
             lines.append("")
     lines += ["## Schemas", ""]
     for name, model in schema.get("components", {}).get("schemas", {}).items():
-        lines += [f"### {name}", "", _escape(model.get("description", "")), "",
+        lines += [f"### {name}", "", _escape(schema_description(name, model)), "",
                   "| field | type |", "|---|---|"]
         for field, spec in model.get("properties", {}).items():
             kind = spec.get("type") or spec.get("$ref", "").rsplit("/", 1)[-1] or " or ".join(

@@ -152,6 +152,16 @@ def test_every_config_field_has_a_meaning():
     assert not missing, f"config fields without a comment in maskrcnn/config.py: {missing}"
 
 
+def test_every_http_route_and_schema_has_a_description():
+    """The HTTP reference shows the route functions' docstrings and the pydantic models' ones."""
+    schema = reference_pages.openapi_schema()
+    routes = [f"{method.upper()} {path}" for path, methods in schema["paths"].items()
+              for method, op in methods.items() if not (op.get("description") or "").strip()]
+    models = [name for name, model in schema["components"]["schemas"].items()
+              if not reference_pages.schema_description(name, model).strip()]
+    assert schema["paths"] and not routes and not models, (routes, models)
+
+
 def test_every_cli_option_has_help():
     missing = [f"{name} {action.option_strings or action.dest}"
                for name, parser in reference_pages.subcommands().items()
