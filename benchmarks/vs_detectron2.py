@@ -18,14 +18,17 @@ Needs detectron2's source tree (git clone; nothing to build) and its pure-Python
 (fvcore, iopath, omegaconf, hydra-core, pycocotools; a separate venv is fine, with this package
 and torch importable).
 Usage: python benchmarks/vs_detectron2.py --detectron2 /path/to/detectron2 [--images 20]
-       [--precision none|fp32] [--seed 0] [--out benchmarks/results/vs_detectron2.json]
+       [--detectron2-commit SHA] [--precision none|fp32] [--seed 0]
+       [--out benchmarks/results/vs_detectron2.json]   (also writes the .md beside it)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
+import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from maskrcnn.fileio import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 PENNFUDAN = ROOT / ".." / "shared" / "data" / "pennfudan" / "PNGImages"
@@ -135,8 +140,9 @@ def match_twins(a: dict, b: dict, tol: float = TWIN_PX) -> list[tuple[int, int]]
     return pairs
 
 
-def compare(d2_runs: list[dict], our_runs: list[dict], percentile: float = 20.0) -> dict:
-    """Summary of twins over images: the numbers the issue asks for."""
+def compare(d2_runs: list[dict], our_runs: list[dict], percentile: float = 20.0, ref: str = "detectron2") -> dict:
+    """Summary of twins over images: the numbers the issue asks for (`ref`: the framework whose
+    detections `d2_runs` are, in the keys)."""
     cut_d2 = float(np.percentile(torch.cat([r["scores"] for r in d2_runs]).numpy(), percentile))
     cut_ours = float(np.percentile(torch.cat([r["scores"] for r in our_runs]).numpy(), percentile))
     above_d2 = above_ours = twins_d2 = twins_ours = 0
@@ -154,25 +160,69 @@ def compare(d2_runs: list[dict], our_runs: list[dict], percentile: float = 20.0)
             ma, mb = a["masks"][i].bool(), b["masks"][j].bool()
             inter += int((ma & mb).sum())
             union += int((ma | mb).sum())
-    gaps_t = torch.tensor(gaps or [float("nan")])
+    gaps_t = torch.tensor(gaps or [float("nan")], dtype=torch.float64)
+    scores_t = torch.tensor(score_gaps or [float("nan")], dtype=torch.float64)
     return {
-        "detections_detectron2": sum(len(r["scores"]) for r in d2_runs),
+        f"detections_{ref}": sum(len(r["scores"]) for r in d2_runs),
         "detections_ours": sum(len(r["scores"]) for r in our_runs),
-        "score_cut_p20_detectron2": cut_d2,
-        "twin_share_above_p20_detectron2": twins_d2 / max(above_d2, 1),
+        f"score_cut_p20_{ref}": cut_d2,
+        f"above_p20_{ref}": above_d2,
+        f"twins_above_p20_{ref}": twins_d2,
+        f"twin_share_above_p20_{ref}": twins_d2 / max(above_d2, 1),
+        "above_p20_ours": above_ours,
+        "twins_above_p20_ours": twins_ours,
         "twin_share_above_p20_ours": twins_ours / max(above_ours, 1),
         "pairs": len(gaps),
         "pairs_within_0.05px": float((gaps_t <= CLOSE_PX).double().mean()),
-        "box_gap_px_median": float(gaps_t.median()),
+        "box_gap_px_median": float(torch.quantile(gaps_t, 0.5)),
+        "box_gap_px_p90": float(torch.quantile(gaps_t, 0.9)),
         "box_gap_px_max": float(gaps_t.max()),
-        "score_gap_max": max(score_gaps, default=float("nan")),
+        "score_gap_median": float(torch.quantile(scores_t, 0.5)),
+        "score_gap_max": float(scores_t.max()),
         "pooled_mask_iou": inter / max(union, 1),
     }
+
+
+def targets_met(summary: dict, ref: str = "detectron2") -> dict:
+    """Issue 31's targets: every detection above the 20th score percentile has a twin (both
+    ways), 90 % of twin boxes within 0.05 px, pooled mask IoU at least 0.98."""
+    return {
+        "all_above_p20_twinned": summary[f"twin_share_above_p20_{ref}"] == 1.0
+        and summary["twin_share_above_p20_ours"] == 1.0,
+        "boxes_within_0.05px_for_90pct": summary["pairs_within_0.05px"] >= 0.9,
+        "pooled_mask_iou_at_least_0.98": summary["pooled_mask_iou"] >= 0.98,
+    }
+
+
+def markdown(summary: dict, ref: str = "detectron2") -> str:
+    """The summary as a short Markdown report."""
+    s, met = summary, summary["targets"]
+    rows = [
+        (f"detections above the 20th score percentile with a twin ({ref}'s)",
+         f"{s[f'twins_above_p20_{ref}']} / {s[f'above_p20_{ref}']}", met["all_above_p20_twinned"]),
+        ("the same, this package's detections", f"{s['twins_above_p20_ours']} / {s['above_p20_ours']}",
+         met["all_above_p20_twinned"]),
+        ("twin boxes within 0.05 px", f"{s['pairs_within_0.05px']:.1%} of {s['pairs']}",
+         met["boxes_within_0.05px_for_90pct"]),
+        ("box gap (largest coordinate), median / 90th pct / max",
+         f"{s['box_gap_px_median']:.2e} / {s['box_gap_px_p90']:.2e} / {s['box_gap_px_max']:.2e} px", None),
+        ("score gap, median / max", f"{s['score_gap_median']:.1e} / {s['score_gap_max']:.1e}", None),
+        ("mask IoU pooled over twin pairs", f"{s['pooled_mask_iou']:.4f}", met["pooled_mask_iou_at_least_0.98"]),
+    ]  # fmt: skip
+    lines = [f"# {ref}'s own code vs this package, {s['images']} Penn-Fudan images (issue 31)", "",
+             f"`{s['config']}`, seeded trained-like weights (seed {s['seed']}) saved in its model-zoo file layout; "
+             f"this package at precision `{s['precision']}`. Detections: {ref} {s[f'detections_{ref}']}, "
+             f"this package {s['detections_ours']}. Seconds: {ref} {s['seconds'][ref]}, "
+             f"this package {s['seconds']['ours']}. {s['machine']}.", "",
+             "| measure | value | target met |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {name} | {value} | {'' if ok is None else ('yes' if ok else 'NO')} |" for name, value, ok in rows]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detectron2", type=Path, required=True, help="detectron2 source tree (imported from here)")
+    parser.add_argument("--detectron2-commit", default="unknown", help="recorded in the results (git rev-parse HEAD)")
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--data", type=Path, default=PENNFUDAN, help="folder of images (sorted; the first N)")
     parser.add_argument("--precision", choices=("none", "fp32"), default="none", help="our load_model precision")
@@ -206,12 +256,25 @@ def main() -> int:
                   flush=True)
     torch.save({"detectron2": d2_runs, "ours": our_runs}, args.workdir / f"runs_seed{args.seed}.pt")
     summary = {"images": len(files), "seed": args.seed, "precision": args.precision,
-               "config": D2_CONFIG, **compare(d2_runs, our_runs),
-               "seconds": {k: round(v, 1) for k, v in times.items()}}  # fmt: skip
+               "config": D2_CONFIG, "detectron2_commit": args.detectron2_commit, **compare(d2_runs, our_runs),
+               "seconds": {k: round(v, 1) for k, v in times.items()},
+               "machine": _machine()}  # fmt: skip
+    summary["targets"] = targets_met(summary)
     print(json.dumps(summary, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(args.out, json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(args.out.with_suffix(".md"), markdown(summary))
     return 0
+
+
+def _machine() -> str:
+    """CPU model, torch threads, torch version and load average at the end of the run."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+             if line.startswith("model name")] if info.is_file() else []  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{names[0] if names else platform.machine()}, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, load average {load}")
 
 
 if __name__ == "__main__":

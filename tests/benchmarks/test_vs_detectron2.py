@@ -27,6 +27,21 @@ def test_twins_and_summary_by_hand():
     s = vs.compare([d2], [ours])
     # 20th percentile of (0.9, 0.8, 0.1) = 0.38 and of (0.8, 0.88, 0.1) = 0.38: two above on each side
     assert s["twin_share_above_p20_detectron2"] == 1.0 and s["twin_share_above_p20_ours"] == 1.0
+    assert (s["above_p20_detectron2"], s["twins_above_p20_detectron2"]) == (2, 2)
+    assert (s["above_p20_ours"], s["twins_above_p20_ours"]) == (2, 2)
     assert s["pairs"] == 2 and s["pairs_within_0.05px"] == 0.5
-    assert abs(s["score_gap_max"] - 0.02) < 1e-12
+    # gaps (0.02, 0.5) px: linear 90th percentile 0.02 + 0.9 * 0.48
+    assert abs(s["box_gap_px_p90"] - (0.02 + 0.9 * 0.48)) < 1e-12 and abs(s["box_gap_px_max"] - 0.5) < 1e-12
+    assert abs(s["score_gap_max"] - 0.02) < 1e-12 and abs(s["score_gap_median"] - 0.01) < 1e-12  # gaps 0.02, 0
     assert s["pooled_mask_iou"] == (3 + 3) / (4 + 3)  # intersections / unions over both pairs
+    met = vs.targets_met(s)  # 1 of 2 boxes within 0.05 px, IoU 6/7 < 0.98; every detection twinned
+    assert met == {"all_above_p20_twinned": True, "boxes_within_0.05px_for_90pct": False,
+                   "pooled_mask_iou_at_least_0.98": False}  # fmt: skip
+
+
+def test_targets_at_their_edges():
+    edge = {"twin_share_above_p20_detectron2": 1.0, "twin_share_above_p20_ours": 1.0,
+            "pairs_within_0.05px": 0.9, "pooled_mask_iou": 0.98}  # fmt: skip
+    assert all(vs.targets_met(edge).values())
+    one_lost = {**edge, "twin_share_above_p20_ours": 199 / 200}
+    assert vs.targets_met(one_lost)["all_above_p20_twinned"] is False

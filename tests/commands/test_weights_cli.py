@@ -24,4 +24,6 @@ def test_list_shows_every_source_and_what_is_cached(tmp_path, monkeypatch, capsy
     assert "size          unknown" in blocks["detectron2/mask_rcnn_R_50_FPN_3x"]
     assert "checked       outputs compared with detectron2's own Python" in blocks["detectron2/mask_rcnn_R_50_FPN_3x"]
     assert "checked       no: converted with detectron2's" in blocks["detectron2/mask_rcnn_X_101_32x8d_FPN_3x"]
-    assert "checked       no: converted with mmdetection's" in blocks["mmdetection/mask_rcnn_r50_fpn_1x_coco"]
+    assert "checked       outputs compared with mmdetection 3.3.0's own Python" in blocks[
+        "mmdetection/mask_rcnn_r50_fpn_1x_coco"]
+    assert "checked       no: converted with mmdetection's" in blocks["mmdetection/mask_rcnn_r50_caffe_fpn_1x_coco"]

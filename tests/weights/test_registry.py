@@ -1,13 +1,19 @@
 """The named-weights registry: faithful to its publishers, and helpful with a mistyped name."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 from torchvision.models import detection, resnet
 
 from maskrcnn.cli import main
 from maskrcnn.errors import CheckpointError
 from maskrcnn.weights import read_weights
-from maskrcnn.weights.registry import SOURCES, Source, package_file
+from maskrcnn.weights.registry import FRAMEWORK_CHECKED, SOURCES, Source, package_file
 from maskrcnn.presets import PRESETS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TORCHVISION_ENUMS = [
     detection.MaskRCNN_ResNet50_FPN_Weights, detection.MaskRCNN_ResNet50_FPN_V2_Weights,
@@ -68,3 +74,31 @@ def test_weights_shipped_in_a_package(tmp_path, monkeypatch):
     torch.save({"conv1.weight": torch.ones(64, 3, 7, 7), "layer1.0.conv1.weight": torch.ones(1)}, pkg / "w.pth")
     state, _ = read_weights("test/packaged")
     assert torch.equal(state["backbone.trunk.conv1.weight"], torch.ones(64, 3, 7, 7))
+
+
+# framework -> (results of its benchmark, the sources that benchmark's model covers: same model
+# and test pipeline, other training schedules)
+COMPARED = {
+    "detectron2": ("vs_detectron2.json", r"detectron2/mask_rcnn_R_50_FPN_(1x|3x)"),
+    "mmdetection": ("vs_mmdetection.json", r"mmdetection/mask_rcnn_r50_fpn_(1x|2x|mstrain-poly_3x)_coco"),
+}
+
+
+@pytest.mark.parametrize("framework", sorted(COMPARED))
+def test_sources_marked_checked_against_their_framework_state_the_committed_results(framework):
+    """`maskrcnn weights list` marks a detectron2 or mmdetection source as checked only where
+    benchmarks/vs_<framework>.py (that framework's own code on a file of the source's layout) ran
+    on at least 20 images, and states the numbers of its committed results."""
+    results_file, covered = COMPARED[framework]
+    marked = [name for name in FRAMEWORK_CHECKED if SOURCES[name].framework == framework]
+    assert marked, f"no {framework} source is marked checked"
+    assert [name for name in marked if not re.fullmatch(covered, name)] == []
+    results = json.loads((ROOT / "benchmarks" / "results" / results_file).read_text())
+    assert results["images"] >= 20 and "r50_fpn" in results["config"].lower().replace("-", "_").replace("r_50", "r50")
+    stated = (f"{results['images']} Penn-Fudan images",
+              f"{results[f'twins_above_p20_{framework}']}/{results[f'above_p20_{framework}']} detections",
+              f"{results['pairs_within_0.05px']:.1%} of twin boxes within 0.05 px".replace(".0%", "%"),
+              f"pooled mask IoU {results['pooled_mask_iou']:.4f}")  # fmt: skip
+    for name in marked:
+        for text in stated:
+            assert text in FRAMEWORK_CHECKED[name], (name, text)
