@@ -56,6 +56,32 @@ def exponents(report: dict) -> dict:
     return out
 
 
+SIZE_KEYS = {"annotations": "instances", "eval": "images", "predict": "images"}  # a sweep's rows
+
+
+def merge_runs(base: dict, other: dict) -> dict:
+    """`other`'s stages over `base`'s (two runs of benchmarks/scaling.py, e.g. side by side): a size
+    sweep keeps `base`'s rows at the sizes `other` did not measure, sorted by size; any other stage
+    is replaced whole. Every sweep row names the run it came from ("run": that run's date)."""
+    merged = dict(base)
+    for stage, value in other.items():
+        if stage in ("machine", "exponents"):
+            continue
+        key = SIZE_KEYS.get(stage)
+        if key and stage in base:
+            rows = {r[key]: _dated(r, base) for r in base[stage]["rows"]}
+            rows.update({r[key]: _dated(r, other) for r in value["rows"]})
+            value = {**base[stage], **value, "rows": [rows[size] for size in sorted(rows)]}
+        merged[stage] = value
+    merged["machine"] = other.get("machine", base.get("machine"))
+    merged["exponents"] = exponents(merged)
+    return merged
+
+
+def _dated(row: dict, report: dict) -> dict:
+    return {"run": report.get("machine", {}).get("date"), **row}
+
+
 def write(report: dict, out: Path) -> dict:
     """The stages of `report` over those OUT.json already holds -> the merged report, written."""
     path = out.with_suffix(".json")
@@ -96,20 +122,37 @@ def _cell(result: dict) -> str:
 
 def _md_annotations(stage: dict) -> str:
     lines = ["\n## Reading and indexing annotations\n",
-             "CPU s (wall s) | peak RSS MB (growth over the process before the stage)\n",
-             "| instances | json MB | load_ground_truth CPU s | MB | CocoDataset CPU s | MB |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['instances']:,} | {r['file_mb']} | {_cell(r['load_gt'])} | {_cell(r['dataset'])} |"
-              for r in stage["rows"]]
+             "CPU s (wall s) | peak RSS MB (growth over the process before the stage); load = the "
+             "machine's 1-minute load average while each ran\n",
+             "| instances | json MB | load_ground_truth CPU s | MB | CocoDataset CPU s | MB | load |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['instances']:,} | {r['file_mb']} | {_cell(r['load_gt'])} | {_cell(r['dataset'])} | "
+              f"{_load(r['load_gt'])}, {_load(r['dataset'])} |" for r in stage["rows"]]
     return "\n".join(lines)
 
 
+def _load(row: dict) -> str:
+    """Mean load while the point ran; 'x2' when it was measured twice because the load moved."""
+    if "load" not in row:
+        return "-"
+    again = len(row.get("load_attempts", [])) > 1
+    return f"{row['load']['mean']:.1f}" + (" (x2)" if again else "")
+
+
 def _md_loading(stage: dict) -> str:
-    lines = [f"\n## First-epoch data loading ({stage['image_size']} px synthetic shapes, batches of 2)\n",
-             "| workers | images/s |", "|---|---|"]
-    lines += [f"| {r['workers']} | {r['images_per_s']:.1f} |" for r in stage["rows"]]
+    lines = [f"\n## First-epoch data loading ({stage['images']} synthetic-shapes images of "
+             f"{stage['image_size']} px, batches of 2, {stage['cores']} cores)\n",
+             "The loader alone (each worker count twice):\n",
+             "| workers | images/s, whole epoch | seconds to the first batch | images/s after it | load |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['workers']} | {r['images_per_s']:.1f} | {r['first_batch_s']:.2f} | "
+              f"{r['after_first_images_per_s']:.1f} | {_load(r)} |" for r in stage["rows"]]
     step = stage["train_step"]
-    lines.append(f"| model training step (maskrcnn_r18_fpn, 2 threads) | {step['images_per_s']:.2f} |")
+    lines += ["\nThe model (maskrcnn_r18_fpn, 2 torch threads), alone and fed by the loader:\n",
+              "| what | images/s | share of the time waiting for a batch |", "|---|---|---|",
+              f"| training step alone (same batch) | {step['images_per_s']:.2f} | - |"]
+    lines += [f"| training fed by {r['workers']} workers | {r['images_per_s']:.2f} | "
+              f"{100 * r['waiting_share']:.0f} % |" for r in stage.get("train_loop", [])]
     return "\n".join(lines)
 
 
@@ -134,12 +177,12 @@ def _diff(value) -> str:
 
 def _md_predict(stage: dict) -> str:
     lines = [f"\n## predict over small images (`{stage['command']}`)\n",
-             "| images | wall s | CPU s | peak RSS MB | RSS at 25 % / 50 % / end of the run, MB | results.json MB |",
-             "|---|---|---|---|---|---|"]
+             "| images | wall s | CPU s | peak RSS MB | RSS at 25 % / 50 % / end of the run, MB | results.json MB | load | run |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in stage["rows"]:
         quarter, half, end = (_rss_at(r["timeline"], f) for f in (0.25, 0.5, 1.0))
         lines.append(f"| {r['images']:,} | {r['seconds']:.0f} | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{quarter:.0f} / {half:.0f} / {end:.0f} | {r['results_mb']} |")
+                     f"{quarter:.0f} / {half:.0f} / {end:.0f} | {r['results_mb']} | {_load(r)} | {r.get('run', '-')} |")
     return "\n".join(lines)
 
 
@@ -167,14 +210,22 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    _plot_annotations(axes[0, 0], report.get("annotations"))
-    _plot_eval(axes[0, 1], report.get("eval"))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
+    exps = report.get("exponents", {})
+    _plot_annotations(axes[0, 0], report.get("annotations"), exps)
+    _plot_eval(axes[0, 1], report.get("eval"), exps)
+    _plot_predict_sizes(axes[0, 2], report.get("predict"), exps)
     _plot_predict(axes[1, 0], report.get("predict"))
-    _plot_serve(axes[1, 1], report.get("serve"))
+    _plot_loading(axes[1, 1], report.get("loading"))
+    _plot_serve(axes[1, 2], report.get("serve"))
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _exp(exps: dict, stage: str, kind: str) -> str:
+    value = exps.get(stage, {}).get(kind)
+    return "" if value is None else f" (exp. {value:.2f})"
 
 
 def _loglog(ax, sizes, values, label, style="o-"):
@@ -183,27 +234,63 @@ def _loglog(ax, sizes, values, label, style="o-"):
         ax.loglog(*zip(*pairs), style, label=label)
 
 
-def _plot_annotations(ax, stage):
+def _plot_annotations(ax, stage, exps):
     ax.set_title("annotations: CPU s (solid), memory growth GB (dashed)")
     if not stage:
         return
     sizes = [r["instances"] for r in stage["rows"]]
     for part in ("load_gt", "dataset"):
-        _loglog(ax, sizes, [r[part].get("cpu_s") for r in stage["rows"]], f"{part} CPU s")
-        _loglog(ax, sizes, [(_grown_mb(r[part]) or 0) / 1024 for r in stage["rows"]], f"{part} GB", "s--")
+        name = f"annotations/{part}"
+        _loglog(ax, sizes, [r[part].get("cpu_s") for r in stage["rows"]],
+                f"{part} CPU s{_exp(exps, name, 'time')}")
+        _loglog(ax, sizes, [(_grown_mb(r[part]) or 0) / 1024 for r in stage["rows"]],
+                f"{part} GB{_exp(exps, name, 'memory')}", "s--")
     ax.set_xlabel("instances")
     ax.legend(fontsize=8)
 
 
-def _plot_eval(ax, stage):
+def _plot_eval(ax, stage, exps):
     ax.set_title("evaluation bbox + segm: CPU s")
     if not stage:
         return
     for engine in ENGINES:
         have = [r for r in stage["rows"] if engine in r]
-        _loglog(ax, [r["images"] for r in have], [r[engine]["cpu_s"] for r in have], engine)
+        _loglog(ax, [r["images"] for r in have], [r[engine]["cpu_s"] for r in have],
+                engine + _exp(exps, f"eval/{engine}", "time"))
     ax.set_xlabel("images (x 100 detections)")
     ax.legend(fontsize=8)
+
+
+def _plot_predict_sizes(ax, stage, exps):
+    ax.set_title("predict: CPU s and peak RSS MB against images")
+    if not stage:
+        return
+    sizes = [r["images"] for r in stage["rows"]]
+    _loglog(ax, sizes, [r["cpu_s"] for r in stage["rows"]], "CPU s" + _exp(exps, "predict", "time"))
+    _loglog(ax, sizes, [r["peak_rss_mb"] for r in stage["rows"]],
+            "peak RSS MB" + _exp(exps, "predict", "memory"), "s--")
+    _loglog(ax, sizes, [r["results_mb"] for r in stage["rows"]], "results.json MB", "^:")
+    ax.set_xlabel("images")
+    ax.legend(fontsize=8)
+
+
+def _plot_loading(ax, stage):
+    ax.set_title("first epoch: images/s")
+    if not stage:
+        return
+    labels, values = [], []
+    for workers in sorted({r["workers"] for r in stage["rows"]}):
+        labels.append(f"loader\n{workers} w")
+        values.append(max(r["images_per_s"] for r in stage["rows"] if r["workers"] == workers))
+    labels.append("step\nalone")
+    values.append(stage["train_step"]["images_per_s"])
+    for r in stage.get("train_loop", []):
+        labels.append(f"train\n{r['workers']} w")
+        values.append(r["images_per_s"])
+    ax.bar(range(len(values)), values, color=["C0"] * (len(values) - 1 - len(stage.get("train_loop", [])))
+           + ["C1"] * (1 + len(stage.get("train_loop", []))))
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_yscale("log")
 
 
 def _plot_predict(ax, stage):

@@ -2,11 +2,16 @@
 
 `measure_<stage>(sizes, work)` -> a dict of rows; `run_child(argv)` is what a child runs. A child
 is watched: its resident memory is sampled every 0.2 s (with any file it names as growing) and
-it is killed above MEMORY_LIMIT_MB, which the row then says.
+it is killed above its memory limit (MEMORY_LIMIT_MB; the annotation sweep's 1M instances get
+ANNOTATIONS_MEMORY_LIMIT_MB), which the row then says. Every point records the machine's load
+average (1 minute) at its start, its end and the mean of the samples taken while it ran; a point
+whose load moved by more than LOAD_REPEAT from the stage's first point is measured once more and
+the attempt nearer that load is kept (both loads are in the row).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -22,6 +27,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MEMORY_LIMIT_MB = 3500
+ANNOTATIONS_MEMORY_LIMIT_MB = 9500  # reading 1M instances is the point of that sweep: measured, < 10 GB
+LOAD_REPEAT = 1.5  # 1-minute load average change (on 2 cores) that repeats a point
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 # a seeded 2-class ResNet-18 FPN at 64-96 px keeping 50 proposals: a few detections with masks per
 # image, so predict and serve run every step (masks, RLE, overlays) at a cost a shared 2-core CPU
@@ -42,19 +49,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def watched(command: list[str], grows: Path | None = None, period: float = 0.2) -> dict:
-    """Run `command` -> {"stdout", "returncode", "wall_s", "peak_rss_mb", "timeline"}; timeline
-    rows are [seconds, RSS MB, size of `grows` in bytes] every `period`."""
-    start, cpu = time.perf_counter(), _children_cpu_s()
+def watched(command: list[str], grows: Path | None = None, period: float = 0.2,
+            limit_mb: float = MEMORY_LIMIT_MB) -> dict:
+    """Run `command` -> {"stdout", "returncode", "wall_s", "peak_rss_mb", "timeline", "load"};
+    timeline rows are [seconds, RSS MB, size of `grows` in bytes] every `period`."""
+    start, cpu, load_start = time.perf_counter(), _children_cpu_s(), os.getloadavg()[0]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
-    timeline, killed = [], threading.Event()
+    timeline, loads, killed = [], [], threading.Event()
 
     def sample():
         while process.poll() is None:
             rss = rss_mb(process.pid)
             size = max((p.stat().st_size for p in _existing(grows)), default=0) if grows else 0
             timeline.append([round(time.perf_counter() - start, 2), round(rss, 1), size])
-            if rss > MEMORY_LIMIT_MB:
+            loads.append(os.getloadavg()[0])
+            if rss > limit_mb:
                 killed.set()
                 process.send_signal(signal.SIGKILL)
             time.sleep(period)
@@ -66,7 +75,9 @@ def watched(command: list[str], grows: Path | None = None, period: float = 0.2) 
     peak = max([row[1] for row in timeline], default=0.0)
     row = {"stdout": stdout, "returncode": process.returncode, "wall_s": time.perf_counter() - start,
            "cpu_s": _children_cpu_s() - cpu,
-           "peak_rss_mb": round(peak, 1), "timeline": timeline, "over_memory_limit": killed.is_set()}
+           "peak_rss_mb": round(peak, 1), "timeline": timeline, "over_memory_limit": killed.is_set(),
+           "load": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2),
+                    "mean": round(float(np.mean(loads)) if loads else load_start, 2)}}
     if process.returncode and not killed.is_set():
         raise RuntimeError(f"{' '.join(command[:6])} ... failed:\n{stderr[-3000:]}")
     return row
@@ -83,12 +94,28 @@ def _existing(path: Path):
     return [p for p in (path, path.with_name(path.name + ".partial")) if p.is_file()]
 
 
-def child(*argv) -> dict:
+def child(*argv, limit_mb: float = MEMORY_LIMIT_MB) -> dict:
     """Run `scaling.py --child argv...` watched; its JSON line merged with the watcher's numbers."""
-    row = watched([sys.executable, str(HERE / "scaling.py"), "--child", *map(str, argv)])
+    row = watched([sys.executable, str(HERE / "scaling.py"), "--child", *map(str, argv)], limit_mb=limit_mb)
     if row["over_memory_limit"]:
-        return {"over_memory_limit": True, "peak_rss_mb": row["peak_rss_mb"]}
-    return {**json.loads(row["stdout"].strip().splitlines()[-1]), "peak_rss_mb": row["peak_rss_mb"]}
+        return {"over_memory_limit": True, "limit_mb": limit_mb, "peak_rss_mb": row["peak_rss_mb"],
+                "load": row["load"]}
+    return {**json.loads(row["stdout"].strip().splitlines()[-1]), "peak_rss_mb": row["peak_rss_mb"],
+            "load": row["load"]}
+
+
+def steady(measure, reference: list) -> dict:
+    """measure() -> a row with "load"; measured again when its mean load is more than LOAD_REPEAT
+    from `reference[0]` (the stage's first point, set by the first call), keeping the attempt
+    nearer that load; the row lists every attempt's load under "load_attempts"."""
+    row = measure()
+    attempts = [row]
+    if reference and abs(row["load"]["mean"] - reference[0]) > LOAD_REPEAT:
+        attempts.append(measure())
+        row = min(attempts, key=lambda r: abs(r["load"]["mean"] - reference[0]))
+    if not reference:
+        reference.append(row["load"]["mean"])
+    return {**row, "load_attempts": [a["load"] for a in attempts]}
 
 
 # ----- children: each returns a JSON-able dict, timing only its stage ----------------------------
@@ -152,49 +179,98 @@ def _eval(engine, gt_path, dets_path, out_dir):
 
 
 def _loading(data_dir, workers):
+    """The first epoch through the training loader alone: seconds to the first batch (worker
+    start-up included) and images/s over the rest."""
+    loader = _train_loader(data_dir, int(workers))
+    start = time.perf_counter()
+    next(loader)
+    first = time.perf_counter() - start
+    batches = len(loader_dataset(data_dir)) // 2
+    for _ in range(batches - 1):
+        next(loader)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "first_batch_s": first, "images_per_s": 2 * batches / seconds,
+            "after_first_images_per_s": 2 * (batches - 1) / (seconds - first)}
+
+
+@functools.lru_cache(maxsize=None)
+def loader_dataset(data_dir):
     from maskrcnn.data.coco import CocoDataset
-    from maskrcnn.data.loader import build_train_loader
     from maskrcnn.data.transforms import RandomHorizontalFlip
 
     dataset = CocoDataset(Path(data_dir) / "annotations.json", Path(data_dir) / "images")
     dataset.transforms = RandomHorizontalFlip(0.5, ())
-    loader = iter(build_train_loader(dataset, 2, 0, num_workers=int(workers)))
-    start = time.perf_counter()
-    for _ in range(len(dataset) // 2):  # the first epoch, worker start-up included
-        next(loader)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "images_per_s": 2 * (len(dataset) // 2) / seconds}
+    return dataset
 
 
-def _train_step(data_dir, steps):
+def _train_loader(data_dir, workers: int):
+    from maskrcnn.data.loader import build_train_loader
+
+    return iter(build_train_loader(loader_dataset(data_dir), 2, 0, num_workers=workers))
+
+
+def _train_loop(data_dir, workers, steps):
+    """Training steps (2 torch threads) fed by the loader with `workers` workers: end-to-end
+    images/s after a warm-up step, and the share of the time spent waiting for batches."""
     import torch
 
-    from maskrcnn.data.coco import CocoDataset
+    torch.set_num_threads(2)
+    model, optimizer = _small_trainer(data_dir)
+    loader = _train_loader(data_dir, int(workers))
+    waited, start = 0.0, None
+    for step in range(int(steps) + 1):  # step 0 warms up (and starts the workers)
+        fetch = time.perf_counter()
+        images, targets = next(loader)
+        if step == 0:
+            _step(model, optimizer, images, targets)
+            start = time.perf_counter()
+            continue
+        waited += time.perf_counter() - fetch
+        _step(model, optimizer, images, targets)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images_per_s": 2 * int(steps) / seconds, "waiting_share": waited / seconds}
+
+
+def _small_trainer(data_dir):
+    import torch
+
     from maskrcnn.model.detector import build_model
     from maskrcnn.presets import get_preset
 
-    torch.set_num_threads(2)
-    dataset = CocoDataset(Path(data_dir) / "annotations.json", Path(data_dir) / "images")
+    dataset = loader_dataset(data_dir)
     cfg = get_preset("maskrcnn_r18_fpn")
     cfg.model.num_classes = len(dataset.class_names)
     cfg.input.min_size, cfg.input.max_size = (dataset[0][0].shape[1],), dataset[0][0].shape[2]
     model = build_model(cfg).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+
+
+def _step(model, optimizer, images, targets) -> None:
+    losses = model(list(images), list(targets))
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+
+
+def _train_step(data_dir, steps):
+    """The model's training step alone (2 torch threads, the same two images every step)."""
+    import torch
+
+    torch.set_num_threads(2)
+    model, optimizer = _small_trainer(data_dir)
+    dataset = loader_dataset(data_dir)
     batch = [dataset[0], dataset[1]]
     times = []
     for _ in range(int(steps) + 1):  # the first step warms up
         start = time.perf_counter()
-        losses = model([image for image, _ in batch], [target for _, target in batch])
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+        _step(model, optimizer, [image for image, _ in batch], [target for _, target in batch])
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times[1:]))
     return {"seconds_per_step": seconds, "images_per_s": 2 / seconds}
 
 
 CHILDREN = {"gen-gt": _gen_gt, "gen-dets": _gen_dets, "load-gt": _load_gt, "dataset": _dataset,
-            "eval": _eval, "loading": _loading, "train-step": _train_step}
+            "eval": _eval, "loading": _loading, "train-step": _train_step, "train-loop": _train_loop}
 
 
 # ----- stages ------------------------------------------------------------------------------------
@@ -202,17 +278,18 @@ CHILDREN = {"gen-gt": _gen_gt, "gen-dets": _gen_dets, "load-gt": _load_gt, "data
 def _ground_truth_file(work: Path, instances: int) -> Path:
     path = work / f"gt_{instances}.json"
     if not path.is_file():
-        child("gen-gt", instances, path)
+        child("gen-gt", instances, path, limit_mb=ANNOTATIONS_MEMORY_LIMIT_MB)
     return path
 
 
 def measure_annotations(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
-    rows = []
+    rows, reference = [], {"load_gt": [], "dataset": []}
     for instances in sizes["annotations"]:
         path = _ground_truth_file(work, instances)
         row = {"instances": instances, "file_mb": round(path.stat().st_size / 2**20, 1)}
         for name, kind in (("load_gt", "load-gt"), ("dataset", "dataset")):
-            result = child(kind, path)
+            measure = functools.partial(child, kind, path, limit_mb=ANNOTATIONS_MEMORY_LIMIT_MB)
+            result = steady(measure, reference[name])
             row[name] = result
             print(f"  {instances} instances {name}: {_fmt(result)}", flush=True)
         rows.append(row)
@@ -243,16 +320,18 @@ def measure_eval(sizes: dict, work: Path, save_rows=lambda partial: None) -> dic
 
 
 def measure_predict(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
-    rows = []
+    rows, reference = [], []
     for count in sizes["predict"]:
         folder = _small_images(work, count)
         out = work / f"predict_out_{count}"
         command = [sys.executable, "-m", "maskrcnn", "predict", *SMALL_MODEL, "--out", str(out),
                    "--score-thresh", "0.3", str(folder)]
-        result = watched(command, grows=out / "results.json", period=1.0)
+        measure = functools.partial(watched, command, grows=out / "results.json", period=1.0)
+        result = steady(measure, reference)
         rows.append({"images": count, "seconds": result["wall_s"], "cpu_s": result["cpu_s"],
                      "peak_rss_mb": result["peak_rss_mb"],
                      "results_mb": round((out / "results.json").stat().st_size / 2**20, 2),
+                     "load": result["load"], "load_attempts": result["load_attempts"],
                      "timeline": _thin(result["timeline"], 60)})
         print(f"  {count} images: {result['wall_s']:.0f} s, peak RSS {result['peak_rss_mb']} MB", flush=True)
         save_rows({"rows": rows, "command": _predict_command()})
@@ -281,17 +360,31 @@ def _small_images(work: Path, count: int) -> Path:
 
 
 def measure_loading(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
+    """The loader alone with 0 / 2 / 4 workers (each twice, alternating), the model's step alone,
+    and training steps fed by the loader with 0 / 2 / 4 workers."""
     from maskrcnn.data.synthetic import write_synthetic_dataset
 
     data_dir = work / f"shapes_{sizes['loading_images']}"
     if not (data_dir / "annotations.json").is_file():
         write_synthetic_dataset(data_dir, sizes["loading_images"], seed=0, size=512)
-    rows = [{"workers": w, **child("loading", data_dir, w)} for w in (0, 2, 4)]
-    for row in rows:
-        print(f"  {row['workers']} workers: {row['images_per_s']:.1f} images/s", flush=True)
+    rows = []
+    for repeat in range(2):
+        for workers in WORKERS:
+            rows.append({"workers": workers, "repeat": repeat, **child("loading", data_dir, workers)})
+            print(f"  loader, {workers} workers: {rows[-1]['images_per_s']:.1f} images/s "
+                  f"(first batch {rows[-1]['first_batch_s']:.1f} s)", flush=True)
     step = child("train-step", data_dir, 3)
     print(f"  training step: {step['images_per_s']:.2f} images/s", flush=True)
-    return {"rows": rows, "train_step": step, "image_size": 512}
+    loops = []
+    for workers in WORKERS:
+        loops.append({"workers": workers, **child("train-loop", data_dir, workers, sizes["loop_steps"])})
+        print(f"  training fed by {workers} workers: {loops[-1]['images_per_s']:.2f} images/s, "
+              f"waiting {100 * loops[-1]['waiting_share']:.0f} %", flush=True)
+    return {"rows": rows, "train_step": step, "train_loop": loops, "image_size": 512,
+            "images": sizes["loading_images"], "cores": os.cpu_count()}
+
+
+WORKERS = (0, 2, 4)
 
 
 def measure_serve(sizes: dict, work: Path, save_rows=lambda partial: None) -> dict:
