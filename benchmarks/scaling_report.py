@@ -63,23 +63,28 @@ def merge_runs(base: dict, other: dict) -> dict:
     """`other`'s stages over `base`'s (two runs of benchmarks/scaling.py, e.g. side by side): a size
     sweep keeps `base`'s rows at the sizes `other` did not measure, sorted by size; any other stage
     is replaced whole. Every sweep row names the run it came from ("run": that run's date)."""
+    base, other = _dated(base), _dated(other)
     merged = dict(base)
     for stage, value in other.items():
         if stage in ("machine", "exponents"):
             continue
         key = SIZE_KEYS.get(stage)
         if key and stage in base:
-            rows = {r[key]: _dated(r, base) for r in base[stage]["rows"]}
-            rows.update({r[key]: _dated(r, other) for r in value["rows"]})
+            rows = {r[key]: r for r in base[stage]["rows"]}
+            rows.update({r[key]: r for r in value["rows"]})
             value = {**base[stage], **value, "rows": [rows[size] for size in sorted(rows)]}
         merged[stage] = value
-    merged["machine"] = other.get("machine", base.get("machine"))
+    machines = [r["machine"] for r in (base, other) if "machine" in r]  # the latest run's
+    merged["machine"] = max(machines, key=lambda m: m.get("date", ""), default={})
     merged["exponents"] = exponents(merged)
     return merged
 
 
-def _dated(row: dict, report: dict) -> dict:
-    return {"run": report.get("machine", {}).get("date"), **row}
+def _dated(report: dict) -> dict:
+    """The report with each sweep row naming its run (rows already naming one keep it)."""
+    date = report.get("machine", {}).get("date")
+    return {stage: {**value, "rows": [{"run": date, **row} for row in value["rows"]]}
+            if stage in SIZE_KEYS else value for stage, value in report.items()}
 
 
 def write(report: dict, out: Path) -> dict:
