@@ -26,6 +26,8 @@ seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
     python benchmarks/msrcnn_quality.py --dataset synthetic --iters 1400
     python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
     python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
+    python benchmarks/msrcnn_quality.py --rerender benchmarks/results/msrcnn_quality_pennfudan.json
+    python benchmarks/msrcnn_quality.py --verdicts benchmarks/results/msrcnn_quality_{synthetic,pennfudan}.json
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ CORRELATIONS = (
      "pearson", "all"),
     ("spearman_tp", "Spearman rho with the true mask IoU, true positives: predicted MaskIoU - class score",
      "spearman", "tp"),
+    ("spearman_all", "Spearman rho with the true mask IoU, all detections: predicted MaskIoU - class score",
+     "spearman", "all"),
 )  # fmt: skip
 BOOTSTRAP_SAMPLES = 1000
 
@@ -167,7 +171,14 @@ def paired_effects(found: dict, work: Path, gt, samples: int = BOOTSTRAP_SAMPLES
         boot = np.mean([resampled[arm1, view1, s][metric] - resampled[arm0, view0, s][metric] for s in seeds], 0)
         out[key] = {"what": what, "paper": paper, "per_seed": diffs, **t_interval(diffs),
                     "bootstrap_ci95": [100 * v for v in percentile_interval(boot)]}  # fmt: skip
-    ms_rows = {r["seed"]: r["quality"] for r in found["msrcnn"]}
+    return {**out, **correlation_effects(found["msrcnn"], seeds)}
+
+
+def correlation_effects(ms_runs: list[dict], seeds: list[int]) -> dict:
+    """Per seed, the MS R-CNN run's correlation with the true mask IoU of its predicted MaskIoU
+    minus that of its class score (from the runs' "quality"; no detections needed), with the t-interval."""
+    ms_rows = {r["seed"]: r["quality"] for r in ms_runs}
+    out = {}
     for key, what, coefficient, subset in CORRELATIONS:
         pairs = [(ms_rows[s][f"{coefficient}/pred_maskiou/{subset}"], ms_rows[s][f"{coefficient}/class_score/{subset}"])
                  for s in seeds]  # fmt: skip
@@ -332,8 +343,8 @@ def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, he
             row["quality"] = quality(load_detections(work, arm, row["seed"]), val_ann)
     summary = {arm: summarise(rows) for arm, rows in found.items()}
     effects = paired_effects(found, work, load_ground_truth(val_ann))
-    result = dict(meta, arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
-                  effects=effects, diverged=diverged)  # fmt: skip
+    result = dict(meta, header=header, effects=effects, diverged=diverged,
+                  arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()})  # fmt: skip
     pa.write_json_atomic(Path(f"{out}.json"), result)
     table = markdown(summary, header) + effects_markdown(effects) + pa.diverged_note(diverged)
     pa.write_text_atomic(Path(f"{out}.md"), table)
@@ -341,6 +352,46 @@ def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, he
     if with_seed0:
         plot(work, val_ann, with_seed0, effects, Path(f"{out}.png"), f"{header.split(':')[0]}")
     print(table)
+    return result
+
+
+def verdict_table(reports: list[Path]) -> str:
+    """One row per effect, a column per report (its dataset): mean [95 % t-interval over seeds] and
+    whether the interval excludes zero, read from the reports' json."""
+    loaded = [json.loads(path.read_text()) for path in reports]
+    keys = list(dict.fromkeys(k for r in loaded for k, v in r["effects"].items() if isinstance(v, dict)))
+    names = [f"{r['dataset']} ({len(r['effects'].get('seeds', []))} seeds, {r['iters']} iterations)" for r in loaded]
+    lines = ["| claim (MS R-CNN - Mask R-CNN, paired by seed) | paper | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]  # fmt: skip
+    for key in keys:
+        effect = next(r["effects"][key] for r in loaded if key in r["effects"])
+        digits, unit = (1, " points") if key in dict.fromkeys(e[0] for e in EFFECTS) else (2, "")
+        cells = []
+        for r in loaded:
+            e = r["effects"].get(key)
+            if e is None or e.get("ci95") is None:
+                cells.append("-" if e is None else f"{e['mean']:+.{digits}f}{unit} (one seed)")
+                continue
+            low, high = e["ci95"]
+            decided = "**excludes zero**" if excludes_zero(e) else "includes zero"
+            cells.append(f"{e['mean']:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}], {decided}")
+        lines.append(f"| {effect['what']} | {effect['paper']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rerender(report_json: Path) -> dict:
+    """OUT.json and OUT.md again from a finished report OUT.json alone: the correlation effects
+    recomputed from its runs' numbers as CORRELATIONS now defines them (one added later joins),
+    the AP effects and OUT.png as they were (they need the runs' detections)."""
+    result = json.loads(report_json.read_text())
+    md = report_json.with_suffix(".md")
+    header = result.setdefault("header", md.read_text().splitlines()[0] if md.is_file() else "")
+    effects = result["effects"]
+    if "msrcnn" in result["arms"] and effects:
+        effects.update(correlation_effects(result["arms"]["msrcnn"]["runs"], effects["seeds"]))
+    pa.write_json_atomic(report_json, result)
+    summary = {arm: entry["summary"] for arm, entry in result["arms"].items()}
+    pa.write_text_atomic(md, markdown(summary, header) + effects_markdown(effects) + pa.diverged_note(result["diverged"]))
     return result
 
 
@@ -378,7 +429,20 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", help="comma-separated, from maskrcnn, msrcnn (default: both)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs already finished in the work folder")
+    parser.add_argument("--rerender", metavar="OUT.json",
+                        help="train nothing: rewrite OUT.json and OUT.md from that report alone (see rerender)")
+    parser.add_argument("--verdicts", nargs="+", metavar="REPORT.json",
+                        help="train nothing: every effect of these reports in one table, a column per "
+                        "report (--out; default benchmarks/results/msrcnn_quality_verdicts.md)")
     args = pa.common_args(parser, "synthetic 128, pennfudan 288").parse_args(argv)
+    if args.rerender:
+        rerender(Path(args.rerender))
+        return 0
+    if args.verdicts:
+        out = Path(args.out or pa.REPO / "benchmarks" / "results" / "msrcnn_quality_verdicts.md")
+        pa.write_text_atomic(out, verdict_table([Path(p) for p in args.verdicts]))
+        print(out.read_text())
+        return 0
     if args.size is None and not args.smoke:
         args.size = 128 if args.dataset == "synthetic" else 288
     work, out = pa.setup(args, "msrcnn_quality")
