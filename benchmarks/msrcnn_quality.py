@@ -33,6 +33,7 @@ seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -150,25 +151,39 @@ CORRELATIONS = (
 BOOTSTRAP_SAMPLES = 1000
 
 
-def paired_effects(found: dict, work: Path, gt, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+def analyse_run(work: Path, arm: str, seed: int, val_ann: Path, gt, counts: np.ndarray) -> dict:
+    """One finished run's "quality" numbers and, per view, its exact AP and the AP on each bootstrap
+    resample (`counts`: (B, I) image weights). Cached in WORK/ARM-seedS/analysis.json, keyed by a
+    hash of the detections and the resample, so that runs finished earlier are analysed once (a
+    process can do it while others train) and changed detections are analysed again."""
+    detections = work / f"{arm}-seed{seed}" / "eval" / "results.json"
+    key = hashlib.sha256(detections.read_bytes() + counts.tobytes()).hexdigest()
+    cache = detections.parents[1] / "analysis.json"
+    if cache.is_file() and (cached := json.loads(cache.read_text()))["key"] == key:
+        return cached
+    results = json.loads(detections.read_text())
+    out = {"key": key, "quality": quality(results, val_ann), "views": {}}
+    for name, (dets, task) in views(arm, results).items():
+        matches = ImageMatches(gt, dets, task)
+        exact, resampled = matches.ap(np.ones((1, matches.num_images))), matches.ap(counts)
+        out["views"][name] = {"exact": {k: float(v[0]) for k, v in exact.items()},
+                              "bootstrap": {k: v.tolist() for k, v in resampled.items()}}  # fmt: skip
+    pa.write_json_atomic(cache, out)
+    return out
+
+
+def paired_effects(found: dict, analyses: dict, samples: int) -> dict:
     """Each effect per seed (both arms of a seed finished), its mean with the paired t-interval over
-    seeds, and the 95 % percentile interval of that mean over `samples` bootstrap resamples of the
-    held-out images (the same resample for every run)."""
+    seeds, and the 95 % percentile interval of that mean over the `samples` bootstrap resamples of
+    the held-out images (the same resample for every run). `analyses`: {(arm, seed): analyse_run}."""
     seeds = sorted({r["seed"] for r in found.get("maskrcnn", [])} & {r["seed"] for r in found.get("msrcnn", [])})
     if not seeds:
         return {}
-    counts = bootstrap_counts(len(gt.getImgIds()), samples)
-    exact, resampled = {}, {}
-    for arm in ("maskrcnn", "msrcnn"):
-        for seed in seeds:
-            for name, (dets, task) in views(arm, load_detections(work, arm, seed)).items():
-                matches = ImageMatches(gt, dets, task)
-                exact[arm, name, seed] = matches.ap(np.ones((1, matches.num_images)))
-                resampled[arm, name, seed] = matches.ap(counts)
     out = {"seeds": seeds, "bootstrap_samples": samples}
     for key, what, (arm1, view1), (arm0, view0), metric, paper in EFFECTS:
-        diffs = [100 * float(exact[arm1, view1, s][metric][0] - exact[arm0, view0, s][metric][0]) for s in seeds]
-        boot = np.mean([resampled[arm1, view1, s][metric] - resampled[arm0, view0, s][metric] for s in seeds], 0)
+        pairs = [(analyses[arm1, s]["views"][view1], analyses[arm0, s]["views"][view0]) for s in seeds]
+        diffs = [100 * (a["exact"][metric] - b["exact"][metric]) for a, b in pairs]
+        boot = np.mean([np.subtract(a["bootstrap"][metric], b["bootstrap"][metric]) for a, b in pairs], 0)
         out[key] = {"what": what, "paper": paper, "per_seed": diffs, **t_interval(diffs),
                     "bootstrap_ci95": [100 * v for v in percentile_interval(boot)]}  # fmt: skip
     return {**out, **correlation_effects(found["msrcnn"], seeds)}
@@ -338,11 +353,15 @@ def effects_markdown(effects: dict) -> str:
 
 def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, header: str, meta: dict) -> dict:
     """OUT.json, OUT.md, OUT.png from the finished runs' saved detections."""
+    gt = load_ground_truth(val_ann)
+    counts = bootstrap_counts(len(gt.getImgIds()), BOOTSTRAP_SAMPLES)
+    analyses = {(arm, row["seed"]): analyse_run(work, arm, row["seed"], val_ann, gt, counts)
+                for arm, rows in found.items() for row in rows}  # fmt: skip
     for arm, rows in found.items():
         for row in rows:
-            row["quality"] = quality(load_detections(work, arm, row["seed"]), val_ann)
+            row["quality"] = analyses[arm, row["seed"]]["quality"]
     summary = {arm: summarise(rows) for arm, rows in found.items()}
-    effects = paired_effects(found, work, load_ground_truth(val_ann))
+    effects = paired_effects(found, analyses, BOOTSTRAP_SAMPLES)
     result = dict(meta, header=header, effects=effects, diverged=diverged,
                   arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()})  # fmt: skip
     pa.write_json_atomic(Path(f"{out}.json"), result)

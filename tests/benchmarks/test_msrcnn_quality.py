@@ -84,7 +84,7 @@ def test_true_ious_take_the_best_ground_truth_of_the_detections_class(tmp_path):
     np.testing.assert_allclose(box_iou, [0.5, 0.0])
 
 
-def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path):
+def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path, monkeypatch):
     """`--dataset synthetic --smoke` trains both arms on `synth --style quality` images; then the
     runs' detections are replaced by known ones and each paired effect must be the difference of
     what pycocotools scores (the MS arm's masks ranked by mask score, the plain arm's by class score)."""
@@ -114,6 +114,11 @@ def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path):
     low, high = effects["headline_AP"]["bootstrap_ci95"]
     assert low <= high and effects["headline_AP"]["ci95"] is None  # one seed: no t-interval
     assert "mask AP: MS R-CNN ranked by mask score - Mask R-CNN: " in Path(f"{out}.md").read_text()
+    # the analysis of each run is cached beside it (the first report above was of the trained
+    # runs' detections: replacing them made it analyse again, as the numbers checked show)
+    monkeypatch.setattr(mq, "quality", lambda *a: pytest.fail("a cached analysis was computed again"))
+    assert mq.report(*mq.pa.collect(work, mq.ARMS["synthetic"], [0]), work, val_ann, out, "test", meta={}) == result
+    monkeypatch.undo()
     q = result["arms"]["msrcnn"]["runs"][0]["quality"]
     assert effects["spearman_all"]["per_seed"] == [q["spearman/pred_maskiou/all"] - q["spearman/class_score/all"]]
 
