@@ -448,6 +448,10 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", help="comma-separated, from maskrcnn, msrcnn (default: both)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs already finished in the work folder")
+    parser.add_argument("--run-seeds", help="comma-separated seeds this process trains (default: all of "
+                        "--seeds); processes sharing a work folder can each take some")
+    parser.add_argument("--train-only", action="store_true",
+                        help="no report: another process writes it (--report-only), analysing runs as they finish")
     parser.add_argument("--rerender", metavar="OUT.json",
                         help="train nothing: rewrite OUT.json and OUT.md from that report alone (see rerender)")
     parser.add_argument("--verdicts", nargs="+", metavar="REPORT.json",
@@ -476,8 +480,11 @@ def main(argv=None) -> int:
     iters, seeds = calibration["iters"], range(args.seeds)
     print(f"msrcnn_quality {args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations "
           f"each ({args.size} px); work folder {work}", flush=True)
-    for seed in [] if args.report_only else seeds:  # both arms of a seed before the next: pairs finish together
+    run_seeds = [int(x) for x in args.run_seeds.split(",")] if args.run_seeds else seeds
+    for seed in [] if args.report_only else run_seeds:  # both arms of a seed before the next: pairs finish together
         pa.run_arms(arms, [seed], base, weights, work, iters, switches)
+    if args.train_only:
+        return 0
     found, diverged = pa.collect(work, switches, seeds)
     if not found:
         sys.exit(f"no finished runs in {work}")

@@ -149,3 +149,12 @@ def test_verdict_table_puts_each_reports_interval_in_its_column(tmp_path):
     assert ap == ("| mask AP | +1.6 | +0.5 points [+0.2, +0.8], **excludes zero** "
                   "| +0.5 points [-2.0, +3.0], includes zero |")
     assert pearson == "| Pearson | positive | +0.17 [-0.01, +0.35], includes zero | +0.17 [+0.11, +0.23], **excludes zero** |"
+
+
+def test_train_only_trains_the_given_arm_and_seeds_and_writes_no_report(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "msrcnn"
+    argv = ["--dataset", "synthetic", "--smoke", "--work", str(work), "--out", str(out),
+            "--arms", "msrcnn", "--run-seeds", "0", "--train-only"]  # fmt: skip
+    assert mq.main(argv) == 0
+    assert sorted(p.name for p in work.glob("*.json")) == ["msrcnn-seed0.json"]
+    assert not Path(f"{out}.json").exists() and not Path(f"{out}.md").exists()
