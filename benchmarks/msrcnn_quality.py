@@ -380,7 +380,7 @@ def verdict_table(reports: list[Path]) -> str:
     loaded = [json.loads(path.read_text()) for path in reports]
     keys = list(dict.fromkeys(k for r in loaded for k, v in r["effects"].items() if isinstance(v, dict)))
     names = [f"{r['dataset']} ({len(r['effects'].get('seeds', []))} seeds, {r['iters']} iterations)" for r in loaded]
-    lines = ["| claim (MS R-CNN - Mask R-CNN, paired by seed) | paper | " + " | ".join(names) + " |",
+    lines = ["| effect (paired by seed; mean, 95 % t-interval over seeds) | paper | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(names)]  # fmt: skip
     for key in keys:
         effect = next(r["effects"][key] for r in loaded if key in r["effects"])
