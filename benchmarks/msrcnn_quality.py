@@ -23,14 +23,17 @@ final detections on the held-out images (WORK/ARM-seedS/eval/results.json), at r
 OUT.json, OUT.md (tables, verdicts), OUT.png (effects with intervals; true IoU against each score,
 seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 
-    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 1400
+    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 500   # committed; AP75 ~20: 3000 to train further
     python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
     python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
+    python benchmarks/msrcnn_quality.py --rerender benchmarks/results/msrcnn_quality_pennfudan.json
+    python benchmarks/msrcnn_quality.py --verdicts benchmarks/results/msrcnn_quality_{synthetic,pennfudan}.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -142,32 +145,55 @@ CORRELATIONS = (
      "pearson", "all"),
     ("spearman_tp", "Spearman rho with the true mask IoU, true positives: predicted MaskIoU - class score",
      "spearman", "tp"),
+    ("spearman_all", "Spearman rho with the true mask IoU, all detections: predicted MaskIoU - class score",
+     "spearman", "all"),
 )  # fmt: skip
 BOOTSTRAP_SAMPLES = 1000
 
 
-def paired_effects(found: dict, work: Path, gt, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+def analyse_run(work: Path, arm: str, seed: int, val_ann: Path, gt, counts: np.ndarray) -> dict:
+    """One finished run's "quality" numbers and, per view, its exact AP and the AP on each bootstrap
+    resample (`counts`: (B, I) image weights). Cached in WORK/ARM-seedS/analysis.json, keyed by a
+    hash of the detections and the resample, so that runs finished earlier are analysed once (a
+    process can do it while others train) and changed detections are analysed again."""
+    detections = work / f"{arm}-seed{seed}" / "eval" / "results.json"
+    key = hashlib.sha256(detections.read_bytes() + counts.tobytes()).hexdigest()
+    cache = detections.parents[1] / "analysis.json"
+    if cache.is_file() and (cached := json.loads(cache.read_text()))["key"] == key:
+        return cached
+    results = json.loads(detections.read_text())
+    out = {"key": key, "quality": quality(results, val_ann), "views": {}}
+    for name, (dets, task) in views(arm, results).items():
+        matches = ImageMatches(gt, dets, task)
+        exact, resampled = matches.ap(np.ones((1, matches.num_images))), matches.ap(counts)
+        out["views"][name] = {"exact": {k: float(v[0]) for k, v in exact.items()},
+                              "bootstrap": {k: v.tolist() for k, v in resampled.items()}}  # fmt: skip
+    pa.write_json_atomic(cache, out)
+    return out
+
+
+def paired_effects(found: dict, analyses: dict, samples: int) -> dict:
     """Each effect per seed (both arms of a seed finished), its mean with the paired t-interval over
-    seeds, and the 95 % percentile interval of that mean over `samples` bootstrap resamples of the
-    held-out images (the same resample for every run)."""
+    seeds, and the 95 % percentile interval of that mean over the `samples` bootstrap resamples of
+    the held-out images (the same resample for every run). `analyses`: {(arm, seed): analyse_run}."""
     seeds = sorted({r["seed"] for r in found.get("maskrcnn", [])} & {r["seed"] for r in found.get("msrcnn", [])})
     if not seeds:
         return {}
-    counts = bootstrap_counts(len(gt.getImgIds()), samples)
-    exact, resampled = {}, {}
-    for arm in ("maskrcnn", "msrcnn"):
-        for seed in seeds:
-            for name, (dets, task) in views(arm, load_detections(work, arm, seed)).items():
-                matches = ImageMatches(gt, dets, task)
-                exact[arm, name, seed] = matches.ap(np.ones((1, matches.num_images)))
-                resampled[arm, name, seed] = matches.ap(counts)
     out = {"seeds": seeds, "bootstrap_samples": samples}
     for key, what, (arm1, view1), (arm0, view0), metric, paper in EFFECTS:
-        diffs = [100 * float(exact[arm1, view1, s][metric][0] - exact[arm0, view0, s][metric][0]) for s in seeds]
-        boot = np.mean([resampled[arm1, view1, s][metric] - resampled[arm0, view0, s][metric] for s in seeds], 0)
+        pairs = [(analyses[arm1, s]["views"][view1], analyses[arm0, s]["views"][view0]) for s in seeds]
+        diffs = [100 * (a["exact"][metric] - b["exact"][metric]) for a, b in pairs]
+        boot = np.mean([np.subtract(a["bootstrap"][metric], b["bootstrap"][metric]) for a, b in pairs], 0)
         out[key] = {"what": what, "paper": paper, "per_seed": diffs, **t_interval(diffs),
                     "bootstrap_ci95": [100 * v for v in percentile_interval(boot)]}  # fmt: skip
-    ms_rows = {r["seed"]: r["quality"] for r in found["msrcnn"]}
+    return {**out, **correlation_effects(found["msrcnn"], seeds)}
+
+
+def correlation_effects(ms_runs: list[dict], seeds: list[int]) -> dict:
+    """Per seed, the MS R-CNN run's correlation with the true mask IoU of its predicted MaskIoU
+    minus that of its class score (from the runs' "quality"; no detections needed), with the t-interval."""
+    ms_rows = {r["seed"]: r["quality"] for r in ms_runs}
+    out = {}
     for key, what, coefficient, subset in CORRELATIONS:
         pairs = [(ms_rows[s][f"{coefficient}/pred_maskiou/{subset}"], ms_rows[s][f"{coefficient}/class_score/{subset}"])
                  for s in seeds]  # fmt: skip
@@ -327,13 +353,17 @@ def effects_markdown(effects: dict) -> str:
 
 def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, header: str, meta: dict) -> dict:
     """OUT.json, OUT.md, OUT.png from the finished runs' saved detections."""
+    gt = load_ground_truth(val_ann)
+    counts = bootstrap_counts(len(gt.getImgIds()), BOOTSTRAP_SAMPLES)
+    analyses = {(arm, row["seed"]): analyse_run(work, arm, row["seed"], val_ann, gt, counts)
+                for arm, rows in found.items() for row in rows}  # fmt: skip
     for arm, rows in found.items():
         for row in rows:
-            row["quality"] = quality(load_detections(work, arm, row["seed"]), val_ann)
+            row["quality"] = analyses[arm, row["seed"]]["quality"]
     summary = {arm: summarise(rows) for arm, rows in found.items()}
-    effects = paired_effects(found, work, load_ground_truth(val_ann))
-    result = dict(meta, arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()},
-                  effects=effects, diverged=diverged)  # fmt: skip
+    effects = paired_effects(found, analyses, BOOTSTRAP_SAMPLES)
+    result = dict(meta, header=header, effects=effects, diverged=diverged,
+                  arms={arm: {"summary": summary[arm], "runs": rows} for arm, rows in found.items()})  # fmt: skip
     pa.write_json_atomic(Path(f"{out}.json"), result)
     table = markdown(summary, header) + effects_markdown(effects) + pa.diverged_note(diverged)
     pa.write_text_atomic(Path(f"{out}.md"), table)
@@ -341,6 +371,46 @@ def report(found: dict, diverged: list, work: Path, val_ann: Path, out: Path, he
     if with_seed0:
         plot(work, val_ann, with_seed0, effects, Path(f"{out}.png"), f"{header.split(':')[0]}")
     print(table)
+    return result
+
+
+def verdict_table(reports: list[Path]) -> str:
+    """One row per effect, a column per report (its dataset): mean [95 % t-interval over seeds] and
+    whether the interval excludes zero, read from the reports' json."""
+    loaded = [json.loads(path.read_text()) for path in reports]
+    keys = list(dict.fromkeys(k for r in loaded for k, v in r["effects"].items() if isinstance(v, dict)))
+    names = [f"{r['dataset']} ({len(r['effects'].get('seeds', []))} seeds, {r['iters']} iterations)" for r in loaded]
+    lines = ["| effect (paired by seed; mean, 95 % t-interval over seeds) | paper | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]  # fmt: skip
+    for key in keys:
+        effect = next(r["effects"][key] for r in loaded if key in r["effects"])
+        digits, unit = (1, " points") if key in dict.fromkeys(e[0] for e in EFFECTS) else (2, "")
+        cells = []
+        for r in loaded:
+            e = r["effects"].get(key)
+            if e is None or e.get("ci95") is None:
+                cells.append("-" if e is None else f"{e['mean']:+.{digits}f}{unit} (one seed)")
+                continue
+            low, high = e["ci95"]
+            decided = "**excludes zero**" if excludes_zero(e) else "includes zero"
+            cells.append(f"{e['mean']:+.{digits}f}{unit} [{low:+.{digits}f}, {high:+.{digits}f}], {decided}")
+        lines.append(f"| {effect['what']} | {effect['paper']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rerender(report_json: Path) -> dict:
+    """OUT.json and OUT.md again from a finished report OUT.json alone: the correlation effects
+    recomputed from its runs' numbers as CORRELATIONS now defines them (one added later joins),
+    the AP effects and OUT.png as they were (they need the runs' detections)."""
+    result = json.loads(report_json.read_text())
+    md = report_json.with_suffix(".md")
+    header = result.setdefault("header", md.read_text().splitlines()[0] if md.is_file() else "")
+    effects = result["effects"]
+    if "msrcnn" in result["arms"] and effects:
+        effects.update(correlation_effects(result["arms"]["msrcnn"]["runs"], effects["seeds"]))
+    pa.write_json_atomic(report_json, result)
+    summary = {arm: entry["summary"] for arm, entry in result["arms"].items()}
+    pa.write_text_atomic(md, markdown(summary, header) + effects_markdown(effects) + pa.diverged_note(result["diverged"]))
     return result
 
 
@@ -378,7 +448,24 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", help="comma-separated, from maskrcnn, msrcnn (default: both)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs already finished in the work folder")
+    parser.add_argument("--run-seeds", help="comma-separated seeds this process trains (default: all of "
+                        "--seeds); processes sharing a work folder can each take some")
+    parser.add_argument("--train-only", action="store_true",
+                        help="no report: another process writes it (--report-only), analysing runs as they finish")
+    parser.add_argument("--rerender", metavar="OUT.json",
+                        help="train nothing: rewrite OUT.json and OUT.md from that report alone (see rerender)")
+    parser.add_argument("--verdicts", nargs="+", metavar="REPORT.json",
+                        help="train nothing: every effect of these reports in one table, a column per "
+                        "report (--out; default benchmarks/results/msrcnn_quality_verdicts.md)")
     args = pa.common_args(parser, "synthetic 128, pennfudan 288").parse_args(argv)
+    if args.rerender:
+        rerender(Path(args.rerender))
+        return 0
+    if args.verdicts:
+        out = Path(args.out or pa.REPO / "benchmarks" / "results" / "msrcnn_quality_verdicts.md")
+        pa.write_text_atomic(out, verdict_table([Path(p) for p in args.verdicts]))
+        print(out.read_text())
+        return 0
     if args.size is None and not args.smoke:
         args.size = 128 if args.dataset == "synthetic" else 288
     work, out = pa.setup(args, "msrcnn_quality")
@@ -393,8 +480,11 @@ def main(argv=None) -> int:
     iters, seeds = calibration["iters"], range(args.seeds)
     print(f"msrcnn_quality {args.dataset}: arms {', '.join(arms)}; seeds {list(seeds)}; {iters} iterations "
           f"each ({args.size} px); work folder {work}", flush=True)
-    for seed in [] if args.report_only else seeds:  # both arms of a seed before the next: pairs finish together
+    run_seeds = [int(x) for x in args.run_seeds.split(",")] if args.run_seeds else seeds
+    for seed in [] if args.report_only else run_seeds:  # both arms of a seed before the next: pairs finish together
         pa.run_arms(arms, [seed], base, weights, work, iters, switches)
+    if args.train_only:
+        return 0
     found, diverged = pa.collect(work, switches, seeds)
     if not found:
         sys.exit(f"no finished runs in {work}")

@@ -84,7 +84,7 @@ def test_true_ious_take_the_best_ground_truth_of_the_detections_class(tmp_path):
     np.testing.assert_allclose(box_iou, [0.5, 0.0])
 
 
-def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path):
+def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path, monkeypatch):
     """`--dataset synthetic --smoke` trains both arms on `synth --style quality` images; then the
     runs' detections are replaced by known ones and each paired effect must be the difference of
     what pycocotools scores (the MS arm's masks ranked by mask score, the plain arm's by class score)."""
@@ -114,3 +114,47 @@ def test_synthetic_smoke_and_paired_effects_match_pycocotools(tmp_path):
     low, high = effects["headline_AP"]["bootstrap_ci95"]
     assert low <= high and effects["headline_AP"]["ci95"] is None  # one seed: no t-interval
     assert "mask AP: MS R-CNN ranked by mask score - Mask R-CNN: " in Path(f"{out}.md").read_text()
+    # the analysis of each run is cached beside it (the first report above was of the trained
+    # runs' detections: replacing them made it analyse again, as the numbers checked show)
+    monkeypatch.setattr(mq, "quality", lambda *a: pytest.fail("a cached analysis was computed again"))
+    assert mq.report(*mq.pa.collect(work, mq.ARMS["synthetic"], [0]), work, val_ann, out, "test", meta={}) == result
+    monkeypatch.undo()
+    q = result["arms"]["msrcnn"]["runs"][0]["quality"]
+    assert effects["spearman_all"]["per_seed"] == [q["spearman/pred_maskiou/all"] - q["spearman/class_score/all"]]
+
+    # --rerender: a report written before an effect was defined gets it from the json alone
+    report_json, table = Path(f"{out}.json"), Path(f"{out}.md").read_text()
+    committed = json.loads(report_json.read_text())
+    older = {**committed, "effects": {k: v for k, v in committed["effects"].items() if k != "spearman_all"}}
+    del older["header"]  # older reports kept it only as the table's first line
+    report_json.write_text(json.dumps(older))
+    assert mq.main(["--rerender", str(report_json)]) == 0
+    assert json.loads(report_json.read_text()) == committed and Path(f"{out}.md").read_text() == table
+
+
+def test_verdict_table_puts_each_reports_interval_in_its_column(tmp_path):
+    def report(dataset, headline_ci, pearson_ci):
+        return {"dataset": dataset, "iters": 10, "effects": {
+            "seeds": [0, 1, 2], "bootstrap_samples": 5,
+            "headline_AP": {"what": "mask AP", "paper": "+1.6", "mean": 0.5, "ci95": headline_ci},
+            "pearson_tp": {"what": "Pearson", "paper": "positive", "mean": 0.17, "ci95": pearson_ci}}}
+
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps(report("synthetic", [0.25, 0.75], [-0.01, 0.35])))
+    paths[1].write_text(json.dumps(report("pennfudan", [-2.0, 3.0], [0.11, 0.23])))
+    out = tmp_path / "verdicts.md"
+    assert mq.main(["--verdicts", *map(str, paths), "--out", str(out)]) == 0
+    header, rule, ap, pearson = out.read_text().splitlines()
+    assert header.endswith("| synthetic (3 seeds, 10 iterations) | pennfudan (3 seeds, 10 iterations) |")
+    assert ap == ("| mask AP | +1.6 | +0.5 points [+0.2, +0.8], **excludes zero** "
+                  "| +0.5 points [-2.0, +3.0], includes zero |")
+    assert pearson == "| Pearson | positive | +0.17 [-0.01, +0.35], includes zero | +0.17 [+0.11, +0.23], **excludes zero** |"
+
+
+def test_train_only_trains_the_given_arm_and_seeds_and_writes_no_report(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "msrcnn"
+    argv = ["--dataset", "synthetic", "--smoke", "--work", str(work), "--out", str(out),
+            "--arms", "msrcnn", "--run-seeds", "0", "--train-only"]  # fmt: skip
+    assert mq.main(argv) == 0
+    assert sorted(p.name for p in work.glob("*.json")) == ["msrcnn-seed0.json"]
+    assert not Path(f"{out}.json").exists() and not Path(f"{out}.md").exists()
