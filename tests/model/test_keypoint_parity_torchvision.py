@@ -25,6 +25,11 @@ IMAGES = ["pennfudan/PNGImages/FudanPed00001.png", "pennfudan/PNGImages/PennPed0
           "coco/keypoints-val2017-30/images/000000465718.jpg", "coco/keypoints-val2017-30/images/000000293625.jpg"]
 INFER = {"min_size": 512, "max_size": 853, "box_score_thresh": 0.0, "box_detections_per_img": 10}
 TRAIN = {"min_size": 512, "max_size": 853, "box_batch_size_per_image": 32}  # <= 8 positives per image
+# Same operations in the same order as torchvision on tensors of the same shapes (every CPU picks
+# the same kernels for both): losses and gradients equal bit for bit (0 to 1 ulp seen on an AMD
+# EPYC); RE_ASSOC ulps of margin, room for a sum of that many terms in another order, far below
+# a wrong target, weight or average (>= 1e-3 relative).
+RE_ASSOC, U = 16, torch.finfo(torch.float32).eps / 2
 
 
 def _pair(tv_kwargs: dict, our_kwargs: dict, image: torch.Tensor, seed: int):
@@ -42,7 +47,11 @@ def outputs(shared_data):
     ref, ours = _pair(INFER, INFER, images[0], seed=1)
     with torch.no_grad():
         expected = [ref.eval()([img])[0] for img in images]
-    return expected, [ours.eval().predict(img)[0] for img in images]
+    peaks = []  # max |heatmap logit| per image, for the decoding's rounding bound
+    hook = ours.roi_heads.keypoint_head.register_forward_hook(lambda m, a, out: peaks.append(out.abs().max().item()))
+    got = [ours.eval().predict(img)[0] for img in images]
+    hook.remove()
+    return expected, got, peaks
 
 
 def test_heatmaps_are_spread_out(outputs):
@@ -53,9 +62,14 @@ def test_heatmaps_are_spread_out(outputs):
 
 @pytest.mark.parametrize("index", range(len(IMAGES)), ids=[p.rpartition("/")[2] for p in IMAGES])
 def test_detections_and_keypoints_match(outputs, index):
-    """Each reference detection has one of ours (any order) with the same label, box within
-    1e-3 px, score within 1e-4, keypoints within 1e-2 px and keypoint scores within 1e-3."""
-    ref, ours = outputs[0][index], outputs[1][index]
+    """Each reference detection has one of ours (any order) with the same label, box and score
+    (the model runs torchvision's operations in its order: equal bit for bit, RE_ASSOC ulps of
+    margin as in test_parity_torchvision.py), and keypoints and keypoint scores within the
+    rounding bounds of the decoding (derived in tests/model/test_keypoint_head.py: 8 u X px,
+    X the largest coordinate; 2 u M (2 * 3 * 56 * 4.125 + 19), M = max |heatmap logit|)."""
+    ref, ours, peak = outputs[0][index], outputs[1][index], outputs[2][index]
+    box_tol, score_tol = RE_ASSOC * U * INFER["max_size"], RE_ASSOC * U
+    xy_tol, kp_score_tol = 8 * U * INFER["max_size"], 2 * U * peak * (2 * 3 * 56 * 4.125 + 19)
     assert len(ours) == len(ref["boxes"]) == INFER["box_detections_per_img"]
     assert ours.keypoints.shape == (len(ours), 17, 3)
     used = torch.zeros(len(ours), dtype=torch.bool)
@@ -63,13 +77,13 @@ def test_detections_and_keypoints_match(outputs, index):
         diff = (ours.boxes - ref["boxes"][i]).abs().amax(dim=1)
         diff[(ours.labels != ref["labels"][i]) | used] = float("inf")
         j = int(diff.argmin())
-        assert diff[j] <= 1e-3, f"detection {i}: no box within 1e-3 px (best {diff[j]:.2e})"
+        assert diff[j] <= box_tol, f"detection {i}: no box within {box_tol:.1e} px (best {diff[j]:.2e})"
         used[j] = True
-        assert abs(float(ours.scores[j] - ref["scores"][i])) <= 1e-4
+        assert abs(float(ours.scores[j] - ref["scores"][i])) <= score_tol
         xy_err = (ours.keypoints[j, :, :2] - ref["keypoints"][i, :, :2]).abs().max()
-        assert xy_err <= 1e-2, f"detection {i}: keypoints differ by {xy_err:.2e} px"
+        assert xy_err <= xy_tol, f"detection {i}: keypoints differ by {xy_err:.2e} px"
         score_err = (ours.keypoints[j, :, 2] - ref["keypoints_scores"][i]).abs().max()
-        assert score_err <= 1e-3, f"detection {i}: keypoint scores differ by {score_err:.2e}"
+        assert score_err <= kp_score_tol, f"detection {i}: keypoint scores differ by {score_err:.2e}"
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +103,16 @@ def _losses(model, images, targets, seed):
 
 
 def test_keypoint_loss_and_gradients_match(training):
-    """Same sampled RoIs -> same loss_keypoint (rel 1e-4), and the same gradient on the heatmap
-    layer (rel 1e-3), so targets, valid-keypoint selection and averaging all agree."""
+    """Same sampled RoIs -> same loss_keypoint and the same gradient on the heatmap layer (to
+    RE_ASSOC ulps), so targets, valid-keypoint selection and averaging all agree."""
     ref, ours, images, targets = training
     expected = _losses(ref, images, targets, seed=0)
     got = _losses(ours, images, targets, seed=0)
     assert set(got) == set(expected)
     for name in expected:
         e, g = expected[name].item(), got[name].item()
-        assert e > 0 and abs(g - e) <= 1e-4 * abs(e), f"{name}: ours {g:.8f} vs torchvision {e:.8f}"
+        assert e > 0 and abs(g - e) <= RE_ASSOC * U * abs(e), f"{name}: ours {g:.8f} vs torchvision {e:.8f}"
     # only the heatmap layer's gradient: autograd skips the rest of the backward pass
     (ref_grad,) = torch.autograd.grad(expected["loss_keypoint"], ref.roi_heads.keypoint_predictor.kps_score_lowres.weight)
     (our_grad,) = torch.autograd.grad(got["loss_keypoint"], ours.roi_heads.keypoint_head.deconv.weight)
-    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-3, atol=1e-3 * ref_grad.abs().max())
+    torch.testing.assert_close(our_grad, ref_grad, rtol=0, atol=RE_ASSOC * U * ref_grad.abs().max().item())

@@ -209,4 +209,6 @@ def test_training_step_equals_functional_restatement(model):
     assert set(losses) == set(expected)
     for name, value in expected.items():
         assert value > 0, name
-        assert losses[name].item() == pytest.approx(value.item(), rel=1e-4), name
+        # the restatement calls the model's operations in its order: equal bit for bit (0.0 seen);
+        # 16 ulps of margin, room for a 16-term sum in another order, far below a wrong term
+        assert losses[name].item() == pytest.approx(value.item(), rel=16 * torch.finfo(torch.float32).eps / 2), name

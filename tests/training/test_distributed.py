@@ -46,7 +46,13 @@ def test_two_processes_equal_one(tmp_path):
     two = load_checkpoint(tmp_path / "two" / "model_0000003.pt")
     worst = max((one["model"][k].float() - v.float()).abs().max().item()
                 for k, v in two["model"].items())  # fmt: skip
-    assert worst < 1e-5
+    # Two processes sum the same loss terms grouped per image: a mean of n non-negative terms in
+    # another order moves by <= n u of itself, the longest being the mask loss (2 images x 1
+    # positive x 28 x 28); each of the 3 updates (lr 0.01, smaller than the weights) differs by
+    # <= n u of itself, so the weights by <= n u max |w|. A missing average over the processes
+    # would double a step.
+    n, u = 2 * 1 * 28 * 28, torch.finfo(torch.float32).eps / 2
+    assert worst <= n * u * max(v.float().abs().max().item() for v in one["model"].values())
     best = load_checkpoint(tmp_path / "two" / "model_best.pt")
     assert best["metric"] == "segm/AP" and best["iter"] in (2, 3)
     assert "segm/AP" in json.loads((tmp_path / "two" / "eval" / "metrics.json").read_text())
@@ -55,7 +61,7 @@ def test_two_processes_equal_one(tmp_path):
     ref = (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["iter"] for x in lines] == [1, 2, 3]
     for a, b in zip(lines, ref):
-        assert json.loads(a)["loss"] == pytest.approx(json.loads(b)["loss"], rel=1e-4)
+        assert json.loads(a)["loss"] == pytest.approx(json.loads(b)["loss"], rel=n * u)
 
 
 def test_single_process_needs_no_group(monkeypatch):
