@@ -40,10 +40,16 @@ QUANTITIES = ("box", "score", "mask", "keypoint")
 # fp32 re-association alone moves torchvision's own worst error of ~30 detections by up to ~1.6x
 # between images; the fast path's channels-last convolutions (oneDNN's NHWC kernels) add up to
 # ~1.9x in RMS on v2 (folding alone: <= 1.06x), hence 2x on the RMS and 2.5x on the worst error.
-# Below the floors every error is negligible.
+# Below the floors every error is the rounding of the quantity itself, in fp32 units
+# (U = 2^-24, the unit roundoff) of its scale:
+# - box: 2 roundings of a coordinate up to MAX_SIDE px (the longest input side, 1333);
+# - score: 32 U of a probability <= 1 (a softmax over <= 91 classes, then one product);
+# - mask: twice the bilinear paste bound U * (6 * 30 + 6) of tests/ops/test_masks.py;
+# - keypoint: 16 U of a coordinate up to MAX_SIDE (heat-map argmax offset, scale, shift).
 RMS_SLACK, WORST_SLACK = 2.0, 2.5
 KEYPOINT_FLIP_PX = 1.0  # a keypoint further off than this moved cells: counted, not measured
-FLOORS = {"box": 1e-4, "score": 1e-6, "mask": 1e-5, "keypoint": 1e-3}
+U, MAX_SIDE = 2.0**-24, 1333
+FLOORS = {"box": 2 * U * MAX_SIDE, "score": 32 * U, "mask": 2 * U * (6 * 30 + 6), "keypoint": 16 * U * MAX_SIDE}
 
 
 def build_pair(kind: str, seed: int, image: torch.Tensor, **size):
