@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BackboneConfig
+from .head_contract import DeclaresConvNorms
 from .layers import make_norm
 
 # Per stage: expansion ratio, kernel, stride of the first block, output channels, repeats
@@ -76,7 +77,7 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads))
 
 
-class ConvNormAct(nn.Sequential):
+class ConvNormAct(DeclaresConvNorms, nn.Sequential):
     """SAME conv -> norm (-> ReLU6)."""
 
     def __init__(self, cin, cout, kernel, stride=1, groups=1, norm="bn", eps=1e-3, act=True):
@@ -85,6 +86,9 @@ class ConvNormAct(nn.Sequential):
         if act:
             layers["act"] = nn.ReLU6(inplace=True)
         super().__init__(layers)
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        return [("conv", "norm")]
 
 
 class MBConv(nn.Module):
