@@ -67,6 +67,7 @@ class ResNetTrunk(DeclaresConvNorms, nn.Module):
                     p.requires_grad_(False)
 
     def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """The stem's conv1 -> bn1 and every block's pairs (`resnet_block_pairs`)."""
         return [("conv1", "bn1")] + [pair for name in self.stages for pair in resnet_block_pairs(getattr(self, name), f"{name}.")]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -162,5 +163,7 @@ class Backbone(nn.Module):
             self.out_channels, self.strides = cfg.fpn_channels, (4, 8, 16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised images -> [P2..P6] (B, fpn_channels, H / s, W / s) at strides
+        4..64, or [C4] (B, C, H / 16, W / 16) for C4."""
         feats = self.trunk(self.input_format(x))
         return feats[-1:] if self.fpn is None else self.fpn(feats)

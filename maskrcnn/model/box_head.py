@@ -46,9 +46,11 @@ class BoxHead(DeclaresOutputs, nn.Module):
         init_layers(self.bbox_pred, "normal", std=0.001)
 
     def output_layers(self) -> dict[str, int]:
+        """Class scores: 1 row per class; box deltas: 4 rows (dx, dy, dw, dh) per class."""
         return {"cls_score": 1, "bbox_pred": 4}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, R, R) RoI features -> class logits (N, K+1), box deltas (N, 4 (K+1))."""
         x = self.features(x)
         return self.cls_score(x), self.bbox_pred(x)
 

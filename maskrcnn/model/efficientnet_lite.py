@@ -66,6 +66,7 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C', ceil(H / s), ceil(W / s)): pads bottom/right as TensorFlow's SAME."""
         k, s = self.kernel_size[0], self.stride[0]
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad order: width first
@@ -88,6 +89,7 @@ class ConvNormAct(DeclaresConvNorms, nn.Sequential):
         super().__init__(layers)
 
     def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """The conv runs straight into its norm."""
         return [("conv", "norm")]
 
 
@@ -105,6 +107,7 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Cin, H, W) -> (B, Cout, H / stride, W / stride)."""
         y = self.expand(x) if hasattr(self, "expand") else x
         y = self.project(self.depthwise(y))
         return x + y if self.residual else y
@@ -148,6 +151,7 @@ class EfficientNetLiteTrunk(nn.Module):
                 p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> [C2, C3, C4, C5] at strides 4, 8, 16, 32."""
         x = self.stem(x)
         wanted = {self.stage_ends[s] for s in FEATURE_STAGES}
         feats = []

@@ -79,6 +79,7 @@ class SeparableMaxPool3x3(nn.Module):
     Traced (an export), it is the max pool op: writes into views do not trace."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2)), as MaxPool2d(3, 2, padding=1)."""
         if torch.jit.is_tracing():
             return F.max_pool2d(x, 3, 2, 1)
         return _max3_stride2(_max3_stride2(x, -1), -2)

@@ -29,6 +29,8 @@ class DeclaresOutputs:
     """A module with output layers (every head, and the RPN head)."""
 
     def output_layers(self) -> dict[str, int | None]:
+        """{attribute of an output layer: its rows per class along dim 0, or None when its rows
+        do not follow the classes}."""
         raise NotImplementedError(f"{type(self).__name__} must declare its output layers")
 
 

@@ -26,6 +26,7 @@ class ConvNorm(DeclaresConvNorms, nn.Sequential):
         super().__init__(layers)
 
     def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """conv -> norm when the block has a norm."""
         return [("conv", "norm")] if "norm" in self._modules else []
 
 

@@ -26,4 +26,5 @@ class Res5Head(DeclaresConvNorms, nn.Sequential):
         self.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
 
     def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """Every block's pairs (`resnet_block_pairs`)."""
         return resnet_block_pairs(self)

@@ -84,6 +84,7 @@ class RoIPooler(nn.Module):
         self.canonical_scale, self.canonical_level = canonical_scale, canonical_level
 
     def extra_repr(self) -> str:
+        """Kind, sampling ratio, alignment and levels, as `print(model)` shows them."""
         return (f"kind={self.kind}, sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, "
                 f"levels=P{self.min_level}..P{self.max_level}")
 
@@ -202,6 +203,8 @@ class GatherRoIAlign(RoIPooler):
         return {**self.__dict__, "_rows": None}
 
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        """features [P2..] in their dtype and layout, per-image boxes (Ni, 4) -> (N, C, R, R)
+        channels-last, in the maps' dtype."""
         if torch.jit.is_tracing():  # an export: torchvision's registered ops, as the built model's
             return super().forward([f.float() for f in features], boxes, resolution)
         rois, levels, scales = self.rois_and_levels(features, boxes)
@@ -221,6 +224,7 @@ class SparseRoIAlign(RoIPooler):
             raise ValueError("SparseRoIAlign needs RoIAlign with a fixed sampling ratio")
 
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        """features [P2..] (B, C, Hl, Wl) channels-last, per-image boxes (Ni, 4) -> (N, C, R, R) fp32."""
         rois, levels, scales = self.rois_and_levels(features, boxes)
         with torch.autocast(features[0].device.type, enabled=False):
             return roi_align_sparse_levels(features[: len(scales)], rois, levels, scales, resolution,
@@ -232,6 +236,7 @@ class Fp32RoIPooler(RoIPooler):
     runs for a pooler it has no variant of (adaptive sampling, RoIPool, RoIWarp)."""
 
     def forward(self, features: list[torch.Tensor], boxes: list[torch.Tensor], resolution: int) -> torch.Tensor:
+        """features [P2..] in any dtype / layout, per-image boxes (Ni, 4) -> (N, C, R, R) fp32."""
         with torch.autocast(features[0].device.type, enabled=False):
             return super().forward([f.float().contiguous() for f in features], boxes, resolution)
 
@@ -248,6 +253,7 @@ class ThreadedRoIAlign(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feature, rois, scale, resolution, sampling_ratio, aligned, parts):
+        """feature (B, C, H, W), rois (K, 5) -> (K, C, R, R), chunks of RoIs pooled on threads."""
         ctx.save_for_backward(rois)
         ctx.args = (scale, resolution, sampling_ratio, aligned, parts, feature.shape)
         chunks = rois.tensor_split(parts)
@@ -256,6 +262,7 @@ class ThreadedRoIAlign(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """grad (K, C, R, R) -> the feature's gradient (B, C, H, W), the chunks' maps added."""
         (rois,) = ctx.saved_tensors
         scale, resolution, sampling_ratio, aligned, parts, (b, c, h, w) = ctx.args
 
