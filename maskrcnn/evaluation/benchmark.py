@@ -87,11 +87,13 @@ class StageTimer:
         self._swapped.clear()
 
     def opened(self, names: list[str]) -> None:
+        """The stages `names` open now (a timing variant's forward starts)."""
         now = self.clock()
         self._open.update(dict.fromkeys(names, now))
         self.first_start = self.first_start or now
 
     def closed(self, names: list[str]) -> None:
+        """The stages `names` close now: their time since opening is added (seconds of `clock`)."""
         now = self.clock()
         for name in names:
             self.times[name] += now - self._open.pop(name)
@@ -101,6 +103,7 @@ class TimedStage:
     """Mixin of the timing variants: the module's forward between two clock readings."""
 
     def forward(self, *args, **kwargs):
+        """The module's own forward, unchanged output, between the timer's two clock readings."""
         timer, opens, closes = self._stage_timing
         timer.opened(opens)
         output = super().forward(*args, **kwargs)
