@@ -30,7 +30,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from ..ops.poolers import Fp32RoIPooler, GatherRoIAlign
 from .backbone import ResNetTrunk
-from .fast_variants import CastsInput, InputFormat, PixelRowsFlatten, layer_variant, pixel_rows_fc, replace_module
+from .fast_variants import CastsInput, InputFormat, layer_variant, replace_module
 from .head_contract import declared_conv_norms, declared_outputs
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -110,19 +110,10 @@ def _set_pooler(heads: nn.Module) -> None:
     maps (`Fp32RoIPooler`)."""
     if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
         heads.pooler = heads.pooler.as_variant(GatherRoIAlign)
-        _read_pooled_rows(heads)
+        if heads.res5 is None:  # a box head of fcs reads the channels-last output as it lies
+            heads.box_head.read_pixel_rows(heads.resolutions["box"])
         return
     heads.pooler = heads.pooler.as_variant(Fp32RoIPooler)
-
-
-def _read_pooled_rows(heads: nn.Module) -> None:
-    """A box head of fcs only reads the gather pooler's channels-last output as it lies
-    (`PixelRowsFlatten`, the first fc's columns permuted to match): a view instead of a copy."""
-    head = heads.box_head
-    if heads.res5 is not None or len(head.convs) or not len(head.fcs):
-        return
-    pixel_rows_fc(head.fcs[0], head.fcs[0].in_features // heads.resolutions["box"] ** 2, heads.resolutions["box"])
-    head.flatten = PixelRowsFlatten()
 
 
 def _set_mask_tail(heads: nn.Module) -> None:
