@@ -3,11 +3,12 @@ measured on the same images in one run, alternating image by image so that every
 the same machine load.
 
 A runner is a name, a callable `image -> number of detections`, and optionally the modules that
-open and close each stage (`StageSpans`), timed with forward hooks.
+open and close each stage (`StageSpans`), timed by `StageTimer`'s timing variants.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import threading
 import time
@@ -54,37 +55,66 @@ def our_stage_spans(model) -> StageSpans:
 
 
 class StageTimer:
-    """Forward hooks that add up time between each span's opening and closing module: wall time,
-    or another `clock` (time.process_time: CPU time, unaffected by other jobs' load)."""
+    """Adds up the time between each span's opening and closing module: wall time, or another
+    `clock` (time.process_time: CPU time, unaffected by other jobs' load).
+
+    Inside `with`, each module that opens or closes a span runs as a named timing variant of its
+    class (`Timed<Class>`, shown by `print(model)`): its forward reads the clock before and after
+    the module's own forward and returns the same output. On exit every module gets its class back.
+    """
 
     def __init__(self, spans: StageSpans, clock: Callable[[], float] = time.perf_counter):
-        self.spans, self.times, self._open, self._handles = spans, {}, {}, []
+        self.spans, self.times, self._open, self._swapped = spans, {}, {}, []
         self.clock = clock
 
     def __enter__(self):
+        roles: dict[int, tuple[nn.Module, list[str], list[str]]] = {}  # id -> (module, opens, closes)
         for name, (first, last) in self.spans.items():
-            self._handles.append(first.register_forward_pre_hook(self._start(name)))
-            self._handles.append(last.register_forward_hook(self._stop(name)))
+            roles.setdefault(id(first), (first, [], []))[1].append(name)
+            roles.setdefault(id(last), (last, [], []))[2].append(name)
+        for module, opens, closes in roles.values():
+            self._swapped.append((module, type(module)))
+            module.__class__ = _timed_class(type(module))
+            module._stage_timing = (self, opens, closes)
         self.times = {name: 0.0 for name in self.spans}
         self.first_start = None
         return self
 
     def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        for module, cls in self._swapped:
+            module.__class__ = cls
+            del module._stage_timing
+        self._swapped.clear()
 
-    def _start(self, name):
-        def hook(module, args):
-            now = self.clock()
-            self._open[name] = now
-            self.first_start = self.first_start or now
-        return hook
+    def opened(self, names: list[str]) -> None:
+        """The stages `names` open now (a timing variant's forward starts)."""
+        now = self.clock()
+        self._open.update(dict.fromkeys(names, now))
+        self.first_start = self.first_start or now
 
-    def _stop(self, name):
-        def hook(module, args, output):
-            self.times[name] += self.clock() - self._open.pop(name)
-        return hook
+    def closed(self, names: list[str]) -> None:
+        """The stages `names` close now: their time since opening is added (seconds of `clock`)."""
+        now = self.clock()
+        for name in names:
+            self.times[name] += now - self._open.pop(name)
+
+
+class TimedStage:
+    """Mixin of the timing variants: the module's forward between two clock readings."""
+
+    def forward(self, *args, **kwargs):
+        """The module's own forward, unchanged output, between the timer's two clock readings."""
+        timer, opens, closes = self._stage_timing
+        timer.opened(opens)
+        output = super().forward(*args, **kwargs)
+        timer.closed(closes)
+        return output
+
+
+@functools.cache
+def _timed_class(cls: type[nn.Module]) -> type[nn.Module]:
+    """`Timed<cls>`: `cls` with `TimedStage`'s forward."""
+    return type(f"Timed{cls.__name__}", (TimedStage, cls), {})
 
 
 class PeakMemory:

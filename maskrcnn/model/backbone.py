@@ -13,6 +13,7 @@ from torchvision.models import resnet
 from ..config import BackboneConfig
 from ..errors import ConfigError
 from .efficientnet_lite import EfficientNetLiteTrunk
+from .head_contract import DeclaresConvNorms
 from .layers import ConvNorm, make_norm
 from .layers import init_layers
 
@@ -30,7 +31,18 @@ def resnet_layers(cfg: BackboneConfig) -> resnet.ResNet:
     return net
 
 
-class ResNetTrunk(nn.Module):
+def resnet_block_pairs(blocks: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """The conv -> norm pairs of torchvision's BasicBlock / Bottleneck blocks (an indexable
+    sequence), named under `prefix`: conv1 -> bn1, conv2 -> bn2 (conv3 -> bn3), downsample.0 -> .1."""
+    pairs = []
+    for i, block in enumerate(blocks):
+        pairs += [(f"{prefix}{i}.conv{k}", f"{prefix}{i}.bn{k}") for k in (1, 2, 3) if hasattr(block, f"conv{k}")]
+        if block.downsample is not None:
+            pairs.append((f"{prefix}{i}.downsample.0", f"{prefix}{i}.downsample.1"))
+    return pairs
+
+
+class ResNetTrunk(DeclaresConvNorms, nn.Module):
     """torchvision's ResNet layout (conv1, bn1, layer1..4), returning C2..C5 (C2..C4 for C4,
     whose layer4 is the RoI stage's res5)."""
 
@@ -54,7 +66,12 @@ class ResNetTrunk(nn.Module):
                 for p in module.parameters():
                     p.requires_grad_(False)
 
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """The stem's conv1 -> bn1 and every block's pairs (`resnet_block_pairs`)."""
+        return [("conv1", "bn1")] + [pair for name in self.stages for pair in resnet_block_pairs(getattr(self, name), f"{name}.")]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) images -> [C2, C3, C4(, C5)] at strides 4, 8, 16 (, 32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         out = []
         for name in self.stages:
@@ -146,5 +163,7 @@ class Backbone(nn.Module):
             self.out_channels, self.strides = cfg.fpn_channels, (4, 8, 16, 32, 64)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised images -> [P2..P6] (B, fpn_channels, H / s, W / s) at strides
+        4..64, or [C4] (B, C, H / 16, W / 16) for C4."""
         feats = self.trunk(self.input_format(x))
         return feats[-1:] if self.fpn is None else self.fpn(feats)

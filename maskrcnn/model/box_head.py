@@ -10,6 +10,7 @@ from ..config import BoxHeadConfig
 from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
 from ..structures import BatchedBoxes, split_per_image
 from .federated_loss import class_weights, federated_classes, federated_loss
+from .fast_variants import PixelRowsFlatten, pixel_rows_fc
 from .head_contract import DeclaresOutputs
 from .layers import ConvNorm
 from .layers import init_layers
@@ -46,9 +47,11 @@ class BoxHead(DeclaresOutputs, nn.Module):
         init_layers(self.bbox_pred, "normal", std=0.001)
 
     def output_layers(self) -> dict[str, int]:
+        """Class scores: 1 row per class; box deltas: 4 rows (dx, dy, dw, dh) per class."""
         return {"cls_score": 1, "bbox_pred": 4}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, R, R) RoI features -> class logits (N, K+1), box deltas (N, 4 (K+1))."""
         x = self.features(x)
         return self.cls_score(x), self.bbox_pred(x)
 
@@ -59,6 +62,15 @@ class BoxHead(DeclaresOutputs, nn.Module):
         for fc in self.fcs:
             x = F.relu(fc(x))
         return x
+
+    def read_pixel_rows(self, resolution: int) -> None:
+        """Inference only, after a channels-last pooler (`GatherRoIAlign`): a head of fcs reads the
+        (N, C, R, R) RoI features as they lie, (R, R, C) rows (`PixelRowsFlatten`, a view instead
+        of a copy), its first fc's columns permuted to match. Heads with convs keep `flatten`."""
+        if len(self.convs) or not len(self.fcs):
+            return
+        pixel_rows_fc(self.fcs[0], self.fcs[0].in_features // resolution**2, resolution)
+        self.flatten = PixelRowsFlatten()
 
     def set_class_frequencies(self, image_counts: torch.Tensor) -> None:
         """(K,) training images holding each class -> the federated loss's sampling weights."""

@@ -37,6 +37,7 @@ class MaskRCNN(nn.Module):
         self.precision: str | None = None  # "fp32" / "bf16" once prepared for fast inference
 
     def train(self, mode: bool = True):
+        """`nn.Module.train`, refused for a model prepared for inference (its norms are folded)."""
         if mode and self.precision is not None:
             raise RuntimeError(
                 f"this model was prepared for inference (precision={self.precision!r}: norms folded "
@@ -46,9 +47,13 @@ class MaskRCNN(nn.Module):
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """The K class names (without the background), in label order 1..K."""
         return self.cfg.model.class_names
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None, keep_mask_probs=False):
+        """images: list of (3, H, W) floats in [0, 1]; targets (training): per image boxes (G, 4)
+        xyxy px, labels (G,), masks (G, H, W) ... -> training: dict of losses; inference: one
+        `Instances` per image at its input size."""
         if self.training and targets is None:
             raise ValueError("training mode needs targets; call model.eval() for inference")
         generators = _generators(targets)
@@ -120,6 +125,8 @@ class MaskRCNN(nn.Module):
         return pad_batch(resized, inp.size_divisibility), (new_targets if targets else None)
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) or (B, 3, H, W) RGB in [0, 1] -> the channel order, scale, mean and std the
+        weights expect."""
         if self.cfg.input.channel_order == "BGR":
             image = image.flip(-3)  # (3, H, W) or a batch (B, 3, H, W)
         if self.cfg.input.pixel_scale != 1.0:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BackboneConfig
+from .head_contract import DeclaresConvNorms
 from .layers import make_norm
 
 # Per stage: expansion ratio, kernel, stride of the first block, output channels, repeats
@@ -65,6 +66,7 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C', ceil(H / s), ceil(W / s)): pads bottom/right as TensorFlow's SAME."""
         k, s = self.kernel_size[0], self.stride[0]
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad order: width first
@@ -76,7 +78,7 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads))
 
 
-class ConvNormAct(nn.Sequential):
+class ConvNormAct(DeclaresConvNorms, nn.Sequential):
     """SAME conv -> norm (-> ReLU6)."""
 
     def __init__(self, cin, cout, kernel, stride=1, groups=1, norm="bn", eps=1e-3, act=True):
@@ -85,6 +87,10 @@ class ConvNormAct(nn.Sequential):
         if act:
             layers["act"] = nn.ReLU6(inplace=True)
         super().__init__(layers)
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """The conv runs straight into its norm."""
+        return [("conv", "norm")]
 
 
 class MBConv(nn.Module):
@@ -101,6 +107,7 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Cin, H, W) -> (B, Cout, H / stride, W / stride)."""
         y = self.expand(x) if hasattr(self, "expand") else x
         y = self.project(self.depthwise(y))
         return x + y if self.residual else y
@@ -144,6 +151,7 @@ class EfficientNetLiteTrunk(nn.Module):
                 p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> [C2, C3, C4, C5] at strides 4, 8, 16, 32."""
         x = self.stem(x)
         wanted = {self.stage_ends[s] for s in FEATURE_STAGES}
         feats = []

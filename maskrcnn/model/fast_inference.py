@@ -26,27 +26,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..ops.poolers import Fp32RoIPooler, GatherRoIAlign
 from .backbone import ResNetTrunk
-from .efficientnet_lite import ConvNormAct
-from .fast_variants import CastsInput, InputFormat, PixelRowsFlatten, layer_variant, pixel_rows_fc, replace_module
-from .head_contract import declared_outputs
-from .layers import ConvNorm
+from .fast_variants import CastsInput, InputFormat, layer_variant, replace_module
+from .head_contract import declared_conv_norms, declared_outputs
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-# (container type, [(conv attribute, norm attribute), ...]) pairs applied as conv -> norm.
-_PAIRS = (
-    (ResNetTrunk, [("conv1", "bn1")]),
-    (Bottleneck, [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]),
-    (BasicBlock, [("conv1", "bn1"), ("conv2", "bn2")]),
-    (ConvNorm, [("conv", "norm")]),
-    (ConvNormAct, [("conv", "norm")]),
-)
-
 
 def prepare_for_inference(
     model: nn.Module, precision: str = "fp32", channels_last: bool | None = None, compile: bool = False
@@ -92,6 +79,7 @@ class SeparableMaxPool3x3(nn.Module):
     Traced (an export), it is the max pool op: writes into views do not trace."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2)), as MaxPool2d(3, 2, padding=1)."""
         if torch.jit.is_tracing():
             return F.max_pool2d(x, 3, 2, 1)
         return _max3_stride2(_max3_stride2(x, -1), -2)
@@ -122,19 +110,10 @@ def _set_pooler(heads: nn.Module) -> None:
     maps (`Fp32RoIPooler`)."""
     if heads.pooler.kind == "roialign" and heads.pooler.sampling_ratio > 0:
         heads.pooler = heads.pooler.as_variant(GatherRoIAlign)
-        _read_pooled_rows(heads)
+        if heads.res5 is None:  # a box head of fcs reads the channels-last output as it lies
+            heads.box_head.read_pixel_rows(heads.resolutions["box"])
         return
     heads.pooler = heads.pooler.as_variant(Fp32RoIPooler)
-
-
-def _read_pooled_rows(heads: nn.Module) -> None:
-    """A box head of fcs only reads the gather pooler's channels-last output as it lies
-    (`PixelRowsFlatten`, the first fc's columns permuted to match): a view instead of a copy."""
-    head = heads.box_head
-    if heads.res5 is not None or len(head.convs) or not len(head.fcs):
-        return
-    pixel_rows_fc(head.fcs[0], head.fcs[0].in_features // heads.resolutions["box"] ** 2, heads.resolutions["box"])
-    head.flatten = PixelRowsFlatten()
 
 
 def _set_mask_tail(heads: nn.Module) -> None:
@@ -146,26 +125,12 @@ def _set_mask_tail(heads: nn.Module) -> None:
 
 def fold_norms(model: nn.Module) -> int:
     """Fold each conv -> FrozenBN / eval BN pair into the conv; returns how many were folded."""
-    return sum(_fold_pair(parent, conv, norm) for parent, conv, norm in conv_norm_pairs(model))
+    return sum(_fold_pair(parent, conv, norm) for parent, conv, norm in declared_conv_norms(model))
 
 
 def has_unfolded_norms(model: nn.Module) -> bool:
     """Whether some conv is still followed by a norm `fold_norms` would fold."""
-    return any(_foldable(getattr(parent, norm, None)) for parent, _, norm in conv_norm_pairs(model))
-
-
-def conv_norm_pairs(model: nn.Module):
-    """(parent, conv attribute, norm attribute) for each conv the model follows by a norm."""
-    for module in model.modules():
-        if isinstance(module, nn.Sequential) and _is_downsample(module):
-            yield module, "0", "1"
-        for kind, pairs in _PAIRS:
-            if isinstance(module, kind):
-                yield from ((module, conv, norm) for conv, norm in pairs)
-
-
-def _is_downsample(seq: nn.Sequential) -> bool:
-    return len(seq) == 2 and isinstance(seq[0], nn.Conv2d) and _foldable(seq[1])
+    return any(_foldable(getattr(parent, norm, None)) for parent, _, norm in declared_conv_norms(model))
 
 
 def _foldable(norm: nn.Module) -> bool:

@@ -38,6 +38,8 @@ class MatmulMaskTail(nn.Module):
 
     @staticmethod
     def fits(deconv: nn.Module, logits: nn.Module) -> bool:
+        """Whether the layers are what this tail computes: a deconv with kernel = stride (no
+        padding, groups 1, a bias), then a 1x1 conv with a bias."""
         return (isinstance(deconv, nn.ConvTranspose2d) and deconv.bias is not None and deconv.groups == 1
                 and deconv.kernel_size[0] == deconv.kernel_size[1] == deconv.stride[0] == deconv.stride[1]
                 and deconv.padding == (0, 0) and deconv.output_padding == (0, 0) and deconv.dilation == (1, 1)
@@ -45,6 +47,7 @@ class MatmulMaskTail(nn.Module):
                 and logits.stride == (1, 1) and logits.padding == (0, 0) and logits.groups == 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features, (N,) labels -> (N, k h, k w) logits of each RoI's class."""
         n, c, h, w = x.shape
         k, d = self.k, self.d
         rows = x.new_ones((n * h * w, c + 1))  # (N h w, C + 1): pixel rows and a column of ones for the bias

@@ -26,14 +26,13 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ..ops.poolers import Fp32RoIPooler, SparseRoIAlign
-from .fast_inference import conv_norm_pairs
 from .fast_variants import FOLDING, FoldsFrozenNorm, InputFormat, RunsInFp32, layer_variant, replace_module
-from .head_contract import declared_outputs
+from .head_contract import declared_conv_norms, declared_outputs
 
 
 def prepare_for_training(model: nn.Module, channels_last: bool = True) -> nn.Module:
     """Rewrite `model` (a MaskRCNN) for the fast training step, in place; returns it."""
-    for parent, conv_name, norm_name in list(conv_norm_pairs(model)):
+    for parent, conv_name, norm_name in declared_conv_norms(model):
         conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
         if type(conv) in FOLDING and type(norm) is FrozenBatchNorm2d:
             fused, folded = FoldsFrozenNorm.fold(conv, norm)

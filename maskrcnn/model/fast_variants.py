@@ -48,9 +48,11 @@ class InputFormat(nn.Module):
         self.dtype, self.memory_format = dtype, memory_format
 
     def extra_repr(self) -> str:
+        """The dtype and memory layout, as `print(model)` shows them."""
         return f"dtype={self.dtype}, memory_format={self.memory_format}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the same values in `dtype` and `memory_format`."""
         return x.to(dtype=self.dtype or x.dtype, memory_format=self.memory_format)
 
 
@@ -59,6 +61,7 @@ class FoldedFrozenBatchNorm2d(FrozenBatchNorm2d):
     stay (checkpoints load as before), its forward passes the input through."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> the same tensor: the conv before it applied the norm."""
         return x
 
 
@@ -86,11 +89,11 @@ class FoldsFrozenNorm:
 
 
 class FrozenNormConv2d(FoldsFrozenNorm, nn.Conv2d):
-    pass
+    """nn.Conv2d folding the FrozenBatchNorm2d after it (`FoldsFrozenNorm`)."""
 
 
 class FrozenNormSameConv2d(FoldsFrozenNorm, SameConv2d):
-    pass
+    """SameConv2d (EfficientNet-Lite) folding the FrozenBatchNorm2d after it (`FoldsFrozenNorm`)."""
 
 
 FOLDING = {nn.Conv2d: FrozenNormConv2d, SameConv2d: FrozenNormSameConv2d}
@@ -100,6 +103,7 @@ class RunsInFp32:
     """Mixin: the layer computes in fp32 with autocast off, its input cast to fp32."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (any float dtype) -> the layer's output in fp32, autocast off."""
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x.float())
 
@@ -108,31 +112,32 @@ class CastsInput:
     """Mixin: the layer casts its input to its own weight's dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> the layer's output, x cast to the weight's dtype first."""
         return super().forward(x.to(self.weight.dtype))
 
 
 class Fp32Conv2d(RunsInFp32, nn.Conv2d):
-    pass
+    """nn.Conv2d computing in fp32 under autocast (`RunsInFp32`)."""
 
 
 class Fp32ConvTranspose2d(RunsInFp32, nn.ConvTranspose2d):
-    pass
+    """nn.ConvTranspose2d computing in fp32 under autocast (`RunsInFp32`)."""
 
 
 class Fp32Linear(RunsInFp32, nn.Linear):
-    pass
+    """nn.Linear computing in fp32 under autocast (`RunsInFp32`)."""
 
 
 class CastConv2d(CastsInput, nn.Conv2d):
-    pass
+    """nn.Conv2d casting its input to its weight's dtype (`CastsInput`)."""
 
 
 class CastConvTranspose2d(CastsInput, nn.ConvTranspose2d):
-    pass
+    """nn.ConvTranspose2d casting its input to its weight's dtype (`CastsInput`)."""
 
 
 class CastLinear(CastsInput, nn.Linear):
-    pass
+    """nn.Linear casting its input to its weight's dtype (`CastsInput`)."""
 
 
 _LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -152,6 +157,7 @@ class PixelRowsFlatten(nn.Module):
     channels-last RoI features (the gather pooler's)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, R, R) -> (N, R R C), rows in (y, x, channel) order."""
         return x.permute(0, 2, 3, 1).flatten(1)
 
 

@@ -11,7 +11,10 @@ classes, and the typed fields it hands to the heads after it.
   deltas, M*M for an MLP mask head; None when the rows do not follow the classes (RPN, keypoint
   heatmaps, a class-agnostic mask). Weight transfer copies rows by class name from it, and the
   fast paths, the int8 export and the ONNX export keep these layers in fp32.
-Nothing outside a head names its layers: `declared_outputs(model)` collects the declarations.
+- `conv_norm_pairs()` (`DeclaresConvNorms`, any module: trunks, ConvNorm blocks, res5) -> the
+  (conv, norm) submodule names it runs as conv -> norm, which the fast paths fold into one conv.
+Nothing outside a module names its layers: `declared_outputs(model)` and
+`declared_conv_norms(model)` collect the declarations.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class DeclaresOutputs:
     """A module with output layers (every head, and the RPN head)."""
 
     def output_layers(self) -> dict[str, int | None]:
+        """{attribute of an output layer: its rows per class along dim 0, or None when its rows
+        do not follow the classes}."""
         raise NotImplementedError(f"{type(self).__name__} must declare its output layers")
 
 
@@ -46,6 +51,26 @@ def declared_outputs(model: nn.Module) -> list[OutputLayer]:
             for attr, rows in owner.output_layers().items():
                 name = f"{prefix}.{attr}" if prefix else attr
                 out.append(OutputLayer(name, owner.get_submodule(attr), rows))
+    return out
+
+
+class DeclaresConvNorms:
+    """A module that runs some of its convolutions straight into a norm (nothing in between)."""
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """(conv, norm) dotted submodule names relative to the module, each pair under one parent."""
+        raise NotImplementedError(f"{type(self).__name__} must declare its conv -> norm pairs")
+
+
+def declared_conv_norms(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv attribute, norm attribute) of every conv -> norm pair the model's modules
+    declare, in module order."""
+    out = []
+    for owner in model.modules():
+        if isinstance(owner, DeclaresConvNorms):
+            for conv, norm in owner.conv_norm_pairs():
+                parent, _, conv_name = conv.rpartition(".")
+                out.append((owner.get_submodule(parent), conv_name, norm.rpartition(".")[2]))
     return out
 
 

@@ -33,9 +33,11 @@ class KeypointHead(DeclaresOutputs, nn.Module):
         init_layers(self, "msra")
 
     def output_layers(self) -> dict[str, None]:
+        """The heatmap deconv: one row per keypoint type, whatever the classes."""
         return {"deconv": None}  # one heatmap per keypoint type, whatever the classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 14, 14) -> (N, K, 56, 56) heatmap logits (deconv to 28, bilinear x2)."""
         x = self.deconv(self.convs(x))  # (N, K, 28, 28)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
@@ -48,6 +50,7 @@ class KeypointHead(DeclaresOutputs, nn.Module):
         return {"loss_keypoint": loss * self.cfg.loss_weight}
 
     def predict(self, x: torch.Tensor, detections: list[dict], handoff: Handoff) -> None:
+        """Detections' features (D, C, 14, 14) -> adds `keypoint_heatmaps` (Di, K, 56, 56) per image."""
         heatmaps = self(x)  # (D, K, 56, 56)
         for det, h in zip(detections, split_per_image(heatmaps, [d["labels"].shape[0] for d in detections])):
             det["keypoint_heatmaps"] = h

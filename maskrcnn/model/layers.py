@@ -9,8 +9,10 @@ from collections import OrderedDict
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .head_contract import DeclaresConvNorms
 
-class ConvNorm(nn.Sequential):
+
+class ConvNorm(DeclaresConvNorms, nn.Sequential):
     """Conv (+ optional BatchNorm) (+ optional ReLU); the conv has a bias only without a norm."""
 
     def __init__(self, cin, cout, kernel, stride=1, norm="none", relu=False, eps=1e-5):
@@ -22,6 +24,10 @@ class ConvNorm(nn.Sequential):
         if relu:
             layers["relu"] = nn.ReLU(inplace=True)
         super().__init__(layers)
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """conv -> norm when the block has a norm."""
+        return [("conv", "norm")] if "norm" in self._modules else []
 
 
 def make_norm(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:

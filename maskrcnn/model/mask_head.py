@@ -37,9 +37,12 @@ class MaskHead(DeclaresOutputs, nn.Module):
         self.out_channels = 1 if cfg.class_agnostic else num_classes
 
     def output_layers(self) -> dict[str, int | None]:
+        """`logits`: `class_rows` rows per class, or None for a class-agnostic head (one mask)."""
         return {"logits": None if self.cfg.class_agnostic else self.class_rows}
 
     def losses(self, x: torch.Tensor, rois, targets: list[dict], handoff: Handoff) -> dict[str, torch.Tensor]:
+        """Positive RoIs' features (P, C, R, R) and their `SampledRoIs` -> {"loss_mask"}; hands on
+        their class's logits (P, M, M) and GT crops (P, M, M)."""
         logits = self(x)  # (P, K+1 | 1, M, M)
         crops = [mask_targets(t["masks"], b, m, self.resolution, self.cfg.aligned) for t, b, m in zip(targets, rois.boxes, rois.matched)]
         crops = torch.cat(crops)  # (P, M, M) GT cropped to each RoI, in [0, 1]
@@ -53,6 +56,8 @@ class MaskHead(DeclaresOutputs, nn.Module):
         return {"loss_mask": loss * self.cfg.loss_weight}
 
     def predict(self, x: torch.Tensor, detections: list[dict], handoff: Handoff) -> None:
+        """Detections' features (D, C, R, R) -> adds `mask_probs` (Di, M, M) in [0, 1] per image;
+        hands on the detected class's logits (D, M, M)."""
         labels = torch.cat([d["labels"] for d in detections])
         picked = self.class_logits(x, labels)  # (D, M, M)
         handoff.mask_logits = picked
@@ -113,6 +118,7 @@ class FCNMaskHead(MaskHead):
         self.fast_tail = None  # the fp32 fast path's `MatmulMaskTail` (`use_fast_tail`), at inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, R, R) -> (N, K+1 | 1, M, M) mask logits."""
         return self.logits(F.relu(self.deconv(self.convs(x)), inplace=True))
 
     def use_fast_tail(self) -> None:
@@ -122,6 +128,7 @@ class FCNMaskHead(MaskHead):
             self.fast_tail = MatmulMaskTail(self.deconv, self.logits)
 
     def class_logits(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """As `MaskHead.class_logits`; through `fast_tail` when the fp32 fast path set one."""
         if self.fast_tail is None or torch.jit.is_tracing():
             return super().class_logits(x, labels)
         return self.fast_tail(self.convs(x), labels if self.out_channels > 1 else torch.zeros_like(labels))
@@ -141,6 +148,7 @@ class MLPMaskHead(MaskHead):
         init_layers(self.logits, "normal", std=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, R, R) -> (N, K+1 | 1, M, M) mask logits."""
         x = x.flatten(1)
         for fc in self.fcs:
             x = F.relu(fc(x))

@@ -40,9 +40,11 @@ class MaskIoUHead(DeclaresOutputs, nn.Module):
         init_layers(self.iou, "normal", std=0.01)
 
     def output_layers(self) -> dict[str, int]:
+        """`iou`: one predicted IoU row per class."""
         return {"iou": 1}
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+        """Features (N, C, R, R), mask logits (N, M, M) -> predicted mask IoU per class (N, K+1)."""
         mask = F.max_pool2d(mask_logits.sigmoid()[:, None], self.mask_pool, self.mask_pool)  # (N, 1, R, R)
         x = torch.cat([features, mask.to(features.dtype)], dim=1)  # (N, C + 1, R, R)
         for conv in self.convs:
@@ -62,6 +64,8 @@ class MaskIoUHead(DeclaresOutputs, nn.Module):
         return {"loss_maskiou": loss * self.cfg.loss_weight}
 
     def predict(self, x: torch.Tensor, detections: list[dict], handoff: Handoff) -> None:
+        """Detections' features (D, C, R, R) -> adds `mask_scores` (Di,) = box score x predicted
+        IoU of the detected class, per image."""
         labels = torch.cat([d["labels"] for d in detections])
         iou_pred = self(x, handoff.mask_logits)  # (D, K+1)
         scores = mask_scores(iou_pred, labels, torch.cat([d["scores"] for d in detections]))

@@ -11,10 +11,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import BackboneConfig
-from .backbone import resnet_layers
+from .backbone import resnet_block_pairs, resnet_layers
+from .head_contract import DeclaresConvNorms
 
 
-class Res5Head(nn.Sequential):
+class Res5Head(DeclaresConvNorms, nn.Sequential):
     """(N, C4 channels, 14, 14) pooled RoIs -> (N, 2048, 7, 7): the bottleneck blocks of conv5,
     built as the trunk's own layer4 would be (depth, ResNeXt groups, norm, caffe strides)."""
 
@@ -23,3 +24,7 @@ class Res5Head(nn.Sequential):
         super().__init__(*net.layer4)
         last = net.layer4[-1]
         self.out_channels = (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+    def conv_norm_pairs(self) -> list[tuple[str, str]]:
+        """Every block's pairs (`resnet_block_pairs`)."""
+        return resnet_block_pairs(self)

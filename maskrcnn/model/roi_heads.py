@@ -48,6 +48,8 @@ class SampledRoIs:
 
 
 class RoIHeads(nn.Module):
+    """The RoI stage: pooler, box head and the enabled instance heads (mask, MaskIoU,
+    keypoint), and C4's shared res5. Training: sample RoIs, losses; inference: detections."""
     def __init__(self, cfg: ModelConfig, channels: int):
         super().__init__()
         check_roi_config(cfg)

@@ -50,6 +50,7 @@ class AnchorGenerator(nn.Module):
 
     @property
     def num_anchors_per_cell(self) -> int:
+        """A: anchors per feature-map cell (sizes x aspect ratios of one level)."""
         return self.cell_anchors[0].shape[0]
 
     @staticmethod
@@ -92,6 +93,7 @@ class RPNHead(DeclaresOutputs, nn.Module):
         init_layers(self, "normal", std=0.01)
 
     def output_layers(self) -> dict[str, None]:
+        """Objectness and deltas: per anchor, class-agnostic (rows do not follow the classes)."""
         return {"objectness": None, "deltas": None}  # per anchor, class-agnostic
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

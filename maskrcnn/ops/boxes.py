@@ -136,6 +136,7 @@ def nonempty(boxes: torch.Tensor, min_size: float, strict: bool = False) -> torc
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) xyxy boxes -> (N,) areas in px^2."""
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 

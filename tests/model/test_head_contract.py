@@ -9,12 +9,13 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from maskrcnn.config import apply_overrides
 from maskrcnn.model.detector import build_model
-from maskrcnn.model.fast_inference import prepare_for_inference
+from maskrcnn.model.fast_inference import fold_norms, has_unfolded_norms, prepare_for_inference
 from maskrcnn.model.fast_training import prepare_for_training
-from maskrcnn.model.head_contract import declared_outputs
+from maskrcnn.model.head_contract import declared_conv_norms, declared_outputs
 from maskrcnn.presets import get_preset
 
 SMALL = ["model.box.fc_dim=32", "model.mask.conv_dims=[8]", "model.mask.mlp_dims=[16]",
@@ -84,3 +85,18 @@ def test_fast_paths_swap_named_modules_and_keep_every_key(mode, every_head):
     _swapped_only(fast)
     text = repr(fast)
     assert all(name in text for name in shown), [name for name in shown if name not in text]
+
+
+@pytest.mark.parametrize("preset", ["maskrcnn_r50_c4", "maskrcnn_r18_fpn", "maskrcnn_effl0_fpn"])
+def test_declared_conv_norm_pairs_cover_every_frozen_norm_and_fold(preset):
+    """Each frozen (or eval-mode batch) norm of the trunk (and of C4's per-RoI res5) is declared
+    after a conv with its channels, by the module that owns both; folding them all leaves none."""
+    torch.manual_seed(0)
+    model = build_model(get_preset(preset)).eval()
+    pairs = declared_conv_norms(model)
+    norms = {id(m) for m in model.modules() if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d))}
+    assert norms and {id(getattr(p, n)) for p, _, n in pairs} >= norms
+    for parent, conv, norm in pairs:  # (GroupNorm pairs are declared too; folding skips them)
+        if id(getattr(parent, norm)) in norms:
+            assert getattr(parent, conv).out_channels == len(getattr(parent, norm).running_mean)
+    assert fold_norms(model) == len(norms) and not has_unfolded_norms(model)
