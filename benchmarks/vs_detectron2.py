@@ -5,7 +5,15 @@ model of configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml with seede
 made trained-like on the first image: every FrozenBatchNorm takes the mean and variance of its
 input (so activations keep unit scale through the trunk) and the last layer of each head is
 rescaled to a set logit spread (objectness, classes, deltas, mask logits), so there are many
-confident detections with sharp masks. The weights are saved as a model-zoo .pkl
+confident detections with sharp masks. Then the last layer of each head is rescaled once more so
+that its spread holds on ALL the compared images (resized as DefaultPredictor does): the largest
+over images of its output's standard deviation becomes the set spread, and the RPN objectness is
+scaled further if needed so that its largest logit on any image stays below LOGIT_BOUND (12:
+sigmoid = 1 - 6e-6, distinct in fp32), as in benchmarks/vs_mmdetection.py, which imports the
+shared pieces from here. Per image, the results record the largest RPN logit, the anchors whose
+fp32 sigmoid is exactly 1.0, and the kept candidates (top NMS_PRE per level) that share their fp32
+score with another (detectron2 ranks by the logit itself; this package by the sigmoid). The weights
+are saved as a model-zoo .pkl
 ({"model": {name: ndarray}, "__author__": ...}). Then, on each raw Penn-Fudan image (uint8),
 detectron2's DefaultPredictor (its ResizeShortestEdge with Pillow, its postprocess and paste)
 and `load_model(..., weights=that .pkl)` + `predict` each give their detections, compared:
@@ -50,6 +58,9 @@ HEAD_SPREAD = {
     "roi_heads.box_predictor.bbox_pred": (1.0, 0.0),
     "roi_heads.mask_head.predictor": (4.0, 0.0),
 }
+RPN_CLS = "proposal_generator.rpn_head.objectness_logits"
+LOGIT_BOUND = 12.0  # the largest RPN objectness logit on any compared image stays below this
+NMS_PRE = 1000  # candidates detectron2's RPN keeps per level (RPN.PRE_NMS_TOPK_TEST)
 TWIN_PX = 1.0  # a twin's box coordinates all lie within this many pixels
 CLOSE_PX = 0.05
 
@@ -64,9 +75,11 @@ def d2_cfg(detectron2: Path, weights: str = ""):
 
 
 @torch.no_grad()
-def trained_like_pkl(detectron2: Path, image: np.ndarray, path: Path, seed: int) -> None:
-    """detectron2's model with seeded weights made trained-like on `image` (BGR uint8), saved as
-    a model-zoo .pkl."""
+def trained_like_pkl(detectron2: Path, images: list[np.ndarray], path: Path, seed: int) -> dict:
+    """detectron2's model with seeded weights made trained-like on `images` (BGR uint8; calibrated
+    on the first, then head spreads held on all), saved as a model-zoo .pkl; returns the per-image
+    output statistics the second step measured ({layer: [(std, max), ...]})."""
+    import detectron2.data.transforms as T
     from detectron2.layers import FrozenBatchNorm2d
     from detectron2.modeling import build_model
 
@@ -80,13 +93,101 @@ def trained_like_pkl(detectron2: Path, image: np.ndarray, path: Path, seed: int)
             hooks.append(module.register_forward_pre_hook(_standardise))
     for name, (std, offset) in HEAD_SPREAD.items():
         hooks.append(model.get_submodule(name).register_forward_hook(_spread(std, offset)))
+    image = images[0]
     tensor = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
     model([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])
     for hook in hooks:
         hook.remove()
+    cfg = d2_cfg(detectron2)
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)  # as DefaultPredictor
+
+    def run(image):
+        resized = resize.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+        model([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])
+
+    stats = head_stats(model, run, images, HEAD_SPREAD)
+    hold_spreads(model, stats, HEAD_SPREAD, RPN_CLS)
     state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     with open(path, "wb") as f:
         pickle.dump({"model": state, "__author__": "benchmarks/vs_detectron2.py (random, trained-like)"}, f)
+    return stats
+
+
+def head_stats(model, run, images: list, spread: dict) -> dict[str, list[tuple[float, float]]]:
+    """Per image (each given to `run`), the standard deviation and largest value of each `spread`
+    layer's outputs (the RPN's over all FPN levels of the image)."""
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in spread}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda module, inputs, output, name=name: outputs[name].append(output.detach().flatten()))
+        for name in spread]  # fmt: skip
+    stats: dict[str, list[tuple[float, float]]] = {name: [] for name in spread}
+    for image in images:
+        run(image)
+        for name, parts in outputs.items():
+            if parts:
+                values = torch.cat(parts)
+                stats[name].append((float(values.std()), float(values.max())))
+            parts.clear()
+    for hook in hooks:
+        hook.remove()
+    return stats
+
+
+def hold_spreads(model, stats: dict, spread: dict, rpn_cls: str) -> None:
+    """Rescales each `spread` layer about its offset so that the largest per-image std in `stats`
+    becomes the set spread, and `rpn_cls` further so that its largest logit stays below LOGIT_BOUND."""
+    for name, (std, offset) in spread.items():
+        factor = std / max(s for s, _ in stats[name])
+        if name == rpn_cls:
+            peak = max(m for _, m in stats[name])  # after the rescale: offset + factor * (peak - offset)
+            factor = min(factor, 0.99 * (LOGIT_BOUND - offset) / (peak - offset))
+        layer = model.get_submodule(name)
+        layer.weight.mul_(factor)
+        layer.bias.sub_(offset).mul_(factor).add_(offset)
+
+
+class RpnTies:
+    """Forward hook on the RPN's objectness layer recording, per image, the largest objectness
+    logit, the anchors whose fp32 sigmoid is exactly 1.0, and the kept candidates (top NMS_PRE per
+    level, by fp32 sigmoid) whose score equals another kept one's."""
+
+    def __init__(self) -> None:
+        self.levels: list[torch.Tensor] = []
+        self.per_image: list[dict] = []
+
+    def __call__(self, module, inputs, output) -> None:
+        self.levels.append(output.detach().flatten())
+
+    def close_image(self, name: str) -> None:
+        scores = [level.sigmoid() for level in self.levels]  # fp32
+        kept = torch.cat([s.topk(min(NMS_PRE, s.numel())).values for s in scores])
+        _, counts = kept.unique(return_counts=True)
+        self.per_image.append({"image": name, "max_rpn_logit": round(max(float(lv.max()) for lv in self.levels), 3),
+                               "anchors_sigmoid_1": int(sum(int((s == 1.0).sum()) for s in scores)),
+                               "kept_candidates": int(kept.numel()),
+                               "kept_tied_fp32": int(counts[counts > 1].sum())})  # fmt: skip
+        self.levels.clear()
+
+
+def calibration_summary(stats: dict) -> dict:
+    """The RPN bound and per-layer spreads measured before the all-image step, for the results."""
+    return {"rpn_logit_bound": LOGIT_BOUND,
+            "head_spread_before_all_image_step": {name: {"std_max_over_images": round(max(s for s, _ in v), 4),
+                                                         "max_over_images": round(max(m for _, m in v), 4)}
+                                                  for name, v in stats.items() if v}}  # fmt: skip
+
+
+def rpn_markdown(summary: dict) -> str:
+    """The per-image RPN saturation record as a Markdown paragraph and table."""
+    rows = summary["rpn_per_image"]
+    lines = ["", f"RPN objectness per image (weights held below a logit of {summary['rpn_logit_bound']:g} on every "
+             "image): largest logit, anchors whose fp32 sigmoid is exactly 1.0, and kept candidates (top "
+             f"{NMS_PRE} per level) whose fp32 score equals another's.", "",
+             "| image | max logit | sigmoid = 1.0 | kept tied / kept |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['image']} | {r['max_rpn_logit']:.2f} | {r['anchors_sigmoid_1']} | "
+              f"{r['kept_tied_fp32']} / {r['kept_candidates']} |" for r in rows]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _standardise(module, inputs):
@@ -239,8 +340,11 @@ def main() -> int:
     images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
     args.workdir.mkdir(parents=True, exist_ok=True)
     pkl = args.workdir / f"d2_r50_fpn_seed{args.seed}.pkl"
-    trained_like_pkl(args.detectron2, np.ascontiguousarray(images[0][..., ::-1]), pkl, args.seed)
+    calibration = trained_like_pkl(args.detectron2, [np.ascontiguousarray(im[..., ::-1]) for im in images], pkl,
+                                   args.seed)  # fmt: skip
     predictor = DefaultPredictor(d2_cfg(args.detectron2, str(pkl)))
+    ties = RpnTies()
+    predictor.model.get_submodule(RPN_CLS).register_forward_hook(ties)
     precision = None if args.precision == "none" else args.precision
     ours = load_model("maskrcnn_r50_fpn", weights=str(pkl), precision=precision)
     d2_runs, our_runs, times = [], [], {"detectron2": 0.0, "ours": 0.0}
@@ -249,6 +353,7 @@ def main() -> int:
             start = time.perf_counter()
             d2_runs.append(d2_detections(predictor, np.ascontiguousarray(image[..., ::-1])))
             times["detectron2"] += time.perf_counter() - start
+            ties.close_image(path.name)
             start = time.perf_counter()
             our_runs.append(our_detections(ours, image))
             times["ours"] += time.perf_counter() - start
@@ -257,13 +362,14 @@ def main() -> int:
     torch.save({"detectron2": d2_runs, "ours": our_runs}, args.workdir / f"runs_seed{args.seed}.pt")
     summary = {"images": len(files), "seed": args.seed, "precision": args.precision,
                "config": D2_CONFIG, "detectron2_commit": args.detectron2_commit, **compare(d2_runs, our_runs),
+               **calibration_summary(calibration), "rpn_per_image": ties.per_image,
                "seconds": {k: round(v, 1) for k, v in times.items()},
                "machine": _machine()}  # fmt: skip
     summary["targets"] = targets_met(summary)
     print(json.dumps(summary, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(summary, indent=1) + "\n")
-    write_text_atomic(args.out.with_suffix(".md"), markdown(summary))
+    write_text_atomic(args.out.with_suffix(".md"), markdown(summary) + rpn_markdown(summary))
     return 0
 
 

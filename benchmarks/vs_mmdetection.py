@@ -13,7 +13,7 @@ mmdetection's `mask-rcnn_r50_fpn_1x_coco.py` model gets seeded random weights ma
 layer of each head is rescaled to a set logit spread on the first image), then the last layer of
 each head is rescaled once more so that its spread holds on ALL the compared images: the largest
 over images of its output's standard deviation becomes the set spread, and the RPN objectness is
-scaled further if needed so that its largest logit on any image stays below LOGIT_BOUND (12:
+scaled further if needed so that its largest logit on any image stays below common.LOGIT_BOUND (12:
 sigmoid = 1 - 6e-6, distinct in fp32). Without this, a spread set on one image reached logits
 above 17 on others, where the fp32 sigmoid that mmdetection ranks proposals by is exactly 1.0 for
 thousands of anchors, and their tied order (torch's unstable sort) decided the proposals: an
@@ -65,8 +65,7 @@ HEAD_SPREAD = {
 }
 REF = "mmdetection"
 RPN_CLS = "rpn_head.rpn_cls"
-LOGIT_BOUND = 12.0  # the largest RPN objectness logit on any compared image stays below this
-NMS_PRE = 1000  # candidates mmdetection's RPN keeps per level (its config's test_cfg.rpn.nms_pre)
+# common.NMS_PRE (1000) is also the candidates mmdetection's RPN keeps per level (its test_cfg.rpn.nms_pre)
 
 
 def install_mmcv_ext() -> None:
@@ -129,64 +128,12 @@ def trained_like_checkpoint(images_bgr: list[np.ndarray], path: Path, seed: int)
     inference_detector(model, images_bgr[0])
     for hook in hooks:
         hook.remove()
-    stats = head_stats(model, images_bgr)
-    for name, (std, offset) in HEAD_SPREAD.items():
-        factor = std / max(s for s, _ in stats[name])
-        if name == RPN_CLS:
-            peak = max(m for _, m in stats[name])  # after the rescale: offset + factor * (peak - offset)
-            factor = min(factor, 0.99 * (LOGIT_BOUND - offset) / (peak - offset))
-        layer = model.get_submodule(name)
-        layer.weight.mul_(factor)
-        layer.bias.sub_(offset).mul_(factor).add_(offset)
+    stats = common.head_stats(model, lambda image: inference_detector(model, image), images_bgr, HEAD_SPREAD)
+    common.hold_spreads(model, stats, HEAD_SPREAD, RPN_CLS)
     meta = {"dataset_meta": {"classes": tuple(model.dataset_meta["classes"])}, "config": model.cfg.pretty_text,
             "__author__": "benchmarks/vs_mmdetection.py (random, trained-like)"}  # fmt: skip
     torch.save({"meta": meta, "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}, path)
     return stats
-
-
-def head_stats(model, images_bgr: list[np.ndarray]) -> dict[str, list[tuple[float, float]]]:
-    """Per image, the standard deviation and largest value of each HEAD_SPREAD layer's outputs
-    (the RPN's over all FPN levels of the image)."""
-    from mmdet.apis import inference_detector
-
-    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in HEAD_SPREAD}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda module, inputs, output, name=name: outputs[name].append(output.detach().flatten()))
-        for name in HEAD_SPREAD]  # fmt: skip
-    stats: dict[str, list[tuple[float, float]]] = {name: [] for name in HEAD_SPREAD}
-    for image in images_bgr:
-        inference_detector(model, image)
-        for name, parts in outputs.items():
-            if parts:
-                values = torch.cat(parts)
-                stats[name].append((float(values.std()), float(values.max())))
-            parts.clear()
-    for hook in hooks:
-        hook.remove()
-    return stats
-
-
-class RpnTies:
-    """Forward hook on mmdetection's `rpn_cls` recording, per image, the largest objectness logit,
-    the anchors whose fp32 sigmoid is exactly 1.0, and the kept candidates (top NMS_PRE per level,
-    by fp32 sigmoid as mmdetection ranks them) whose score equals another kept one's."""
-
-    def __init__(self) -> None:
-        self.levels: list[torch.Tensor] = []
-        self.per_image: list[dict] = []
-
-    def __call__(self, module, inputs, output) -> None:
-        self.levels.append(output.detach().flatten())
-
-    def close_image(self, name: str) -> None:
-        scores = [level.sigmoid() for level in self.levels]  # fp32, as mmdetection's RPN
-        kept = torch.cat([s.topk(min(NMS_PRE, s.numel())).values for s in scores])
-        _, counts = kept.unique(return_counts=True)
-        self.per_image.append({"image": name, "max_rpn_logit": round(max(float(lv.max()) for lv in self.levels), 3),
-                               "anchors_sigmoid_1": int(sum(int((s == 1.0).sum()) for s in scores)),
-                               "kept_candidates": int(kept.numel()),
-                               "kept_tied_fp32": int(counts[counts > 1].sum())})  # fmt: skip
-        self.levels.clear()
 
 
 def mm_detections(model, image_bgr: np.ndarray) -> dict:
@@ -217,7 +164,7 @@ def main() -> int:
     ckpt = args.workdir / f"mmdet_r50_fpn_seed{args.seed}.pth"
     calibration = trained_like_checkpoint([np.ascontiguousarray(im[..., ::-1]) for im in images], ckpt, args.seed)
     theirs = init_detector(str(config_path()), checkpoint=str(ckpt), device="cpu").eval()
-    ties = RpnTies()
+    ties = common.RpnTies()
     theirs.get_submodule(RPN_CLS).register_forward_hook(ties)
     ours = load_model("maskrcnn_r50_fpn", weights=str(ckpt))
     mm_runs, our_runs, times = [], [], {REF: 0.0, "ours": 0.0}
@@ -236,29 +183,14 @@ def main() -> int:
     summary = {"images": len(files), "seed": args.seed, "precision": "none",
                "config": f"configs/{MM_CONFIG}", "mmdetection_version": mmdet.__version__,
                **common.compare(mm_runs, our_runs, ref=REF),
-               "rpn_logit_bound": LOGIT_BOUND, "rpn_per_image": ties.per_image,
-               "head_spread_before_all_image_step": {name: {"std_max_over_images": round(max(s for s, _ in v), 4),
-                                                            "max_over_images": round(max(m for _, m in v), 4)}
-                                                     for name, v in calibration.items() if v},
+               **common.calibration_summary(calibration), "rpn_per_image": ties.per_image,
                "seconds": {k: round(v, 1) for k, v in times.items()}, "machine": common._machine()}  # fmt: skip
     summary["targets"] = common.targets_met(summary, ref=REF)
     print(json.dumps(summary, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(summary, indent=1) + "\n")
-    write_text_atomic(args.out.with_suffix(".md"), common.markdown(summary, ref=REF) + rpn_markdown(summary))
+    write_text_atomic(args.out.with_suffix(".md"), common.markdown(summary, ref=REF) + common.rpn_markdown(summary))
     return 0
-
-
-def rpn_markdown(summary: dict) -> str:
-    """The per-image RPN saturation record as a Markdown paragraph and table."""
-    rows = summary["rpn_per_image"]
-    lines = ["", f"RPN objectness per image (weights held below a logit of {summary['rpn_logit_bound']:g} on every "
-             "image): largest logit, anchors whose fp32 sigmoid is exactly 1.0, and kept candidates (top "
-             f"{NMS_PRE} per level) whose fp32 score equals another's.", "",
-             "| image | max logit | sigmoid = 1.0 | kept tied / kept |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['image']} | {r['max_rpn_logit']:.2f} | {r['anchors_sigmoid_1']} | "
-              f"{r['kept_tied_fp32']} / {r['kept_candidates']} |" for r in rows]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

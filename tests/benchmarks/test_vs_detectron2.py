@@ -45,3 +45,43 @@ def test_targets_at_their_edges():
     assert all(vs.targets_met(edge).values())
     one_lost = {**edge, "twin_share_above_p20_ours": 199 / 200}
     assert vs.targets_met(one_lost)["all_above_p20_twinned"] is False
+
+
+def test_rpn_ties_counts_saturated_anchors_and_tied_kept_candidates(monkeypatch):
+    # fp32 sigmoid: 20 and 18 both round to exactly 1.0 (1 - 1.5e-8 is below half an ulp of 1),
+    # 0 gives 0.5 twice, 1 gives 0.731; with 2 kept per level: {1.0, 1.0} and {0.731, 0.5}
+    monkeypatch.setattr(vs, "NMS_PRE", 2)
+    ties = vs.RpnTies()
+    ties(None, None, torch.tensor([[20.0, 18.0, 0.0]]))
+    ties(None, None, torch.tensor([[0.0, 1.0]]))
+    ties.close_image("a.png")
+    ties(None, None, torch.tensor([[3.0, -1.0]]))
+    ties.close_image("b.png")
+    assert ties.per_image == [
+        {"image": "a.png", "max_rpn_logit": 20.0, "anchors_sigmoid_1": 2, "kept_candidates": 4, "kept_tied_fp32": 2},
+        {"image": "b.png", "max_rpn_logit": 3.0, "anchors_sigmoid_1": 0, "kept_candidates": 2, "kept_tied_fp32": 0},
+    ]
+
+
+def test_hold_spreads_rescales_about_the_offset_and_bounds_the_rpn():
+    # two 1x1 "layers" y = w x + b; stats give per-image (std, max) of their outputs
+    model = torch.nn.ModuleDict({"cls": torch.nn.Linear(1, 1), "reg": torch.nn.Linear(1, 1)})
+    with torch.no_grad():
+        for layer in model.values():
+            layer.weight.fill_(2.0)
+            layer.bias.fill_(1.0)
+    spread = {"cls": (2.0, -1.0), "reg": (0.5, 0.0)}
+    stats = {"cls": [(1.0, 9.0), (4.0, 23.0)], "reg": [(0.25, 1.0), (1.0, 2.0)]}
+    with torch.no_grad():
+        vs.hold_spreads(model, stats, spread, "cls")
+    # cls: spread factor 2 / 4 = 0.5 puts the peak at -1 + 0.5 * 24 = 11 < 12, so it stands:
+    # w = 2 * 0.5, b = -1 + (1 + 1) * 0.5
+    assert model["cls"].weight.item() == 1.0 and model["cls"].bias.item() == 0.0
+    # reg: factor 0.5 / 1 about offset 0
+    assert model["reg"].weight.item() == 1.0 and model["reg"].bias.item() == 0.5
+    stats["cls"][1] = (4.0, 47.0)  # peak -1 + 0.5 * 48 = 23 > 12: factor 0.99 * 13 / 48 instead
+    with torch.no_grad():
+        vs.hold_spreads(model, stats, spread, "cls")
+    factor = 0.99 * 13 / 48
+    assert abs(model["cls"].weight.item() - factor) < 1e-7
+    assert abs(model["cls"].bias.item() - (-1 + factor)) < 1e-7

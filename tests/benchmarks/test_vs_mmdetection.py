@@ -53,19 +53,3 @@ def test_other_compiled_ops_raise_when_called(ext):
         ext.deform_conv_forward(torch.zeros(1))
     with pytest.raises(AttributeError):
         ext.__wrapped__
-
-
-def test_rpn_ties_counts_saturated_anchors_and_tied_kept_candidates(monkeypatch):
-    # fp32 sigmoid: 20 and 18 both round to exactly 1.0 (1 - 1.5e-8 is below half an ulp of 1),
-    # 0 gives 0.5 twice, 1 gives 0.731; with 2 kept per level: {1.0, 1.0} and {0.731, 0.5}
-    monkeypatch.setattr(vs, "NMS_PRE", 2)
-    ties = vs.RpnTies()
-    ties(None, None, torch.tensor([[20.0, 18.0, 0.0]]))
-    ties(None, None, torch.tensor([[0.0, 1.0]]))
-    ties.close_image("a.png")
-    ties(None, None, torch.tensor([[3.0, -1.0]]))
-    ties.close_image("b.png")
-    assert ties.per_image == [
-        {"image": "a.png", "max_rpn_logit": 20.0, "anchors_sigmoid_1": 2, "kept_candidates": 4, "kept_tied_fp32": 2},
-        {"image": "b.png", "max_rpn_logit": 3.0, "anchors_sigmoid_1": 0, "kept_candidates": 2, "kept_tied_fp32": 0},
-    ]
