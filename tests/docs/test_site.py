@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -139,8 +140,12 @@ def test_search_finds_a_config_key(served, browser):
     box.send_keys("model.mask.aligned")
 
     def links(b):
-        found = b.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")
-        return [a.get_attribute("href") for a in found] or False
+        """The result links once they hold still (the list re-renders while results arrive)."""
+        try:
+            found = b.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")
+            return [a.get_attribute("href") for a in found] or False
+        except StaleElementReferenceException:
+            return False
 
     hrefs = WebDriverWait(browser, 30).until(links)
     assert any("reference/config" in h for h in hrefs) and any("mask-geometry" in h for h in hrefs), hrefs
