@@ -25,6 +25,21 @@ class BatchedBoxes:
     boxes: torch.Tensor  # (N, 4) xyxy
     batch_index: torch.Tensor  # (N,) int64, non-decreasing
 
+    @classmethod
+    def from_list(cls, boxes: list[torch.Tensor]) -> "BatchedBoxes":
+        """Per-image (Ni, 4) boxes -> one batch."""
+        counts = torch.tensor([len(b) for b in boxes], device=boxes[0].device)
+        return cls(torch.cat(boxes), torch.repeat_interleave(torch.arange(len(boxes), device=counts.device), counts))
+
+    def counts(self, num_images: int) -> list[int]:
+        """Rows per image, for `Tensor.split` (eager only: the counts become Python ints)."""
+        return torch.bincount(self.batch_index, minlength=num_images).tolist()
+
+
+def sizes_tensor(image_sizes: list[tuple[int, int]] | torch.Tensor, device) -> torch.Tensor:
+    """Each image's (h, w) as a (B, 2) int64 tensor (a traced batch's already is one)."""
+    return image_sizes if torch.is_tensor(image_sizes) else torch.tensor(image_sizes, device=device)
+
 
 def split_per_image(x: torch.Tensor, counts: list) -> list[torch.Tensor]:
     """Rows of a batch (sum(counts), ...) back per image. A single entry (one image, or a traced

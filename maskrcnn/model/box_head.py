@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import BoxHeadConfig
-from ..ops.boxes import BoxCoder, batched_nms_topk, clip_boxes, nms_per_image_traced, nonempty, smooth_l1_sum
-from ..structures import BatchedBoxes, split_per_image
+from ..ops.boxes import BoxCoder, clip_boxes, nms_per_image, nonempty, smooth_l1_sum
+from ..structures import BatchedBoxes, sizes_tensor
 from .federated_loss import class_weights, federated_classes, federated_loss
 from .fast_variants import PixelRowsFlatten, pixel_rows_fc
 from .head_contract import DeclaresOutputs
@@ -102,10 +102,15 @@ class BoxHead(DeclaresOutputs, nn.Module):
         """Proposals' features (N, C, R, R) -> per image {"boxes" (D, 4), "scores" (D,), "labels" (D,)};
         for a traced batch (`BatchedBoxes` proposals) one dict of every image's, with "batch_index"."""
         logits, deltas = self(x)
-        if isinstance(proposals, BatchedBoxes):
-            return [detect_boxes_traced(logits, deltas, proposals, image_sizes, self.coder, self.cfg)]
-        dets = detect_boxes(logits, deltas, proposals, image_sizes, self.coder, self.cfg)
-        return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in dets]
+        traced = isinstance(proposals, BatchedBoxes)
+        sizes = sizes_tensor(image_sizes, x.device)  # (B, 2)
+        dets = detect_boxes(logits, deltas, proposals if traced else BatchedBoxes.from_list(proposals), sizes,
+                            self.coder, self.cfg)  # fmt: skip
+        if traced:
+            return [dets]
+        counts = BatchedBoxes(dets["boxes"], dets.pop("batch_index")).counts(len(proposals))
+        per_field = {name: value.split(counts) for name, value in dets.items()}
+        return [dict(zip(per_field, fields)) for fields in zip(*per_field.values())]
 
 
 def box_losses(
@@ -136,42 +141,15 @@ def class_scores(logits: torch.Tensor, classifier: str) -> torch.Tensor:
 def detect_boxes(
     logits: torch.Tensor,
     deltas: torch.Tensor,
-    proposals: list[torch.Tensor],
-    image_sizes: list[tuple[int, int]],
-    coder: BoxCoder,
-    cfg: BoxHeadConfig,
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per image: decode per-class boxes, clip, drop background / low scores / tiny boxes,
-    per-class NMS, keep the best `detections_per_img` -> (boxes (D, 4), scores (D,), labels (D,))."""
-    num_classes = logits.shape[1]
-    boxes = coder.decode(deltas, torch.cat(proposals))  # (N, K+1, 4)
-    scores = class_scores(logits, cfg.classifier)  # (N, K+1)
-    out = []
-    counts = [p.shape[0] for p in proposals]
-    for img_boxes, img_scores, size in zip(split_per_image(boxes, counts), split_per_image(scores, counts), image_sizes):
-        img_boxes = clip_boxes(img_boxes, size)[:, 1:].reshape(-1, 4)
-        img_scores = img_scores[:, 1:]
-        labels = torch.arange(1, num_classes, device=logits.device).expand_as(img_scores).reshape(-1)
-        img_scores = img_scores.reshape(-1)
-        keep = torch.where(img_scores > cfg.score_thresh)[0]
-        img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = torch.where(nonempty(img_boxes, cfg.min_box_size, cfg.min_box_strict))[0]
-        img_boxes, img_scores, labels = img_boxes[keep], img_scores[keep], labels[keep]
-        keep = batched_nms_topk(img_boxes, img_scores, labels, cfg.nms_thresh, cfg.detections_per_img)
-        out.append((img_boxes[keep], img_scores[keep], labels[keep]))
-    return out
-
-
-def detect_boxes_traced(
-    logits: torch.Tensor,
-    deltas: torch.Tensor,
     proposals: BatchedBoxes,
     image_sizes: torch.Tensor,
     coder: BoxCoder,
     cfg: BoxHeadConfig,
 ) -> dict[str, torch.Tensor]:
-    """`detect_boxes` for a traced batch: image_sizes (B, 2) -> every image's detections in one
-    dict, image by image, each best first; "batch_index" (D,) names the image of each."""
+    """Decode per-class boxes, clip, drop background / low scores / tiny boxes, per-class NMS per
+    image, keep each image's best `detections_per_img`. logits (N, K+1), deltas (N, 4(K+1)),
+    image_sizes (B, 2) -> every image's detections in one dict, image by image, each best first:
+    "boxes" (D, 4), "scores" (D,), "labels" (D,), "batch_index" (D,) the image of each."""
     num_classes = logits.shape[1]
     sizes = image_sizes[proposals.batch_index]  # (N, 2)
     h, w = (sizes[:, i, None, None] for i in range(2))  # (N, 1, 1)
@@ -181,6 +159,7 @@ def detect_boxes_traced(
     images = proposals.batch_index[:, None].expand_as(scores)
     keep = (scores > cfg.score_thresh) & nonempty(boxes, cfg.min_box_size, cfg.min_box_strict)
     boxes, scores, labels, images = boxes[keep], scores[keep], labels[keep], images[keep]
-    keep = nms_per_image_traced(boxes, scores, labels - 1, images, image_sizes.shape[0], num_classes - 1,
-                                cfg.nms_thresh, cfg.detections_per_img)
+    # labels (not labels - 1) as NMS groups: torchvision's, whose coordinate offsets depend on them
+    keep = nms_per_image(boxes, scores, labels, images, image_sizes.shape[0], num_classes, cfg.nms_thresh,
+                         cfg.detections_per_img)  # fmt: skip
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep], "batch_index": images[keep]}

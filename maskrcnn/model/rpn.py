@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from ..config import AnchorConfig, RPNConfig
 from ..errors import ConfigError
@@ -15,12 +14,12 @@ from ..ops.boxes import (
     at_most,
     clip_boxes,
     match_boxes,
-    nms_per_image_traced,
+    nms_per_image,
     nonempty,
     sample_balanced,
     smooth_l1_sum,
 )
-from ..structures import BatchedBoxes
+from ..structures import BatchedBoxes, sizes_tensor
 from .head_contract import DeclaresOutputs
 from .layers import ConvNorm
 from .layers import init_layers
@@ -136,8 +135,9 @@ class RPN(nn.Module):
         return proposals, losses
 
     def select_proposals(self, boxes, logits, num_per_level, image_sizes) -> list[torch.Tensor]:
-        """Top-k per level, clip, drop tiny, NMS per level, keep the best `post_nms_topk`.
-        boxes (B, A, 4), logits (B, A) -> per image (Ni, 4); while tracing, `BatchedBoxes`."""
+        """Top-k per level, clip, drop tiny, NMS per image and level, keep each image's best
+        `post_nms_topk`. boxes (B, A, 4), logits (B, A), image_sizes [(h, w)] or (B, 2) ->
+        per image (Ni, 4); while tracing, every image's in one `BatchedBoxes`."""
         cfg = self.cfg
         pre_k = cfg.pre_nms_topk_train if self.training else cfg.pre_nms_topk_test
         post_k = cfg.post_nms_topk_train if self.training else cfg.post_nms_topk_test
@@ -149,32 +149,19 @@ class RPN(nn.Module):
             start += n
         top_idx, levels = torch.cat(top_idx, 1), torch.cat(levels)  # (B, K), (K,)
         rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None]
-        boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()
-        if torch.jit.is_tracing():
-            return self._select_traced(boxes, scores, levels, image_sizes, post_k)
-        out = []
-        for i, size in enumerate(image_sizes):
-            img_boxes, img_scores = boxes[i], scores[i]
-            img_boxes = clip_boxes(img_boxes, size)
-            keep = nonempty(img_boxes, cfg.min_box_size, cfg.min_box_strict) & (img_scores >= cfg.score_thresh)
-            img_boxes, img_scores, img_levels = img_boxes[keep], img_scores[keep], levels[keep]
-            keep = batched_nms(img_boxes, img_scores, img_levels, cfg.nms_thresh)[:post_k]
-            out.append(img_boxes[keep])
-        return out
-
-    def _select_traced(self, boxes, scores, levels, image_sizes, post_k) -> BatchedBoxes:
-        """The loop above for a traced batch: boxes (B, K, 4), scores (B, K), levels (K,),
-        image_sizes (B, 2) -> every image's proposals, image by image."""
-        cfg = self.cfg
-        h, w = (image_sizes[:, i, None, None] for i in range(2))  # (B, 1, 1)
-        boxes = clip_boxes(boxes, (h, w))
+        boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()  # (B, K, 4), (B, K)
+        sizes = sizes_tensor(image_sizes, boxes.device)  # (B, 2)
+        boxes = clip_boxes(boxes, (sizes[:, 0, None, None], sizes[:, 1, None, None]))
         keep = nonempty(boxes, cfg.min_box_size, cfg.min_box_strict) & (scores >= cfg.score_thresh)  # (B, K)
-        images = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(keep)
+        images = rows.expand_as(keep)
         levels = levels[None].expand_as(keep)
         boxes, scores, levels, images = boxes[keep], scores[keep], levels[keep], images[keep]
-        keep = nms_per_image_traced(boxes, scores, levels, images, image_sizes.shape[0],
-                                    len(self.anchor_generator.cell_anchors), cfg.nms_thresh, post_k)
-        return BatchedBoxes(boxes[keep], images[keep])
+        keep = nms_per_image(boxes, scores, levels, images, sizes.shape[0], len(num_per_level), cfg.nms_thresh, post_k,
+                             prefix=False)  # fmt: skip
+        proposals = BatchedBoxes(boxes[keep], images[keep])
+        if torch.jit.is_tracing():
+            return proposals
+        return list(proposals.boxes.split(proposals.counts(sizes.shape[0])))
 
     def losses(self, anchors, logits, deltas, targets, generators) -> dict[str, torch.Tensor]:
         """Balanced-sampled objectness BCE + smooth-L1 on positive anchors, per sampled anchor."""

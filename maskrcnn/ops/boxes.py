@@ -170,22 +170,42 @@ def batched_nms_topk(
         m *= 4
 
 
-# -- the traced (ONNX) form of per-image, per-class NMS ------------------------------------------
+# -- per-image, per-class NMS over a batch ---------------------------------------------------------
 _NOT_A_CANDIDATE = -1.0  # score of a (box, class) pair that is not a candidate (scores are >= 0)
 
 
-def nms_per_image_traced(
+def nms_per_image(
     boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, batch_index: torch.Tensor,
-    num_images, num_classes: int, iou_thresh: float, k: int,
+    num_images, num_classes: int, iou_thresh: float, k: int, prefix: bool = True,
 ) -> torch.Tensor:
-    """Per-image, per-class greedy NMS as one ONNX NonMaxSuppression, for a traced batch.
+    """Per-image, per-class greedy NMS over a batch's candidates.
 
     boxes (N, 4), scores (N,) >= 0, classes (N,) in 0..num_classes-1, batch_index (N,) in
     0..num_images-1 and non-decreasing (candidates grouped by image) -> indices of each image's
     k best survivors, image by image, best first: per image what `batched_nms(...)[:k]` keeps.
-    Exact per-class NMS (no coordinate offsets); each (image, class) stops after k survivors.
-    The candidates are laid out (B, W), W the most any image has, as NonMaxSuppression's batch.
+    Eagerly torchvision's `batched_nms` per image, on the best candidates only (`batched_nms_topk`)
+    unless `prefix` is False (the subset changes batched_nms's coordinate offsets, so the RPN, which
+    keeps torchvision's proposals digit for digit, runs it on all); while tracing, one ONNX
+    NonMaxSuppression for the whole batch (`_nms_per_image_onnx`).
     """
+    if torch.jit.is_tracing():
+        return _nms_per_image_onnx(boxes, scores, classes, batch_index, num_images, num_classes, iou_thresh, k)
+    keep, start = [], 0
+    for n in torch.bincount(batch_index, minlength=num_images).tolist():
+        rows = slice(start, start + n)
+        args = (boxes[rows], scores[rows], classes[rows], iou_thresh)
+        keep.append((batched_nms_topk(*args, k) if prefix else batched_nms(*args)[:k]) + start)
+        start += n
+    return torch.cat(keep)
+
+
+def _nms_per_image_onnx(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, batch_index: torch.Tensor,
+    num_images, num_classes: int, iou_thresh: float, k: int,
+) -> torch.Tensor:
+    """`nms_per_image` as one ONNX NonMaxSuppression: exact per-class NMS (no coordinate
+    offsets); each (image, class) stops after k survivors. The candidates are laid out (B, W), W
+    the most any image has, as NonMaxSuppression's batch."""
     images = torch.arange(num_images, device=boxes.device)
     counts = (batch_index[None] == images[:, None]).sum(1)  # (B,)
     starts = counts.cumsum(0) - counts
