@@ -23,7 +23,7 @@ final detections on the held-out images (WORK/ARM-seedS/eval/results.json), at r
 OUT.json, OUT.md (tables, verdicts), OUT.png (effects with intervals; true IoU against each score,
 seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 
-    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 500   # committed; AP75 ~20: 3000 to train further
+    python benchmarks/msrcnn_quality.py --dataset synthetic --iters 3000   # committed (mask AP75 ~57)
     python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
     python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
     python benchmarks/msrcnn_quality.py --rerender benchmarks/results/msrcnn_quality_pennfudan.json
