@@ -1,4 +1,4 @@
-"""batched_nms_topk against torchvision's batched_nms (the truth it shortcuts)."""
+"""batched_nms_topk and nms_per_image against torchvision's batched_nms (the truth they shortcut)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from maskrcnn.ops.boxes import batched_nms_topk
+from maskrcnn.ops.boxes import _nms_per_image_onnx, batched_nms_topk, nms_per_image
 
 
 def _candidates(n, classes, seed, spread=200.0):
@@ -38,3 +38,25 @@ def test_topk_needs_the_prefix_to_grow():
     expected = batched_nms(boxes, scores, labels, 0.5)[:100]
     got = batched_nms_topk(boxes, scores, labels, 0.5, 100)
     assert len(got) < 100 and torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_nms_per_image_keeps_each_images_batched_nms(prefix):
+    """Three images' candidates in one batch (one image with none): each image's rows are what
+    torchvision's batched_nms keeps of that image alone, cut at k, image by image; the ONNX form
+    (its eager forward, which the export traces) keeps the same rows."""
+    counts, k = [700, 0, 300], 200  # k above the 300-box image's survivors: all low scores count
+    parts = [_candidates(n, 4, seed=10 + i) for i, n in enumerate(counts)]
+    boxes, scores, labels = (torch.cat([p[j] for p in parts]) for j in range(3))
+    groups = labels - 1  # 0..2, as the ONNX form needs
+    batch_index = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    expected, start = [], 0
+    for n in counts:
+        rows = slice(start, start + n)
+        expected.append(batched_nms(boxes[rows], scores[rows], groups[rows], 0.5)[:k] + start)
+        start += n
+    expected = torch.cat(expected)
+    got = nms_per_image(boxes, scores, groups, batch_index, len(counts), 3, 0.5, k, prefix=prefix)
+    assert torch.equal(got, expected)
+    onnx_form = _nms_per_image_onnx(boxes, scores, groups, batch_index, len(counts), 3, 0.5, k)
+    assert torch.equal(onnx_form, expected)
