@@ -24,7 +24,7 @@ OUT.json, OUT.md (tables, verdicts), OUT.png (effects with intervals; true IoU a
 seed 0). A finished arm+seed (WORK/ARM-seedS.json) is not run again.
 
     python benchmarks/msrcnn_quality.py --dataset synthetic --iters 3000   # committed (mask AP75 ~57)
-    python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 360
+    python benchmarks/msrcnn_quality.py --dataset pennfudan --iters 1300   # committed (the fine-tune run's steps)
     python benchmarks/msrcnn_quality.py --dataset synthetic --smoke   # seconds, temp folder
     python benchmarks/msrcnn_quality.py --rerender benchmarks/results/msrcnn_quality_pennfudan.json
     python benchmarks/msrcnn_quality.py --verdicts benchmarks/results/msrcnn_quality_{synthetic,pennfudan}.json
