@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from test_fast_inference import _randomise_norms
 from torch import nn
@@ -81,8 +82,10 @@ def _losses_and_grad(model, dtype, images, targets):
     return {k: v.item() for k, v in losses.items()}, grad
 
 
-def test_fast_step_stays_close_to_exact_step():
-    cfg = apply_overrides(get_preset("maskrcnn_r18_fpn"), TINY + ["solver.fast=true"])
+# maskrcnn_effl0_fpn trains in fast mode by default: its depthwise convolutions fold their norms too
+@pytest.mark.parametrize("preset", ["maskrcnn_r18_fpn", "maskrcnn_effl0_fpn"])
+def test_fast_step_stays_close_to_exact_step(preset):
+    cfg = apply_overrides(get_preset(preset), TINY + ["solver.fast=true", "model.anchors.sizes=[32,64,128,256,512]"])
     torch.manual_seed(0)
     exact = build_model(cfg).train()
     _randomise_norms(exact.backbone.trunk, seed=1)  # frozen statistics worth folding
