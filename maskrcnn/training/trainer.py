@@ -240,6 +240,16 @@ def amp_dtype(solver, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def step_line(solver, dtype: torch.dtype | None) -> str:
+    """The line a run prints about its step: fast or exact, and the precision it computes in."""
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast",
+                 torch.float16: "fp16 autocast with loss scaling"}[dtype]  # fmt: skip
+    if solver.fast:
+        return (f"training step: fast ({precision}, channels-last, frozen norms folded); "
+                "solver.fast=false for the exact step")
+    return f"training step: exact ({precision}); solver.fast=true for the fast step"
+
+
 def rng_state() -> dict:
     """Global RNG states as tensors and plain containers (loadable with weights_only=True)."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -448,6 +458,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     if evaluate is None and cfg.data.val_ann:
         evaluate = _coco_evaluator(cfg, out_dir / "eval")
     trainer = build_trainer(cfg, model, dev)
+    say(step_line(cfg.solver, trainer.amp_dtype))
     if follows is not None and trainer.plan is not None:  # an auto size the budget may shrink
         save = lambda: info.is_main and save_yaml(cfg, out_dir / "config.yaml")  # noqa: E731
         sizer = BudgetSizer(cfg, len(train_set), say, save)

@@ -47,6 +47,7 @@ def test_weights_bring_their_architecture_and_are_recorded_and_resume_wins(setup
     n = len([k for k in setup[3] if "num_batches" not in k])
     assert f"  {'loaded':<18}{n:>5} tensors" in printed.out  # same classes: everything loads
     assert f"  {'copied by name':<18}{0:>5} tensors" in printed.out
+    assert "training step: exact (fp32); solver.fast=true for the fast step" in printed.out
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["model"]["weights"] == str(setup[2]) and cfg["model"]["backbone"]["fpn_channels"] == 32
     assert main(_argv(setup, out, "solver.max_iter=3", "--resume")) == 0
