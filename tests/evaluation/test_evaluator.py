@@ -102,6 +102,25 @@ def test_bbox_and_segm_equal_pycocotools_on_perturbed_coco(shared_data, tmp_path
     _assert_task_equal(metrics, "segm", segm)
 
 
+def test_detections_below_a_score_cut_never_lower_coco_ap(shared_data):
+    """Why maskrcnn_effl0_fpn keeps every detection (model.box.score_thresh=0): the ones below a
+    cut rank after all the kept ones, so they only extend each class's ranking at its low end and
+    pycocotools' AP and AR cannot fall, also on an image where the 100-detection cap binds."""
+    ann_file = shared_data / "coco" / "val2017-32" / "annotations.json"
+    coco = _quiet(COCO, str(ann_file))
+    detections = perturbed_detections(coco, seed=1)
+    rng = np.random.default_rng(1)
+    crowded = [d for d in detections if d["image_id"] == detections[0]["image_id"]]
+    for score in np.concatenate([rng.uniform(0.05, 0.2, 60), rng.uniform(0.0, 0.05, 120)]):
+        detections.append({**crowded[int(rng.integers(len(crowded)))], "score": float(score)})
+    kept = [d for d in detections if d["score"] >= 0.05]
+    assert len(kept) < len(detections) and sum(d["image_id"] == crowded[0]["image_id"] for d in kept) < 100
+    for task, field in (("bbox", "bbox"), ("segm", "segmentation")):
+        every, cut = (pycocotools_stats(coco, dets, task, [field]) for dets in (detections, kept))
+        assert (every >= cut - 1e-12).all(), (task, every - cut)
+        assert every[0] > cut[0]  # true positives scored below the cut: a strict gain
+
+
 def test_keypoints_equal_pycocotools_on_perturbed_coco(shared_data, tmp_path):
     ann_file = shared_data / "coco" / "keypoints-val2017-30" / "annotations.json"
     coco = _quiet(COCO, str(ann_file))
