@@ -96,7 +96,7 @@ def _joined_results(results: list, where: str) -> dict:
     return joined
 
 
-def _joined_type(first: dict, second: dict) -> str | None:
+def _joined_type(first: dict, second: dict) -> str:
     """The type of a shape result joined with its `labels` result: the shape's ('polygon'), or,
     for a shape this module skips ('ellipse', 'keypoint'), the type that is not 'labels'."""
     pair = (first, second)

@@ -88,7 +88,8 @@ def test_real_cvat_coco_export(tmp_path, capsys):
     assert coco["categories"] == raw["categories"] and len(coco["categories"]) == 23
     got, _ = _dataset_masks(out, tmp_path / "task" / "images")
     names = {c["id"]: c["name"] for c in raw["categories"]}
-    expected = [(names[a["category_id"]], polygon_mask(a["segmentation"], h, w)) for a in raw["annotations"]]
+    expected = [(names[a["category_id"]], polygon_mask(a["segmentation"], h, w))
+                for a in raw["annotations"]]
     assert [n for n, _ in got] == [n for n, _ in expected] and len(got) == 5
     for (_, mask), (_, truth) in zip(got, expected):
         assert truth.sum() > 1000 and np.array_equal(mask, truth)
