@@ -11,7 +11,8 @@ percentages of the original image size:
   -> a mask;
 - the class is the first of the `...labels` list; a config with a separate `<Labels>` tag writes
   a `labels` result with the same `id` as the shape's `polygon` / `rectangle` / `brush` result: the
-  two are joined. Other result types (keypoints, choices, text, ...) are skipped and counted.
+  two are joined. Other result types (ellipses, keypoints, choices, text, `relation`s between
+  regions, ...) are skipped and counted.
 The image: `data.image` is an upload URL (`/data/upload/<project>/<hash>-<name>`), a local-files URL
 (`/data/local-files/?d=<path>`) or a web URL. It is looked for, inside the json's folder only
 (`safe_paths`), at the `?d=` path, then by file name in the folder and its `images/` subfolder,
@@ -81,16 +82,26 @@ def _joined_results(results: list, where: str) -> dict:
     """result id -> one result whose `value` holds the shape and its labels."""
     joined: dict[str, dict] = {}
     for index, result in enumerate(results):
+        if isinstance(result, dict) and result.get("type") == "relation":
+            result = {**result, "value": {}}  # links two regions (no 'value', no shape): skipped
         if not isinstance(result, dict) or not isinstance(result.get("value"), dict):
             raise DatasetError(f"{where}: result {index} is not an object with a 'value'")
         key = str(result.get("id", index))
         if key in joined:
             joined[key] = {**joined[key], **result,
                            "value": {**joined[key]["value"], **result["value"]},
-                           "type": _shape_type(joined[key]) or _shape_type(result)}
+                           "type": _joined_type(joined[key], result)}
         else:
             joined[key] = result
     return joined
+
+
+def _joined_type(first: dict, second: dict) -> str:
+    """The type of a shape result joined with its `labels` result: the shape's ('polygon'), or,
+    for a shape this module skips ('ellipse', 'keypoint'), the type that is not 'labels'."""
+    pair = (first, second)
+    return (next((_shape_type(r) for r in pair if _shape_type(r)), None)
+            or next((r.get("type") for r in pair if r.get("type") != "labels"), "labels"))
 
 
 def _shape_type(result: dict) -> str | None:

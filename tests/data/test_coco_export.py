@@ -59,3 +59,63 @@ def test_cvat_coco_layout_finds_images_beside_annotations(tmp_path):
     (tmp_path / "annotations" / "instances_default.json").write_text(json.dumps(data))
     coco, root, changes = read_coco_export(tmp_path / "annotations" / "instances_default.json")
     assert root == tmp_path / "images" and changes == [] and coco["categories"] == data["categories"]
+
+
+def _dataset_masks(out, image_dir):
+    """[(class name, (H, W) bool mask)] of the first image, as training reads `out`."""
+    from maskrcnn.data.coco import CocoDataset
+
+    dataset = CocoDataset(out, image_dir)
+    _, target = dataset[0]
+    return [(dataset.class_names[int(label)], mask.numpy().astype(bool))  # names[0]: background
+            for label, mask in zip(target["labels"], target["masks"])], dataset
+
+
+def test_real_cvat_coco_export(tmp_path, capsys):
+    """A CVAT "COCO 1.0" export (fixtures/cvat/SOURCE.md: one image of it, byte-for-byte slices):
+    annotations/instances_default.json with images/ beside annotations/, 23 categories with
+    supercategory "" (none dropped), polygons with CVAT's `attributes`. Training's masks against
+    pycocotools' rasterisation of the raw polygons."""
+    path = copy_fixture("cvat", "instances_default.json", tmp_path / "task" / "annotations")
+    raw = read_json(path)
+    (image,) = raw["images"]
+    h, w = image["height"], image["width"]
+    blank_image(tmp_path / "task" / "images" / image["file_name"], h, w)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(path), "--out", str(out)]) == 0
+    assert "format: coco" in capsys.readouterr().out
+    coco = read_json(out)
+    assert coco["categories"] == raw["categories"] and len(coco["categories"]) == 23
+    got, _ = _dataset_masks(out, tmp_path / "task" / "images")
+    names = {c["id"]: c["name"] for c in raw["categories"]}
+    expected = [(names[a["category_id"]], polygon_mask(a["segmentation"], h, w))
+                for a in raw["annotations"]]
+    assert [n for n, _ in got] == [n for n, _ in expected] and len(got) == 5
+    for (_, mask), (_, truth) in zip(got, expected):
+        assert truth.sum() > 1000 and np.array_equal(mask, truth)
+
+
+def test_real_label_studio_coco_export(tmp_path, capsys):
+    """Label Studio's "COCO" export (fixtures/label_studio/SOURCE.md: result.json, written by
+    Label Studio's exporter from export_for_coco.json): a polygon, a rectangle with an empty
+    `segmentation` and a keypoint annotation without one (both left out by training, counted),
+    category ids from 2, file_name "images/<name>". The polygon's mask equals the one the Label
+    Studio JSON importer makes from the same task's JSON export."""
+    path = copy_fixture("label_studio", "result.json", tmp_path / "ls")
+    raw = read_json(path)
+    (image,) = raw["images"]
+    blank_image(tmp_path / "ls" / image["file_name"], image["height"], image["width"])
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(path), "--out", str(out)]) == 0
+    assert "format: coco" in capsys.readouterr().out
+    assert read_json(out)["categories"] == raw["categories"]
+    got, dataset = _dataset_masks(out, tmp_path / "ls")
+    assert dict(dataset.skipped) == {"no segmentation": 2}
+    polygon = raw["annotations"][1]["segmentation"]
+    assert [n for n, _ in got] == ["polygon_label"]
+    assert np.array_equal(got[0][1], polygon_mask(polygon, image["height"], image["width"]))
+    json_export = copy_fixture("label_studio", "export_for_coco.json", tmp_path / "json")
+    blank_image(tmp_path / "json" / "test_image1.jpg", image["height"], image["width"])
+    assert main(["convert-dataset", str(json_export), "--out", str(tmp_path / "from_json.json")]) == 0
+    from_json = dict(converted_masks(read_json(tmp_path / "from_json.json"))["test_image1.jpg"])
+    assert got[0][1].sum() > 100 and np.array_equal(got[0][1], from_json["polygon_label"])

@@ -136,3 +136,37 @@ def test_datumaro_cvat_asset_with_occluded_attributes_and_z_order(tmp_path, caps
     assert [name for name, _ in masks["img0.jpg"]] == ["label1"]
     assert np.array_equal(masks["img0.jpg"][0][1], truth)
     assert masks["img1.jpg"] == []
+
+
+# --- an export a CVAT server wrote (tests/data/fixtures/cvat/SOURCE.md) ---
+
+
+def test_cvat_server_job_export_with_boxes(tmp_path, capsys):
+    """A job exported from a CVAT server as "CVAT for images 1.1" (labels under <meta><job>,
+    two of its 14 images kept byte for byte): 4 boxes of 2 classes, one drawn to the image's right
+    edge. Masks against pycocotools' rasterisation of the raw box corners."""
+    import xml.etree.ElementTree as ET
+
+    from real_exports import blank_image, converted_masks, copy_fixture, polygon_mask, read_json
+
+    path = copy_fixture("cvat", "annotations.xml", tmp_path / "job")
+    images = ET.parse(path).getroot().findall("image")
+    for image in images:
+        blank_image(tmp_path / "job" / "images" / image.get("name"), int(image.get("height")),
+                    int(image.get("width")))
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(tmp_path / "job"), "--out", str(out)]) == 0
+    assert "format: cvat" in capsys.readouterr().out
+    coco = read_json(out)
+    assert [c["name"] for c in coco["categories"]] == ["Cat", "Cats"]  # as <labels> declares
+    masks = converted_masks(coco)
+    for image in images:
+        h, w = int(image.get("height")), int(image.get("width"))
+        boxes = image.findall("box")
+        got = masks[image.get("name")]
+        assert [name for name, _ in got] == [b.get("label") for b in boxes]
+        for (_, mask), box in zip(got, boxes):
+            x1, y1, x2, y2 = (float(box.get(k)) for k in ("xtl", "ytl", "xbr", "ybr"))
+            truth = polygon_mask([[x1, y1, x2, y1, x2, y2, x1, y2]], h, w)
+            assert truth.sum() > 100_000 and np.array_equal(mask, truth)
+    assert sum(len(v) for v in masks.values()) == 4

@@ -102,3 +102,76 @@ def test_missing_or_escaping_image_is_one_line(tmp_path, capsys, image):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "export.json: task 7" in err
     assert ("leaves the dataset folder" if "outside" in image else "not found") in err
+
+
+# --- Label Studio's own files (tests/data/fixtures/label_studio/SOURCE.md) ---
+
+
+def _corners(value, w, h):
+    """An unrotated rectangle result's 4 corners in pixels, from its raw percent values."""
+    x, y = value["x"] * w / 100, value["y"] * h / 100
+    x2, y2 = x + value["width"] * w / 100, y + value["height"] * h / 100
+    return [x, y, x2, y, x2, y2, x, y2]
+
+
+def test_editor_example_with_brush_relations_and_joined_labels(tmp_path, capsys):
+    """The Label Studio editor's own example annotation (examples/image_tools): a brush stroke the
+    editor encoded, rectangles, an ellipse, keypoints and a polygon whose classes are separate
+    `labels` results, 2 rectanglelabels and 2 `relation` results (no 'value'). The brush must
+    equal Label Studio's own decoder's mask (alpha >= 128, stored as COCO RLE); the polygons
+    pycocotools' rasterisation of the raw percent coordinates."""
+    import gzip
+
+    from real_exports import FIXTURES
+
+    folder = FIXTURES / "label_studio"
+    annotation = json.loads(gzip.decompress((folder / "image_tools_annotation.json.gz").read_bytes()))
+    data = read_json(folder / "image_tools_tasks.json")[0]["data"]
+    # the example keeps the task's data and its annotation in two files: joined into one task
+    (tmp_path / "export.json").write_text(json.dumps([{"id": annotation["id"], "data": data,
+                                                       "annotations": annotation["annotations"]}]))
+    results = annotation["annotations"][0]["result"]
+    h, w = results[0]["original_height"], results[0]["original_width"]
+    blank_image(tmp_path / data["image"].rsplit("/", 1)[1], h, w)  # found by the URL's file name
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(tmp_path / "export.json"), "--out", str(out)]) == 0
+    assert ("1 x Label Studio ellipse, 3 x Label Studio keypoint, 2 x Label Studio relation"
+            in capsys.readouterr().err)
+    labels = {r["id"]: r["value"]["labels"][0] for r in results if r["type"] == "labels"}
+    expected = []  # (class, truth) in the order of the raw results
+    for r in (r for r in results if r["type"] in ("rectangle", "rectanglelabels", "polygon", "brush")):
+        name = labels.get(r["id"]) or r["value"].get("rectanglelabels", [None])[0]
+        if r["type"] in ("rectangle", "rectanglelabels"):
+            expected.append((name, polygon_mask([_corners(r["value"], w, h)], h, w)))
+        elif r["type"] == "polygon":
+            points = [v for x, y in r["value"]["points"] for v in (x * w / 100, y * h / 100)]
+            expected.append((name, polygon_mask([points], h, w)))
+        else:  # brush
+            from pycocotools import mask as mask_utils
+
+            truth = mask_utils.decode(read_json(folder / "image_tools_brush_mask.json")).astype(bool)
+            expected.append((name, truth))
+    got = converted_masks(read_json(out))[data["image"].rsplit("/", 1)[1]]
+    assert [n for n, _ in got] == [n for n, _ in expected] == (
+        ["Moonwalker", "Moonwalker", "Planet", "Planet", "Moonwalker", "Planet"])
+    for (_, mask), (_, truth) in zip(got, expected):
+        assert truth.sum() > 50_000 and np.array_equal(mask, truth)
+
+
+def test_real_export_with_rectangle_polygon_and_keypoints(tmp_path, capsys):
+    """label-studio-sdk's test export (a task as a Label Studio server exported it): a rectangle
+    and a 3-point polygon on a 500 x 320 image, against pycocotools' rasterisation of the raw
+    percent coordinates; its two keypoints are skipped."""
+    path = copy_fixture("label_studio", "export_for_coco.json", tmp_path / "export")
+    blank_image(tmp_path / "export" / "test_image1.jpg", 320, 500)
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(path), "--out", str(out)]) == 0
+    assert "2 x Label Studio keypointlabels" in capsys.readouterr().err
+    results = read_json(path)[0]["annotations"][0]["result"]
+    rect, polygon = results[0]["value"], results[1]["value"]
+    points = [v for x, y in polygon["points"] for v in (x * 500 / 100, y * 320 / 100)]
+    got = converted_masks(read_json(out))["test_image1.jpg"]
+    assert [n for n, _ in got] == ["rectangle_label", "polygon_label"]
+    for (_, mask), truth in zip(got, (polygon_mask([_corners(rect, 500, 320)], 320, 500),
+                                      polygon_mask([points], 320, 500))):
+        assert truth.sum() > 100 and np.array_equal(mask, truth)
