@@ -162,6 +162,10 @@ def _warnings(dataset: CocoDataset, anns, stats: dict, resize, smallest_anchor: 
                         f"smallest anchor ({smallest_anchor} px) once images are resized to short "
                         f"side {resize[0]} / long side <= {resize[1]}: use smaller anchors "
                         "(model.anchors.sizes) or a larger input.min_size")
+    if stats["crowd_regions"] > stats["instances"]:
+        warnings.append(f"{stats['crowd_regions']} annotations are crowd regions (iscrowd 1) and only "
+                        f"{stats['instances']} are objects: training leaves crowd regions out and "
+                        "evaluation ignores them; if they are objects, set their iscrowd to 0")
     few = {n: c for n, c in stats["instances_per_class"].items() if c < FEW_INSTANCES}
     if few:
         warnings.append(f"{len(few)} classes have fewer than {FEW_INSTANCES} instances: "

@@ -4,7 +4,11 @@ Tools that export "COCO" differ in where the images are and in one extra categor
 - Roboflow (`_annotations.coco.json` with the images beside it in each split folder): category 0
   is the dataset's name, the `supercategory` of every real class, with no annotation. It is
   dropped (a class without examples would get a row in the classifier).
-- CVAT "COCO 1.0" (`annotations/instances_<subset>.json` + `images/` beside `annotations/`).
+- CVAT "COCO 1.0" (`annotations/instances_<subset>.json` + `images/` beside `annotations/`):
+  every annotation carries CVAT's `attributes` (with `occluded`), and each mask drawn with the
+  brush is written as an RLE with `iscrowd` 1, which the COCO convention reads as a crowd region
+  (left out of training, ignored by evaluation). Those become objects (`iscrowd` 0): a project of
+  masks would otherwise train on nothing.
 - Label Studio "COCO" (`result.json` + `images/`; `file_name` is `images/<name>`, on Windows with
   `\\`; category ids start at 0 and are real classes).
 The image root is the first of: the json's folder, its `images/`, the parent's `images/`, the
@@ -38,6 +42,14 @@ def read_coco_export(path, data=None) -> tuple[dict, Path, list[str]]:
         data = {**data, "categories": [c for c in data["categories"] if c is not placeholder]}
         changes.append(f"dropped category {placeholder.get('id')} '{placeholder.get('name')}' "
                        "(the supercategory of all others, with no annotation: Roboflow's dataset name)")
+    crowd_masks = cvat_crowd_masks(data)
+    if crowd_masks:
+        annotations = list(data["annotations"])
+        for index in crowd_masks:
+            annotations[index] = {**annotations[index], "iscrowd": 0}
+        data = {**data, "annotations": annotations}
+        changes.append(f"{len(crowd_masks)} mask annotations iscrowd 1 -> 0 (CVAT's COCO export marks "
+                       "every brush mask as a crowd region, which training would leave out)")
     root = image_root(data, path)
     images = []
     for index, image in enumerate(data["images"]):
@@ -61,6 +73,14 @@ def placeholder_category(data: dict) -> dict | None:
                 and all(c.get("supercategory") == category.get("name") for c in others)):
             return category
     return None
+
+
+def cvat_crowd_masks(data: dict) -> list[int]:
+    """Indexes of the annotations CVAT's COCO export marked as crowd for being masks: RLE
+    segmentation, `iscrowd` 1, and CVAT's per-annotation `attributes` with `occluded`."""
+    return [i for i, a in enumerate(data["annotations"])
+            if isinstance(a, dict) and a.get("iscrowd") == 1 and isinstance(a.get("segmentation"), dict)
+            and isinstance(a.get("attributes"), dict) and "occluded" in a["attributes"]]
 
 
 def image_root(data: dict, path: Path) -> Path:

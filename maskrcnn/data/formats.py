@@ -183,9 +183,9 @@ def as_coco_file(src, images, cache_dir) -> tuple[Path, Path | None, str | None]
             return src, Path(images) if images else None, None
         raise
     if fmt == "coco":
-        from .coco_export import image_root, placeholder_category, read_coco_export
+        from .coco_export import cvat_crowd_masks, image_root, placeholder_category, read_coco_export
 
-        if placeholder_category(parsed) is None:
+        if placeholder_category(parsed) is None and not cvat_crowd_masks(parsed):
             return src, Path(images) if images else image_root(parsed, src), None
         data, root, changes = read_coco_export(src, parsed)
         root = Path(images) if images else root

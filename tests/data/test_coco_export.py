@@ -119,3 +119,54 @@ def test_real_label_studio_coco_export(tmp_path, capsys):
     assert main(["convert-dataset", str(json_export), "--out", str(tmp_path / "from_json.json")]) == 0
     from_json = dict(converted_masks(read_json(tmp_path / "from_json.json"))["test_image1.jpg"])
     assert got[0][1].sum() > 100 and np.array_equal(got[0][1], from_json["polygon_label"])
+
+
+def _cvat_brush_export(tmp_path, attributes: bool):
+    """The real CVAT COCO export (fixtures/cvat) with its first polygon redrawn as CVAT writes a
+    brush mask: an uncompressed RLE (column-major runs) with iscrowd 1. `attributes`: whether
+    annotations keep CVAT's `attributes` (with `occluded`)."""
+    path = copy_fixture("cvat", "instances_default.json", tmp_path / "task" / "annotations")
+    raw = read_json(path)
+    (image,) = raw["images"]
+    h, w = image["height"], image["width"]
+    blank_image(tmp_path / "task" / "images" / image["file_name"], h, w)
+    truth = polygon_mask(raw["annotations"][0]["segmentation"], h, w)
+    flat = truth.T.ravel()  # column-major, as COCO's RLE runs
+    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = ([0] if flat[0] else []) + np.diff(bounds).tolist()  # runs start with background
+    raw["annotations"][0] = {**raw["annotations"][0], "iscrowd": 1, "segmentation": {"counts": counts, "size": [h, w]}}
+    if not attributes:
+        raw["annotations"] = [{k: v for k, v in a.items() if k != "attributes"} for a in raw["annotations"]]
+    path.write_text(json.dumps(raw))
+    return path, truth
+
+
+def test_cvat_brush_masks_marked_crowd_become_objects(tmp_path):
+    """CVAT's COCO export writes each brush mask as a crowd RLE: training would leave it out.
+    The on-the-fly conversion makes it an object, its mask pixel for pixel the drawn one."""
+    from maskrcnn.data.formats import as_coco_file
+
+    path, truth = _cvat_brush_export(tmp_path, attributes=True)
+    out, root, note = as_coco_file(path, None, tmp_path / "cache")
+    assert "1 mask annotations iscrowd 1 -> 0" in note and root == tmp_path / "task" / "images"
+    got, _ = _dataset_masks(out, root)
+    assert len(got) == 5 and np.array_equal(got[0][1], truth) and truth.sum() > 1000
+
+
+def test_crowd_regions_outside_cvat_stay_crowd_and_check_data_says_so(tmp_path):
+    """Without CVAT's attributes an iscrowd 1 RLE is a crowd region, as COCO defines it: left out
+    of training; check-data warns when crowd regions outnumber the objects."""
+    from maskrcnn.data.check import check_dataset
+    from maskrcnn.data.formats import as_coco_file
+
+    path, _ = _cvat_brush_export(tmp_path, attributes=False)
+    raw = read_json(path)
+    raw["annotations"] = [{**a, "iscrowd": 1} for a in raw["annotations"][:3]] + raw["annotations"][3:]
+    path.write_text(json.dumps(raw))
+    out, root, note = as_coco_file(path, None, tmp_path / "cache")
+    assert out == path and note is None  # a plain COCO file, used as it is
+    got, _ = _dataset_masks(out, root)
+    assert len(got) == 2
+    result, _ = check_dataset(out, root, 800, 1333, 32)
+    assert result.stats["crowd_regions"] == 3 and result.stats["instances"] == 2
+    assert any("3 annotations are crowd regions (iscrowd 1) and only 2 are objects" in w for w in result.warnings)
