@@ -270,6 +270,9 @@ class SolverConfig:
     eval_period: int = 0  # 0 = only at the end
     log_period: int = 20  # log losses every this many steps
     seed: int = 0  # seeds weights, data order, augmentation and sampling
+    # > 0: evaluations and model_best.pt / model_final.pt use an exponential moving average of the
+    # weights with this decay, ramped up over the first steps (training/weight_average.py)
+    ema_decay: float = 0.0
 
 
 @dataclass

@@ -27,7 +27,7 @@ AT_LEAST_ONE = {
 POSITIVE = {"pixel_std", "pixel_scale", "aspect_ratios", "box_weights", "base_lr", "gamma",
             "warmup_factor", "repeat_threshold"}  # fmt: skip
 # probabilities, IoU and score thresholds, fractions: in [0, 1]
-UNIT = {"hflip_prob", "nms_thresh", "score_thresh", "fg_iou_thresh", "bg_iou_thresh",
+UNIT = {"hflip_prob", "ema_decay", "nms_thresh", "score_thresh", "fg_iou_thresh", "bg_iou_thresh",
         "positive_fraction", "momentum", "warmup_factor", "repeat_threshold"}  # fmt: skip
 # (low, high) inclusive, by dotted key
 BETWEEN = {"model.backbone.freeze_at": (0, 5)}

@@ -45,6 +45,7 @@ from .recipes import RECIPES, resolve_solver
 from .determinism import deterministic_mode
 from .solver import build_optimizer, build_scheduler
 from .train_log import TrainLog
+from .weight_average import WeightAverage
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -60,6 +61,9 @@ class Trainer:
                  device: torch.device, hooks: tuple = (), plan: BudgetPlan | None = None):  # fmt: skip
         self.model, self.optimizer, self.scheduler, self.plan = model, optimizer, scheduler, plan
         self.loader, self.cfg, self.device, self.hooks = loader, cfg, device, list(hooks)
+        # solver.ema_decay > 0: evaluations and saved models use an average of the weights
+        decay = cfg.solver.ema_decay
+        self.average = WeightAverage(distributed.unwrap(model), decay) if decay > 0 else None
         self.amp_dtype = amp_dtype(cfg.solver, device)
         # Only fp16 has a range narrow enough to need loss scaling; disabled, the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
@@ -165,6 +169,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(distributed.unwrap(self.model))
+
+    def inference_weights(self):
+        """A block in which the model holds the weights inference uses: the average with
+        solver.ema_decay, else its own."""
+        model = distributed.unwrap(self.model)
+        return self.average.applied(model) if self.average is not None else nullcontext(model)
 
     def _checked_mean(self, loss_dict: dict) -> dict[str, float]:
         """Losses averaged over processes; every process sees the same values, so a non-finite
@@ -185,8 +197,10 @@ class Trainer:
     def state_dict(self) -> dict:
         """What a checkpoint holds to resume exactly: model, optimizer, scheduler and grad-scaler states,
         completed iterations, training seconds so far (`elapsed`, `budget_used`), the config as a
-        dict, and the RNG states; all loadable with `torch.load(weights_only=True)`."""
-        return {
+        dict, the RNG states and the weight average (with solver.ema_decay); all loadable with
+        `torch.load(weights_only=True)`."""
+        average = {"weight_average": self.average.state_dict()} if self.average is not None else {}
+        return {**average,
             "model": distributed.unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -209,6 +223,11 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
+        if self.average is not None:
+            if "weight_average" not in state:
+                raise ConfigError(f"{source} was written without solver.ema_decay; resume it with "
+                                  "solver.ema_decay=0")
+            self.average.load_state_dict(state["weight_average"])
         self.iter = int(state["iter"])
         self.elapsed = float(state.get("elapsed", 0.0))
         if self.plan is not None:
@@ -342,11 +361,11 @@ class EvalHook:
         if not self._due(trainer):
             return
         start = time.perf_counter()
-        model = distributed.unwrap(trainer.model)
-        model.eval()
-        with torch.no_grad():
-            metrics = self.evaluate(model)
-        model.train()
+        with trainer.inference_weights() as model:
+            model.eval()
+            with torch.no_grad():
+                metrics = self.evaluate(model)
+            model.train()
         if trainer.plan is not None:
             trainer.plan.keep_for_final_eval(time.perf_counter() - start)
         self.log.scalars(trainer.iter, metrics, "val", trainer.elapsed)
@@ -364,10 +383,11 @@ class EvalHook:
 
 
 def weights_only_state(trainer: Trainer) -> dict:
-    """What inference needs of the run (model_final.pt, model_best.pt): the model's state dict,
-    the config as a dict and the iteration."""
-    return {"model": distributed.unwrap(trainer.model).state_dict(),
-            "config": to_dict(trainer.cfg), "iter": trainer.iter}  # fmt: skip
+    """What inference needs of the run (model_final.pt, model_best.pt): the model's state dict
+    (the weight average with solver.ema_decay), the config as a dict and the iteration."""
+    model = distributed.unwrap(trainer.model)
+    weights = trainer.average.model_state(model) if trainer.average is not None else model.state_dict()
+    return {"model": weights, "config": to_dict(trainer.cfg), "iter": trainer.iter}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,6 +427,8 @@ def _solver_problems(s, device: torch.device, world_size: int):
                  "time_budget", "budget_evals", "early_stop_patience"):
         if getattr(s, name) < 0:
             yield f"solver.{name} must be >= 0"
+    if not 0 <= s.ema_decay < 1:
+        yield f"solver.ema_decay={s.ema_decay} must be in [0, 1) (0: no weight average)"
     if s.base_lr <= 0:
         yield "solver.base_lr must be positive"
     if s.ims_per_batch % world_size:
