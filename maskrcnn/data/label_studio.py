@@ -9,10 +9,14 @@ percentages of the original image size:
   the top-left corner -> a polygon;
 - `brushlabels`: `value.rle`, Label Studio's own RLE of the RGBA canvas (`label_studio_rle.py`)
   -> a mask;
+- `ellipselabels`: `value.x, y` the centre, `radiusX` (% of the width), `radiusY` (% of the
+  height), turned by `rotation` degrees clockwise about the centre -> a mask. (Label Studio's
+  documentation calls `x, y` the top-left corner; its editor draws the ellipse centred there and
+  gives it the box x +- radiusX, y +- radiusY.)
 - the class is the first of the `...labels` list; a config with a separate `<Labels>` tag writes
   a `labels` result with the same `id` as the shape's `polygon` / `rectangle` / `brush` result: the
-  two are joined. Other result types (ellipses, keypoints, choices, text, `relation`s between
-  regions, ...) are skipped and counted.
+  two are joined. Other result types (keypoints, choices, text, `relation`s between regions, ...)
+  are skipped and counted.
 The image: `data.image` is an upload URL (`/data/upload/<project>/<hash>-<name>`), a local-files URL
 (`/data/local-files/?d=<path>`) or a web URL. It is looked for, inside the json's folder only
 (`safe_paths`), at the `?d=` path, then by file name in the folder and its `images/` subfolder,
@@ -30,12 +34,13 @@ import numpy as np
 
 from ..errors import DatasetError
 from .coco import load_json_file
-from .coco_builder import CocoBuilder
+from .coco_builder import CocoBuilder, ellipse_mask
 from .images import image_size
 from .label_studio_rle import decode_brush
 from .safe_paths import path_inside, relative_name
 
-_SHAPES = {"polygon": "polygonlabels", "rectangle": "rectanglelabels", "brush": "brushlabels"}
+_SHAPES = {"polygon": "polygonlabels", "rectangle": "rectanglelabels", "brush": "brushlabels",
+           "ellipse": "ellipselabels"}  # fmt: skip
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
@@ -98,7 +103,7 @@ def _joined_results(results: list, where: str) -> dict:
 
 def _joined_type(first: dict, second: dict) -> str:
     """The type of a shape result joined with its `labels` result: the shape's ('polygon'), or,
-    for a shape this module skips ('ellipse', 'keypoint'), the type that is not 'labels'."""
+    for a shape this module skips ('keypoint', 'choices'), the type that is not 'labels'."""
     pair = (first, second)
     return (next((_shape_type(r) for r in pair if _shape_type(r)), None)
             or next((r.get("type") for r in pair if r.get("type") != "labels"), "labels"))
@@ -126,6 +131,8 @@ def _add_result(builder: CocoBuilder, image_id: int, result: dict, size, where: 
             builder.add_polygons(image_id, names[0], [polygon], where)
         elif kind == "rectangle":
             builder.add_polygons(image_id, names[0], [_rectangle(value, width, height)], where)
+        elif kind == "ellipse":
+            builder.add_mask(image_id, names[0], _ellipse(value, height, width), where)
         else:
             builder.add_mask(image_id, names[0], decode_brush(value.get("rle"), height, width, where),
                              where)
@@ -143,6 +150,13 @@ def _rectangle(value: dict, width: int, height: int) -> list[float]:
     cos, sin = math.cos(angle), math.sin(angle)
     corners = [(0, 0), (w, 0), (w, h), (0, h)]
     return [v for dx, dy in corners for v in (x + dx * cos - dy * sin, y + dx * sin + dy * cos)]
+
+
+def _ellipse(value: dict, height: int, width: int) -> np.ndarray:
+    """(H, W) bool: the ellipse's pixels (centre x, y; radii in percent of width and height)."""
+    return ellipse_mask(height, width, float(value["x"]) * width / 100, float(value["y"]) * height / 100,
+                        float(value["radiusX"]) * width / 100, float(value["radiusY"]) * height / 100,
+                        math.radians(float(value.get("rotation", 0))))
 
 
 def _find_image(task: dict, path: Path, where: str) -> Path:

@@ -116,7 +116,7 @@ def _corners(value, w, h):
 
 def test_editor_example_with_brush_relations_and_joined_labels(tmp_path, capsys):
     """The Label Studio editor's own example annotation (examples/image_tools): a brush stroke the
-    editor encoded, rectangles, an ellipse, keypoints and a polygon whose classes are separate
+    editor encoded, rectangles, an ellipse (a mask), keypoints and a polygon whose classes are separate
     `labels` results, 2 rectanglelabels and 2 `relation` results (no 'value'). The brush must
     equal Label Studio's own decoder's mask (alpha >= 128, stored as COCO RLE); the polygons
     pycocotools' rasterisation of the raw percent coordinates."""
@@ -135,17 +135,23 @@ def test_editor_example_with_brush_relations_and_joined_labels(tmp_path, capsys)
     blank_image(tmp_path / data["image"].rsplit("/", 1)[1], h, w)  # found by the URL's file name
     out = tmp_path / "coco.json"
     assert main(["convert-dataset", str(tmp_path / "export.json"), "--out", str(out)]) == 0
-    assert ("1 x Label Studio ellipse, 3 x Label Studio keypoint, 2 x Label Studio relation"
-            in capsys.readouterr().err)
+    assert "3 x Label Studio keypoint, 2 x Label Studio relation" in capsys.readouterr().err
     labels = {r["id"]: r["value"]["labels"][0] for r in results if r["type"] == "labels"}
     expected = []  # (class, truth) in the order of the raw results
-    for r in (r for r in results if r["type"] in ("rectangle", "rectanglelabels", "polygon", "brush")):
+    for r in (r for r in results if r["type"] in ("rectangle", "rectanglelabels", "polygon", "brush", "ellipse")):
         name = labels.get(r["id"]) or r["value"].get("rectanglelabels", [None])[0]
         if r["type"] in ("rectangle", "rectanglelabels"):
             expected.append((name, polygon_mask([_corners(r["value"], w, h)], h, w)))
         elif r["type"] == "polygon":
             points = [v for x, y in r["value"]["points"] for v in (x * w / 100, y * h / 100)]
             expected.append((name, polygon_mask([points], h, w)))
+        elif r["type"] == "ellipse":  # unrotated: pixel centres inside, about the centre x, y
+            v = r["value"]
+            assert v["rotation"] == 0
+            ys, xs = np.mgrid[0:h, 0:w] + 0.5
+            inside = (((xs - v["x"] * w / 100) / (v["radiusX"] * w / 100)) ** 2
+                      + ((ys - v["y"] * h / 100) / (v["radiusY"] * h / 100)) ** 2) <= 1
+            expected.append((name, inside))
         else:  # brush
             from pycocotools import mask as mask_utils
 
@@ -153,7 +159,7 @@ def test_editor_example_with_brush_relations_and_joined_labels(tmp_path, capsys)
             expected.append((name, truth))
     got = converted_masks(read_json(out))[data["image"].rsplit("/", 1)[1]]
     assert [n for n, _ in got] == [n for n, _ in expected] == (
-        ["Moonwalker", "Moonwalker", "Planet", "Planet", "Moonwalker", "Planet"])
+        ["Moonwalker", "Moonwalker", "Moonwalker", "Planet", "Planet", "Moonwalker", "Planet"])
     for (_, mask), (_, truth) in zip(got, expected):
         assert truth.sum() > 50_000 and np.array_equal(mask, truth)
 
@@ -175,3 +181,25 @@ def test_real_export_with_rectangle_polygon_and_keypoints(tmp_path, capsys):
     for (_, mask), truth in zip(got, (polygon_mask([_corners(rect, 500, 320)], 320, 500),
                                       polygon_mask([points], 320, 500))):
         assert truth.sum() > 100 and np.array_equal(mask, truth)
+
+
+def test_ellipse_turns_clockwise_about_its_centre(tmp_path):
+    """Label Studio's editor draws an ellipse centred at x, y and turns it `rotation` degrees
+    clockwise on screen (Konva's convention, y down): at 45 degrees the long axis runs from the
+    top left to the bottom right. Radii are percent of the width and of the height."""
+    blank_image(tmp_path / "a.png", 50, 200)  # 1 % = 2 px across, 0.5 px down
+    value = {"x": 25, "y": 50, "radiusX": 10, "radiusY": 8, "rotation": 45}  # 20 x 4 px radii
+    results = [{"id": "e", "type": "ellipselabels", "original_width": 200, "original_height": 50,
+                "value": {**value, "ellipselabels": ["cell"]}},
+               {"id": "f", "type": "ellipselabels", "original_width": 200, "original_height": 50,
+                "value": {**value, "x": 75, "rotation": 90, "ellipselabels": ["cell"]}}]
+    (tmp_path / "export.json").write_text(json.dumps([_task(results)]))
+    out = tmp_path / "coco.json"
+    assert main(["convert-dataset", str(tmp_path / "export.json"), "--out", str(out)]) == 0
+    (_, turned), (_, upright) = converted_masks(read_json(out))["a.png"]
+    # centre (50, 25) px; 12 px along the long axis: down-right and up-left inside, the others out
+    assert turned[25 + 8, 50 + 8] and turned[25 - 9, 50 - 9]
+    assert not turned[25 - 9, 50 + 8] and not turned[25 + 8, 50 - 9]
+    # at 90 degrees the 20 px radius runs down the image and the 4 px one across
+    ys, xs = np.mgrid[0:50, 0:200] + 0.5
+    assert np.array_equal(upright, ((xs - 150) / 4) ** 2 + ((ys - 25) / 20) ** 2 <= 1)
