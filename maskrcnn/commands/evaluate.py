@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..cli import add_set_option, add_tta_option, tta_overrides
 from ..config import parse_overrides
+from ..data import formats
 from ..evaluation.evaluator import evaluate_model, evaluate_results_file, format_table
 from ..evaluation.lvis_eval import MAX_DETS, evaluate_lvis, import_lvis
 from ..errors import UserError
@@ -20,7 +21,9 @@ def add_parser(subparsers, name: str) -> None:
         name, help="COCO bbox/segm/keypoints metrics; writes results.json and metrics.json",
         description="Either --results RESULTS.json (score existing detections) or "
                     "--model PRESET [--weights FILE] --images DIR (run a model first).")
-    parser.add_argument("--data", required=True, help="COCO ground-truth annotation json")
+    parser.add_argument("--data", required=True,
+                        help="ground truth: a COCO json or any export convert-dataset reads "
+                             "(converted into OUT/data/gt)")
     parser.add_argument("--out", required=True, help="folder for results.json and metrics.json")
     parser.add_argument("--results", help="COCO results json to score (no model)")
     parser.add_argument("--model", help="model preset name, e.g. maskrcnn_r50_fpn")
@@ -48,13 +51,15 @@ def add_parser(subparsers, name: str) -> None:
 
 def run(args) -> int:
     """`maskrcnn eval`: score `--results` (a COCO results json) or run `--model` over the `--images`
-    of the ground truth `--data`, then write OUT/results.json and OUT/metrics.json (COCO bbox /
+    of the ground truth `--data` (a COCO json, or a labelling tool's export converted as `train`
+    converts it), then write OUT/results.json and OUT/metrics.json (COCO bbox /
     segm / keypoints AP as fractions 0..1) and print the table; with `--format cityscapes` or
     `lvis` also the official benchmark's numbers, with `--report` the per-class report and
     report.html. Returns 0, or 1 when some images could not be read (they are left out and named).
 
     Raises:
-        UserError: neither or both of `--results` and `--model`, `--model` without `--images`,
+        UserError: neither or both of `--results` and `--model`, `--model` without `--images`
+            (LVIS; for COCO ground truth the image folder is found as `train` finds it),
             `--format cityscapes` without `--images`, a missing lvis package, unreadable inputs.
     """
     if bool(args.results) == bool(args.model):
@@ -62,6 +67,8 @@ def run(args) -> int:
     if args.format == "cityscapes" and not args.images:
         raise UserError("--format cityscapes needs --images CITYSCAPES_ROOT (with gtFine/ and leftImg8bit/)")
     check_output_dir(args.out)
+    if args.format == "coco":
+        formats.use_exports(args, Path(args.out) / "data", data_name="gt")  # any tool's export -> COCO
     failed = []
     if args.format == "lvis":
         import_lvis()  # before any work: the package must be there

@@ -202,9 +202,10 @@ def as_coco_file(src, images, cache_dir) -> tuple[Path, Path | None, str | None]
     return out, root, f"{note}; converted to {out} (images from {root})"
 
 
-def use_exports(args, cache_dir) -> None:
+def use_exports(args, cache_dir, data_name: str = "train") -> None:
     """Point `args.data` / `args.images` (and `args.val_data` / `args.val_images` when present)
-    at COCO files, converting any other export into `cache_dir`; prints what it converted."""
+    at COCO files, converting any other export into `cache_dir` (/ `data_name` or / val); prints
+    what it converted."""
     pairs = [("data", "images"), ("val_data", "val_images")]
     for data_key, images_key in pairs:
         src = getattr(args, data_key, None)
@@ -212,7 +213,7 @@ def use_exports(args, cache_dir) -> None:
             continue
         if not Path(src).exists():
             raise DatasetError(f"{src}: annotation file or dataset folder not found (--{data_key.replace('_', '-')})")
-        name = "val" if data_key == "val_data" else "train"
+        name = "val" if data_key == "val_data" else data_name
         ann, images, note = as_coco_file(src, getattr(args, images_key, None), Path(cache_dir) / name)
         if note:
             print(note)
